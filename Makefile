@@ -1,0 +1,51 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up what it needs, once.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+
+# Everything Airflow writes stays inside the checkout.
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+
+.PHONY: venv demo test lint typecheck unit bench lock clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock requirements.txt requirements-dev.txt
+	@echo "==> setting up $(VENV) (uv $(UV_VERSION), pinned by requirements.lock)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.txt -c requirements.lock
+	@printf "%s\n" "$(CURDIR)/plugins" "$(CURDIR)/emulator" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/gpuflow-plugins.pth"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: venv
+	$(BIN)/python -m gpuflow plan --accelerator H100 --count 8 --capacity spot
+
+test: venv lint typecheck unit
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest
+
+bench: venv
+	$(BIN)/python bench/planner_bench.py
+
+# Re-resolve requirements.lock from requirements-dev.txt (needs the package registry).
+lock: venv
+	$(BIN)/uv pip compile --quiet --python $(BIN)/python requirements-dev.txt -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .airflow .mypy_cache .pytest_cache .ruff_cache
