@@ -1,0 +1,7 @@
+"""``python -m gpuflow``: see ``gpuflow.cli``."""
+
+import sys
+
+from gpuflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,124 @@
+"""Accelerator models: canonical names, aliases, nominal memory and the Kubernetes resource they consume.
+
+Catalogs spell the same chip differently ("A100-80GB", "a100_80gb", "nvidia-a100-80gb") and state its
+memory in GB or GiB. Everything downstream compares canonical names and the nominal memory below, so a
+request for "24 GiB per GPU" matches an AWS L4 (catalogued as 22.35) and a GCP L4 (catalogued as 24) alike.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AcceleratorModel:
+    """A chip as sold: its canonical name, memory variants (GB as marketed) and Kubernetes resource."""
+
+    name: str
+    memory_gib: tuple[float, ...]
+    resource: str = "nvidia.com/gpu"
+    aliases: tuple[str, ...] = ()
+
+
+NVIDIA = "nvidia.com/gpu"
+AMD = "amd.com/gpu"
+NEURON = "aws.amazon.com/neuron"
+TPU = "google.com/tpu"
+
+# Nominal memory per device, first figure the usual one. Sources: the vendors' data sheets.
+MODELS: tuple[AcceleratorModel, ...] = (
+    AcceleratorModel("B300", (288,)),
+    AcceleratorModel("B200", (180, 192)),
+    AcceleratorModel("H200", (141,)),
+    AcceleratorModel("H100", (80, 94), aliases=("h100-80gb", "h100-sxm", "h100-pcie", "h100-nvl")),
+    AcceleratorModel("H100-MEGA", (80,), aliases=("h100-mega-80gb",)),
+    AcceleratorModel("A100-80GB", (80,), aliases=("a100-80g", "a100-sxm4-80gb")),
+    AcceleratorModel("A100", (40,), aliases=("a100-40gb", "a100-40g", "a100-sxm4-40gb")),
+    AcceleratorModel("L40S", (48,)),
+    AcceleratorModel("L4", (24,)),
+    AcceleratorModel("A10G", (24,)),
+    AcceleratorModel("A10", (24,)),
+    AcceleratorModel("T4", (16,), aliases=("tesla-t4",)),
+    AcceleratorModel("V100-32GB", (32,), aliases=("v100-32g",)),
+    AcceleratorModel("V100", (16,), aliases=("v100-16gb", "tesla-v100")),
+    AcceleratorModel("P100", (16,)),
+    AcceleratorModel("P4", (8,)),
+    AcceleratorModel("M60", (8,)),
+    AcceleratorModel("MI300X", (192,), resource=AMD),
+    AcceleratorModel("MI25", (16,), resource=AMD),
+    AcceleratorModel("Inferentia2", (32,), resource=NEURON, aliases=("inf2",)),
+    AcceleratorModel("Trainium", (32,), resource=NEURON, aliases=("trn1", "trainium1")),
+    AcceleratorModel("Trainium2", (96,), resource=NEURON, aliases=("trn2",)),
+)
+
+# Catalogued memory within this fraction of a nominal figure is that figure (GB vs GiB, rounding).
+MEMORY_TOLERANCE = 0.10
+
+_TPU_NAME = re.compile(r"^tpu-v[0-9a-z]+-[0-9]+$")
+_BY_KEY: dict[str, AcceleratorModel] = {
+    spelling.lower(): model for model in MODELS for spelling in (model.name, *model.aliases)
+}
+
+
+def _key(name: str) -> str:
+    """Case, separators and a vendor prefix do not distinguish accelerators."""
+    key = re.sub(r"[\s_]+", "-", name.strip().lower())
+    return key.removeprefix("nvidia-").removeprefix("amd-")
+
+
+def model_for(name: str) -> AcceleratorModel | None:
+    """The known model of a catalog or user spelling, or None (TPU slices and unknown chips)."""
+    return _BY_KEY.get(_key(name))
+
+
+def is_tpu(name: str) -> bool:
+    """TPU slices are catalogued by slice name (``tpu-v5litepod-8``) with one "accelerator" per row."""
+    return bool(_TPU_NAME.match(_key(name)))
+
+
+def canonical_name(name: str) -> str:
+    """The canonical spelling of a catalog accelerator name (unknown names keep theirs, trimmed)."""
+    model = model_for(name)
+    if model is not None:
+        return model.name
+    key = _key(name)
+    return _tpu_alias(key) if is_tpu(key) else name.strip()
+
+
+def _tpu_alias(key: str) -> str:
+    """Google calls v5e "v5litepod" in its SKUs; accept either."""
+    return key.replace("tpu-v5e-", "tpu-v5litepod-")
+
+
+def resolve(name: str, known: Iterable[str]) -> str | None:
+    """The canonical name among ``known`` (the catalog's accelerators) that ``name`` denotes, if any."""
+    candidate = canonical_name(name)
+    lowered = {k.lower(): k for k in known}
+    return lowered.get(candidate.lower())
+
+
+def suggestions(name: str, known: Iterable[str]) -> list[str]:
+    """Close spellings for an unknown accelerator, for the error message."""
+    names = sorted(set(known))
+    by_lower = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(_key(name), list(by_lower), n=3, cutoff=0.6)
+    return [by_lower[c] for c in close]
+
+
+def resource_name(accelerator: str) -> str:
+    """The Kubernetes extended resource a pod requests for this accelerator."""
+    if is_tpu(accelerator):
+        return TPU
+    model = model_for(accelerator)
+    return model.resource if model is not None else NVIDIA
+
+
+def nominal_memory(model: AcceleratorModel, catalogued_gib: float) -> float | None:
+    """The nominal memory that a catalogued figure stands for, or None if it contradicts the model."""
+    for nominal in model.memory_gib:
+        if abs(catalogued_gib - nominal) <= MEMORY_TOLERANCE * nominal:
+            return nominal
+    return None

@@ -1,0 +1,12 @@
+"""Where the operator's configuration comes from, when it is not given explicitly."""
+
+from __future__ import annotations
+
+import os
+
+CATALOG_ENV = "GPUFLOW_CATALOG"
+
+
+def catalog_source() -> str | None:
+    """The catalog path or URI set by the operator (``GPUFLOW_CATALOG``), or None for the shipped one."""
+    return os.environ.get(CATALOG_ENV) or None

@@ -1,0 +1,152 @@
+"""Planner behaviour on the real catalog: choice, fallbacks, filters and their explanations."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gpuflow.core.catalog import CapacityType, Catalog
+from gpuflow.core.errors import RequestError, UnsatisfiableRequest
+from gpuflow.core.planner import plan
+from gpuflow.core.request import Block, CapacityPreference, PlanRequest
+
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
+
+
+def test_h100x8_spot_is_the_cheapest_valid_spot_offer(catalog: Catalog) -> None:
+    result = plan(PlanRequest(accelerator="H100", count=8, capacity=CapacityPreference.SPOT), catalog, now=NOW)
+    spot_prices = [
+        o.spot_usd for o in catalog.offers if o.accelerator == "H100" and o.accelerator_count == 8 and o.spot_usd
+    ]
+    assert result.chosen.offer.spot_usd == min(spot_prices)
+    assert result.chosen.capacity_type is CapacityType.SPOT
+
+
+def test_same_request_gives_the_same_plan(catalog: Catalog) -> None:
+    request = PlanRequest.from_mapping({"accelerator": "A10G", "capacity": "spot-then-on-demand"})
+    assert plan(request, catalog, now=NOW).to_dict() == plan(request, catalog, now=NOW).to_dict()
+
+
+def test_rejection_counts_add_up_to_every_option_considered(catalog: Catalog) -> None:
+    request = PlanRequest.from_mapping({"accelerator": "L4", "capacity": "spot-then-on-demand", "regions": "us-*"})
+    result = plan(request, catalog, now=NOW)
+    assert result.candidates + sum(result.rejected.values()) == 2 * len(catalog.offers)
+    assert result.rejected["regions"] > 0
+
+
+def test_fallbacks_cover_other_regions_before_a_second_zone_of_any_region(catalog: Catalog) -> None:
+    request = PlanRequest.from_mapping({"accelerator": "T4", "max_fallbacks": 20})
+    result = plan(request, catalog, now=NOW)
+    regions = [(c.offer.cloud, c.offer.region) for c in (result.chosen, *result.fallbacks)]
+    assert len(set(regions)) == len(regions) == 21
+    prices = [c.hourly_usd for c in (result.chosen, *result.fallbacks)]
+    assert prices == sorted(prices)
+
+
+def test_a_region_with_many_zones_repeats_only_after_every_region_had_a_turn(catalog: Catalog) -> None:
+    request = PlanRequest.from_mapping({"accelerator": "H100", "count": 8, "clouds": "gcp", "regions": "us-*"})
+    result = plan(request, catalog, now=NOW)
+    regions = [c.offer.region for c in (result.chosen, *result.fallbacks)]
+    distinct = len(set(regions))
+    assert len(set(regions[:distinct])) == distinct
+    assert len(regions) > distinct
+
+
+def test_spot_then_on_demand_lists_every_spot_option_before_on_demand(catalog: Catalog) -> None:
+    request = PlanRequest.from_mapping(
+        {"accelerator": "H100", "count": 8, "clouds": "azure", "capacity": "spot-then-on-demand", "max_fallbacks": 32}
+    )
+    result = plan(request, catalog, now=NOW)
+    kinds = [c.capacity_type for c in (result.chosen, *result.fallbacks)]
+    assert kinds[0] is CapacityType.SPOT
+    assert CapacityType.ON_DEMAND in kinds
+    assert kinds == sorted(kinds, key=[CapacityType.SPOT, CapacityType.ON_DEMAND].index)
+
+
+def test_spot_estimate_includes_the_preemption_allowance(catalog: Catalog) -> None:
+    request = PlanRequest.from_mapping(
+        {"accelerator": "L4", "capacity": "spot", "spot_allowance": 0.5, "estimated_hours": 10}
+    )
+    result = plan(request, catalog, now=NOW)
+    assert result.estimated_total_usd == pytest.approx(result.chosen.hourly_usd * 1.5 * 10)
+
+
+def test_multi_node_pools_are_priced_per_pool(catalog: Catalog) -> None:
+    one = plan(PlanRequest(accelerator="A100-80GB", count=8), catalog, now=NOW)
+    four = plan(PlanRequest(accelerator="A100-80GB", count=8, nodes=4), catalog, now=NOW)
+    assert four.chosen.offer == one.chosen.offer
+    assert four.chosen.hourly_usd == pytest.approx(4 * one.chosen.hourly_usd)
+
+
+def test_active_blocks_remove_offers_and_expired_ones_do_not(catalog: Catalog) -> None:
+    request = PlanRequest(accelerator="H100", count=8)
+    first = plan(request, catalog, now=NOW).chosen.offer
+    blocked = Block(first.cloud, region=first.region, expires_at=NOW + timedelta(minutes=30))
+    replanned = plan(PlanRequest(accelerator="H100", count=8, blocked=(blocked,)), catalog, now=NOW)
+    assert (replanned.chosen.offer.cloud, replanned.chosen.offer.region) != (first.cloud, first.region)
+    assert replanned.rejected["blocked"] >= 1
+    later = plan(PlanRequest(accelerator="H100", count=8, blocked=(blocked,)), catalog, now=NOW + timedelta(hours=1))
+    assert later.chosen.offer == first
+
+
+def test_a_cloud_wide_block_removes_the_whole_cloud(catalog: Catalog) -> None:
+    result = plan(PlanRequest(accelerator="H100", count=8, blocked=(Block("gcp"),)), catalog, now=NOW)
+    assert all(c.offer.cloud != "gcp" for c in (result.chosen, *result.fallbacks))
+
+
+def test_unsatisfiable_hourly_cap_names_the_cap_and_the_cheapest_price(catalog: Catalog) -> None:
+    with pytest.raises(UnsatisfiableRequest) as info:
+        plan(PlanRequest(accelerator="H100", count=8, max_hourly_usd=40), catalog, now=NOW)
+    assert str(info.value) == "80 offers match H100x8 but all cost more than max_hourly_usd=40; cheapest is 43.07"
+
+
+def test_unsatisfiable_budget_names_the_budget_and_the_cheapest_estimate(catalog: Catalog) -> None:
+    request = PlanRequest(accelerator="H100", count=8, budget_usd=100, estimated_hours=10)
+    with pytest.raises(UnsatisfiableRequest, match=r"budget_usd=100 over estimated_hours=10; cheapest estimate is"):
+        plan(request, catalog, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"accelerator": "H100", "count": 3}, "no offer of H100 has count=3; offered counts: [1, 2, 4, 8]"),
+        ({"min_memory_gib": 500}, "no accelerator has min_memory_gib>=500; the largest is B300 with 288 GiB"),
+        ({"accelerator": "H100", "min_memory_gib": 90, "clouds": "gcp"}, "none is on clouds=['gcp']"),
+        ({"accelerator": "H100", "min_memory_gib": 90, "regions": "mars-*"}, "none is in regions=['mars-*']"),
+        ({"accelerator": "H100", "min_memory_gib": 100}, "none has min_memory_gib>=100"),
+    ],
+)
+def test_unsatisfiable_requests_say_which_filter_removed_the_last_offers(
+    catalog: Catalog, fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(UnsatisfiableRequest, match=re.escape(message)):
+        plan(PlanRequest.from_mapping(fields), catalog, now=NOW)
+
+
+def test_unknown_accelerator_is_a_request_error_with_suggestions(catalog: Catalog) -> None:
+    with pytest.raises(RequestError, match="did you mean H100"):
+        plan(PlanRequest(accelerator="H10"), catalog, now=NOW)
+
+
+def test_memory_request_spans_accelerator_models(catalog: Catalog) -> None:
+    result = plan(PlanRequest(min_memory_gib=80, max_fallbacks=32), catalog, now=NOW)
+    options = (result.chosen, *result.fallbacks)
+    assert all((c.offer.memory_gib or 0) >= 80 for c in options)
+    assert len({c.offer.accelerator for c in options}) > 1
+
+
+def test_suspect_low_tier_choice_carries_a_warning(catalog: Catalog) -> None:
+    result = plan(PlanRequest(accelerator="H100", count=8, clouds=("gcp",)), catalog, now=NOW)
+    assert "suspect-price-tier" in result.chosen.offer.flags
+    assert "priced far below" in result.warnings[0]
+
+
+def test_tpu_placeholder_prices_are_never_chosen(catalog: Catalog) -> None:
+    request = PlanRequest(accelerator="tpu-v6e-1", capacity=CapacityPreference.SPOT, max_fallbacks=32)
+    result = plan(request, catalog, now=NOW)
+    options = (result.chosen, *result.fallbacks)
+    assert all(c.hourly_usd != 700 for c in options)
+    assert "southamerica-west1" not in {c.offer.region for c in options}
+    assert result.rejected["price_unknown"] >= 1
