@@ -1,0 +1,57 @@
+"""Import each DAG file with the network blocked and report its own import time, as JSON on stdout.
+
+Run in a fresh interpreter: ``python -m tests.support.dag_import_probe FILE...``. Airflow and gpuflow are
+imported first so that their one-off cost is not charged to the DAG file; what remains is the file's
+own top-level work, which the scheduler's DAG processor pays on every parse.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+import sys
+import time
+from typing import Any, NoReturn
+
+
+class NetworkAtImportError(RuntimeError):
+    """A DAG file tried to reach the network while being parsed."""
+
+
+def _refuse(*args: Any, **kwargs: Any) -> NoReturn:
+    raise NetworkAtImportError(f"network call at DAG import time: {args[:2]!r}")
+
+
+def block_network() -> None:
+    socket.socket.connect = _refuse  # type: ignore[method-assign]
+    socket.socket.connect_ex = _refuse  # type: ignore[method-assign]
+    socket.create_connection = _refuse
+    socket.getaddrinfo = _refuse
+
+
+def import_seconds(path: str) -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location(f"probe_{abs(hash(path))}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    start = time.perf_counter()
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # any error is the finding
+        return {"seconds": time.perf_counter() - start, "error": f"{type(exc).__name__}: {exc}"}
+    return {"seconds": time.perf_counter() - start, "error": None}
+
+
+def main(paths: list[str]) -> None:
+    import airflow.sdk  # noqa: F401  (the shared baseline, paid once per DAG processor)
+    from airflow.sdk import DAG, Param  # noqa: F401
+
+    import gpuflow.core.planner  # noqa: F401
+
+    block_network()
+    print(json.dumps({path: import_seconds(path) for path in paths}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
