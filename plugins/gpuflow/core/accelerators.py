@@ -8,6 +8,7 @@ request for "24 GiB per GPU" matches an AWS L4 (catalogued as 22.35) and a GCP L
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ def _key(name: str) -> str:
     return key.removeprefix("nvidia-").removeprefix("amd-")
 
 
+@functools.cache
 def model_for(name: str) -> AcceleratorModel | None:
     """The known model of a catalog or user spelling, or None (TPU slices and unknown chips)."""
     return _BY_KEY.get(_key(name))
@@ -79,6 +81,7 @@ def is_tpu(name: str) -> bool:
     return bool(_TPU_NAME.match(_key(name)))
 
 
+@functools.cache
 def canonical_name(name: str) -> str:
     """The canonical spelling of a catalog accelerator name (unknown names keep theirs, trimmed)."""
     model = model_for(name)
@@ -93,11 +96,14 @@ def _tpu_alias(key: str) -> str:
     return key.replace("tpu-v5e-", "tpu-v5litepod-")
 
 
-def resolve(name: str, known: Iterable[str]) -> str | None:
+def resolve(name: str, known: frozenset[str]) -> str | None:
     """The canonical name among ``known`` (the catalog's accelerators) that ``name`` denotes, if any."""
-    candidate = canonical_name(name)
-    lowered = {k.lower(): k for k in known}
-    return lowered.get(candidate.lower())
+    return _lowered(known).get(canonical_name(name).lower())
+
+
+@functools.lru_cache(maxsize=8)
+def _lowered(known: frozenset[str]) -> dict[str, str]:
+    return {k.lower(): k for k in known}
 
 
 def suggestions(name: str, known: Iterable[str]) -> list[str]:

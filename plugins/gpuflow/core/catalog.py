@@ -8,6 +8,7 @@ An offer whose price for a capacity type is unknown is simply not buyable as tha
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import statistics
@@ -141,7 +142,7 @@ class Catalog:
     by_accelerator: dict[str, int] = field(repr=False)
     max_memory_gib: dict[str, float] = field(repr=False)
 
-    @property
+    @functools.cached_property
     def accelerators(self) -> frozenset[str]:
         return frozenset(self.by_accelerator)
 
@@ -245,10 +246,12 @@ def _indexed(info: CatalogInfo, offers: Sequence[Offer], notes: Iterable[RowNote
 
 def _group(key: tuple[str, str, float | None], members: list[Offer]) -> OfferGroup:
     cloud, region, memory = key
-    priced = {}
-    for capacity in CapacityType:
-        entries = sorted((rank_key(o, p), o) for o in members if (p := o.price(capacity)) is not None)
-        priced[capacity] = PricedOffers(prices=tuple(k[0] for k, _ in entries), entries=tuple(entries))
+    on_demand = sorted((rank_key(o, o.on_demand_usd), o) for o in members if o.on_demand_usd is not None)
+    spot = sorted((rank_key(o, o.spot_usd), o) for o in members if o.spot_usd is not None)
+    priced = {
+        CapacityType.ON_DEMAND: PricedOffers(prices=tuple(k[0] for k, _ in on_demand), entries=tuple(on_demand)),
+        CapacityType.SPOT: PricedOffers(prices=tuple(k[0] for k, _ in spot), entries=tuple(spot)),
+    }
     return OfferGroup(cloud=cloud, region=region, memory_gib=memory, size=len(members), priced=priced)
 
 
@@ -261,8 +264,8 @@ def _parse_row(line: int, values: list[str], notes: list[RowNote]) -> Offer | No
     if len(values) != len(COLUMNS):
         note("rejected", f"expected {len(COLUMNS)} fields, found {len(values)}")
         return None
-    (cloud, instance, accel, count_text, mem_text, vcpus, host_mem, od_text, spot_text, region, zone) = (
-        v.strip() for v in values
+    (cloud, instance, accel, count_text, mem_text, vcpus, host_mem, od_text, spot_text, region, zone) = map(
+        str.strip, values
     )
     if cloud not in CLOUDS:
         note("rejected", f"unknown cloud {cloud!r}")

@@ -20,12 +20,12 @@ from gpuflow.core import accelerators
     ],
 )
 def test_spellings_resolve_to_the_catalog_name(spelling: str, canonical: str) -> None:
-    known = {"H100", "A100-80GB", "A100", "Trainium2", "L40S", "tpu-v5litepod-8", "tpu-v5p-8"}
+    known = frozenset({"H100", "A100-80GB", "A100", "Trainium2", "L40S", "tpu-v5litepod-8", "tpu-v5p-8"})
     assert accelerators.resolve(spelling, known) == canonical
 
 
 def test_unknown_accelerator_resolves_to_none_and_gets_suggestions() -> None:
-    known = {"H100", "H200", "A100"}
+    known = frozenset({"H100", "H200", "A100"})
     assert accelerators.resolve("H10", known) is None
     assert "H100" in accelerators.suggestions("H10", known)
 

@@ -1,0 +1,38 @@
+"""A brute-force planner: checks every offer of the catalog naively. The reference the real one must match."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from fnmatch import fnmatchcase
+
+from gpuflow.core import accelerators, cost
+from gpuflow.core.catalog import Catalog
+from gpuflow.core.request import PlanRequest
+
+
+def oracle(request: PlanRequest, catalog: Catalog, now: datetime) -> tuple[int, float] | None:
+    """(capacity rank, effective hourly USD) of the best option, by checking every offer naively."""
+    wanted = accelerators.resolve(request.accelerator, catalog.accelerators) if request.accelerator else None
+    best: tuple[int, float] | None = None
+    for rank, capacity in enumerate(request.capacity.capacity_types):
+        for offer in catalog.offers:
+            price = offer.price(capacity)
+            if (
+                (wanted is not None and offer.accelerator != wanted)
+                or offer.accelerator_count != request.count
+                or (request.min_memory_gib is not None and (offer.memory_gib or 0) < request.min_memory_gib)
+                or offer.cloud not in request.clouds
+                or not any(fnmatchcase(offer.region, p) for p in request.regions)
+                or price is None
+                or any(b.is_active(now) and b.matches(offer, capacity) for b in request.blocked)
+            ):
+                continue
+            hourly = cost.pool_hourly_usd(price, request.nodes)
+            effective = cost.effective_hourly_usd(hourly, capacity, request.spot_allowance)
+            if request.max_hourly_usd is not None and hourly > request.max_hourly_usd:
+                continue
+            if request.budget_usd is not None and effective * request.estimated_hours > request.budget_usd:
+                continue
+            if best is None or (rank, effective) < best:
+                best = (rank, effective)
+    return best
