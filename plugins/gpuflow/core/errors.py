@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 
@@ -30,3 +31,39 @@ class UnsatisfiableRequest(GpuflowError):
     def __init__(self, message: str, rejected: Mapping[str, int]) -> None:
         self.rejected = dict(rejected)
         super().__init__(message)
+
+
+class ErrorKind(StrEnum):
+    """What a cloud's refusal means for what to do next (see ``gpuflow.core.failover``)."""
+
+    CAPACITY = "CAPACITY"  # no machines of that type there now: try elsewhere
+    QUOTA = "QUOTA"  # the account may not have more there: try another region or cloud
+    TRANSIENT = "TRANSIENT"  # throttling, 5xx: the same call may succeed later
+    AUTH = "AUTH"  # credentials or permissions: nothing on that cloud will work this run
+    INVALID = "INVALID"  # the request itself is wrong: stop and show the cloud's message
+    NOT_FOUND = "NOT_FOUND"  # the resource (or its cluster) does not exist
+
+
+class Scope(StrEnum):
+    """How far a failure reaches: the blocks it leads to cover this much."""
+
+    OFFER = "offer"  # this instance type in this zone
+    ZONE = "zone"
+    REGION = "region"
+    CLOUD = "cloud"
+
+
+class CloudError(GpuflowError):
+    """A cloud refused or failed an operation; carries its own code and our reading of it."""
+
+    def __init__(
+        self, *, cloud: str, code: str, kind: ErrorKind, scope: Scope, message: str, resource: str = ""
+    ) -> None:
+        self.cloud = cloud
+        self.code = code
+        self.kind = kind
+        self.scope = scope
+        self.message = message
+        self.resource = resource
+        where = f" ({resource})" if resource else ""
+        super().__init__(f"{cloud} {code} [{kind.value}/{scope.value}]{where}: {message}")

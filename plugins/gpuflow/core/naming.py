@@ -1,0 +1,80 @@
+"""Every resource name and ownership label gpuflow puts on a cloud, derived from the run alone.
+
+Names are a pure function of (dag_id, run_id, offer), so a retried task recomputes the same name (create
+becomes get-or-create) and the janitor can tell which run owns a resource. Each cloud's name rule is data:
+- EKS node group: up to 63 characters, letters, digits, hyphens and underscores, starting alphanumeric
+  (EKS CreateNodegroup API reference).
+- GKE node pool: up to 40 characters, lowercase letters, digits and hyphens, starting with a letter and
+  ending alphanumeric (GKE rejects longer names; Terraform's provider documents the same limit).
+- AKS Linux agent pool: 1 to 12 lowercase letters and digits, starting with a letter (AKS node pool docs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+MANAGED_LABEL = "gpuflow.io/managed"
+DAG_LABEL = "gpuflow.io/dag"
+RUN_LABEL = "gpuflow.io/run"
+EXPIRES_LABEL = "gpuflow.io/expires-at"
+PREFIX = "gf"
+_LABEL_VALUE_MAX = 63
+
+
+@dataclass(frozen=True, slots=True)
+class NameRule:
+    """How long a cloud's pool name may be and whether it may contain hyphens."""
+
+    max_length: int
+    hyphens: bool
+
+
+NAME_RULES = {
+    "aws": NameRule(max_length=63, hyphens=True),
+    "gcp": NameRule(max_length=40, hyphens=True),
+    "azure": NameRule(max_length=12, hyphens=False),
+}
+
+
+def digest(*parts: str, length: int = 10) -> str:
+    """A short, stable hexadecimal digest of the parts (hex keeps it lowercase alphanumeric)."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:length]
+
+
+def slug(text: str) -> str:
+    """Lowercase letters, digits and single hyphens, trimmed of hyphens."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-")
+
+
+def run_key(dag_id: str, run_id: str) -> str:
+    """The run's identity on every cloud: a label value that is valid everywhere (run ids contain ':' and '+')."""
+    return digest(dag_id, run_id, length=16)
+
+
+def pool_name(cloud: str, dag_id: str, run_id: str, offer_key: str) -> str:
+    """The node pool name for one attempt of one run: ``gf-<dag slug>-<digest>``, shortened to fit the cloud."""
+    rule = NAME_RULES[cloud]
+    suffix = digest(dag_id, run_id, offer_key)
+    if not rule.hyphens:
+        return (PREFIX + suffix)[: rule.max_length]
+    room = rule.max_length - len(PREFIX) - len(suffix) - 2
+    middle = slug(dag_id)[:room].strip("-")
+    return "-".join(part for part in (PREFIX, middle, suffix) if part)
+
+
+def label_value(text: str) -> str:
+    """A Kubernetes label value (63 characters of [a-z0-9._-], alphanumeric at both ends) naming ``text``."""
+    value = slug(text)
+    if len(value) > _LABEL_VALUE_MAX or value != text:
+        value = f"{value[: _LABEL_VALUE_MAX - 11].strip('-')}-{digest(text)}".strip("-")
+    return value or digest(text)
+
+
+def ownership_labels(dag_id: str, run_id: str, expires_at_epoch: int | None = None) -> dict[str, str]:
+    """The labels that mark a resource as gpuflow's and say which run owns it and until when."""
+    labels = {MANAGED_LABEL: "true", DAG_LABEL: label_value(dag_id), RUN_LABEL: run_key(dag_id, run_id)}
+    if expires_at_epoch is not None:
+        labels[EXPIRES_LABEL] = str(expires_at_epoch)
+    return labels
