@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from fnmatch import fnmatchcase
 
@@ -10,7 +11,12 @@ from gpuflow.core.catalog import Catalog
 from gpuflow.core.request import PlanRequest
 
 
-def oracle(request: PlanRequest, catalog: Catalog, now: datetime) -> tuple[int, float] | None:
+def oracle(
+    request: PlanRequest,
+    catalog: Catalog,
+    now: datetime,
+    clusters: Collection[tuple[str, str]] | None = None,
+) -> tuple[int, float] | None:
     """(capacity rank, effective hourly USD) of the best option, by checking every offer naively."""
     wanted = accelerators.resolve(request.accelerator, catalog.accelerators) if request.accelerator else None
     best: tuple[int, float] | None = None
@@ -23,6 +29,7 @@ def oracle(request: PlanRequest, catalog: Catalog, now: datetime) -> tuple[int, 
                 or (request.min_memory_gib is not None and (offer.memory_gib or 0) < request.min_memory_gib)
                 or offer.cloud not in request.clouds
                 or not any(fnmatchcase(offer.region, p) for p in request.regions)
+                or (clusters is not None and (offer.cloud, offer.region) not in clusters)
                 or price is None
                 or any(b.is_active(now) and b.matches(offer, capacity) for b in request.blocked)
             ):

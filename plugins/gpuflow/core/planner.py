@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -39,11 +39,23 @@ ACCELERATOR_COUNT = "accelerator_count"
 MEMORY = "min_memory_gib"
 CLOUD = "clouds"
 REGION = "regions"
+NO_CLUSTER = "no_cluster"
 PRICE_UNKNOWN = "price_unknown"
 BLOCKED = "blocked"
 MAX_HOURLY = "max_hourly_usd"
 BUDGET = "budget_usd"
-FILTERS = (ACCELERATOR, ACCELERATOR_COUNT, MEMORY, CLOUD, REGION, PRICE_UNKNOWN, BLOCKED, MAX_HOURLY, BUDGET)
+FILTERS = (
+    ACCELERATOR,
+    ACCELERATOR_COUNT,
+    MEMORY,
+    CLOUD,
+    REGION,
+    NO_CLUSTER,
+    PRICE_UNKNOWN,
+    BLOCKED,
+    MAX_HOURLY,
+    BUDGET,
+)
 
 _Entry = tuple[RankKey, Offer]
 
@@ -107,18 +119,28 @@ class Plan:
         }
 
 
-def plan(request: PlanRequest, catalog: Catalog, *, now: datetime | None = None) -> Plan:
-    """Rank the options that satisfy ``request``; raise ``UnsatisfiableRequest`` when none does."""
+def plan(
+    request: PlanRequest,
+    catalog: Catalog,
+    *,
+    now: datetime | None = None,
+    clusters: Collection[tuple[str, str]] | None = None,
+) -> Plan:
+    """Rank the options that satisfy ``request``; raise ``UnsatisfiableRequest`` when none does.
+
+    ``clusters`` lists the (cloud, region) pairs that have a cluster to add a node pool to; offers
+    elsewhere are rejected as ``no_cluster``. None means every region (planning without provisioning).
+    """
     wanted = _accelerators(request, catalog)
     blocks = [b for b in request.blocked if b.is_active(now or datetime.now(UTC))]
     funnel = _Funnel()
     picked: list[Choice] = []
     slots = request.max_fallbacks + 1
     for capacity in request.capacity.capacity_types:
-        survivors = _filter(request, catalog, wanted, capacity, blocks, funnel)
+        survivors = _filter(request, catalog, wanted, capacity, blocks, funnel, clusters)
         picked.extend(islice(_spread(survivors, request, capacity), slots - len(picked)))
     if not picked:
-        raise UnsatisfiableRequest(funnel.explain(request, wanted, catalog), funnel.rejected)
+        raise UnsatisfiableRequest(funnel.explain(request, wanted, catalog, clusters), funnel.rejected)
     chosen = picked[0]
     return Plan(
         request=request,
@@ -155,6 +177,7 @@ def _filter(
     capacity: CapacityType,
     blocks: list[Block],
     funnel: _Funnel,
+    clusters: Collection[tuple[str, str]] | None,
 ) -> list[tuple[OfferGroup, tuple[_Entry, ...]]]:
     """Each group's options that pass every filter for ``capacity``, counting the rejected ones."""
     total = len(catalog.offers)
@@ -185,6 +208,9 @@ def _filter(
             region_ok[group.region] = request.allows_region(group.region)
         if not region_ok[group.region]:
             funnel.drop(REGION, group.size)
+            continue
+        if clusters is not None and (group.cloud, group.region) not in clusters:
+            funnel.drop(NO_CLUSTER, group.size)
             continue
         priced = group.priced[capacity]
         funnel.drop(PRICE_UNKNOWN, group.size - len(priced.prices))
@@ -264,7 +290,13 @@ class _Funnel:
     def seen(self, name: str, usd: float) -> None:
         self.cheapest[name] = min(usd, self.cheapest.get(name, usd))
 
-    def explain(self, request: PlanRequest, wanted: set[str], catalog: Catalog) -> str:
+    def explain(
+        self,
+        request: PlanRequest,
+        wanted: set[str],
+        catalog: Catalog,
+        clusters: Collection[tuple[str, str]] | None,
+    ) -> str:
         """Which filter removed the last options, in terms of the request's own fields."""
         if not self.rejected:
             return "the catalog has no offers"
@@ -284,6 +316,7 @@ class _Funnel:
             MEMORY: f"{what} but none has min_memory_gib>={request.min_memory_gib or 0:g} per accelerator",
             CLOUD: f"{what} but none is on clouds={list(request.clouds)}",
             REGION: f"{what} on clouds={list(request.clouds)} but none is in regions={list(request.regions)}",
+            NO_CLUSTER: f"{what} but none is in a region with a configured cluster ({_cluster_list(clusters)})",
             PRICE_UNKNOWN: f"{what} but none has a known {request.capacity.value} price",
             BLOCKED: f"{what} but all are blocked after earlier failures ({len(request.blocked)} blocks)",
         }
@@ -298,6 +331,10 @@ class _Funnel:
             f"{what} but all exceed budget_usd={request.budget_usd:g} over "
             f"estimated_hours={request.estimated_hours:g}; cheapest estimate is {self.cheapest[BUDGET]:.2f}"
         )
+
+
+def _cluster_list(clusters: Collection[tuple[str, str]] | None) -> str:
+    return ", ".join(sorted(f"{cloud}/{region}" for cloud, region in clusters or ()))
 
 
 def _shape(request: PlanRequest, wanted: set[str]) -> str:

@@ -10,3 +10,11 @@ CATALOG_ENV = "GPUFLOW_CATALOG"
 def catalog_source() -> str | None:
     """The catalog path or URI set by the operator (``GPUFLOW_CATALOG``), or None for the shipped one."""
     return os.environ.get(CATALOG_ENV) or None
+
+
+CLUSTERS_ENV = "GPUFLOW_CLUSTERS"
+
+
+def clusters_source() -> str | None:
+    """The clusters file set by the operator (``GPUFLOW_CLUSTERS``), or None for the shipped one."""
+    return os.environ.get(CLUSTERS_ENV) or None

@@ -69,12 +69,18 @@ requests = st.builds(
 )
 
 
+CLOUD_REGIONS = sorted({(o.cloud, o.region) for o in CATALOG.offers})
+cluster_sets = st.one_of(st.none(), st.none(), st.sets(st.sampled_from(CLOUD_REGIONS), min_size=1, max_size=40))
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(requests)
-def test_chosen_option_costs_what_the_brute_force_oracle_finds(request: PlanRequest) -> None:
-    expected = oracle(request, CATALOG, NOW)
+@given(requests, cluster_sets)
+def test_chosen_option_costs_what_the_brute_force_oracle_finds(
+    request: PlanRequest, clusters: set[tuple[str, str]] | None
+) -> None:
+    expected = oracle(request, CATALOG, NOW, clusters)
     try:
-        result = plan(request, CATALOG, now=NOW)
+        result = plan(request, CATALOG, now=NOW, clusters=clusters)
     except UnsatisfiableRequest:
         assert expected is None
         return

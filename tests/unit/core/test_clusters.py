@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from gpuflow.core.catalog import Catalog
+from gpuflow.core.clusters import ClusterConfigError, load_clusters, parse_clusters
+from gpuflow.core.errors import UnsatisfiableRequest
+from gpuflow.core.planner import plan
+from gpuflow.core.request import PlanRequest
+
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
+
+
+def test_shipped_clusters_file_loads_one_cluster_per_region() -> None:
+    clusters = load_clusters()
+    assert ("gcp", "us-central1") in clusters.regions
+    assert clusters.for_region("aws", "us-east-1").settings["subnets"]["use1-az1"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"cloud": "oci", "region": "x", "name": "c", "connection_id": "k"}, "clusters[0].cloud='oci' is invalid"),
+        ({"cloud": "gcp", "region": "x", "name": "c"}, "clusters[0].connection_id is missing"),
+        ({"cloud": "aws", "region": "x", "name": "c", "connection_id": "k"}, "lacks node_role_arn, subnets"),
+    ],
+)
+def test_bad_entries_name_the_entry_and_the_field(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(ClusterConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_clusters({"clusters": [entry]}, source="test.yaml")
+
+
+def test_a_region_without_a_cluster_is_refused_by_name() -> None:
+    with pytest.raises(ClusterConfigError, match="no cluster is configured for gcp/asia-east1"):
+        load_clusters().for_region("gcp", "asia-east1")
+
+
+def test_planner_only_proposes_regions_with_a_cluster(catalog: Catalog) -> None:
+    clusters = load_clusters().regions
+    result = plan(PlanRequest(accelerator="L4", max_fallbacks=32), catalog, now=NOW, clusters=clusters)
+    assert {(c.offer.cloud, c.offer.region) for c in (result.chosen, *result.fallbacks)} <= clusters
+    assert result.rejected["no_cluster"] > 0
+
+
+def test_no_cluster_is_named_when_it_removes_the_last_offers(catalog: Catalog) -> None:
+    with pytest.raises(UnsatisfiableRequest, match="none is in a region with a configured cluster"):
+        plan(PlanRequest(accelerator="L4", regions=("asia-*",)), catalog, now=NOW, clusters={("gcp", "us-central1")})
