@@ -1,0 +1,199 @@
+"""EKS managed node groups through boto3, with the client from Airflow's ``EksHook``.
+
+The hook reads credentials, region and ``endpoint_url`` (connection extra) from the Airflow connection, so
+the same code reaches AWS, moto or the gpuflow emulator. Failures are read from boto's ``Error.Code``
+and from the node group's ``health.issues[].code``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from gpuflow.core.accelerators import NEURON
+from gpuflow.core.catalog import CapacityType
+from gpuflow.core.clusters import Cluster
+from gpuflow.core.errors import CloudError, ErrorKind, Scope
+from gpuflow.core.nodepool import NodePoolRef, NodePoolSpec, NodePoolStatus, PoolState
+
+STATES = {
+    "CREATING": PoolState.CREATING,
+    "UPDATING": PoolState.CREATING,
+    "ACTIVE": PoolState.READY,
+    "CREATE_FAILED": PoolState.FAILED,
+    "DEGRADED": PoolState.FAILED,
+    "DELETING": PoolState.DELETING,
+    "DELETE_FAILED": PoolState.FAILED,
+}
+# boto Error.Code and node group health issue codes -> (kind, scope). Sources: EC2 and EKS API error
+# references, and the codes SkyPilot's AWS provisioner retries or fails over on.
+CODES: dict[str, tuple[ErrorKind, Scope]] = {
+    "InsufficientInstanceCapacity": (ErrorKind.CAPACITY, Scope.OFFER),
+    "InsufficientCapacity": (ErrorKind.CAPACITY, Scope.OFFER),
+    "Ec2InsufficientCapacity": (ErrorKind.CAPACITY, Scope.OFFER),
+    "InsufficientHostCapacity": (ErrorKind.CAPACITY, Scope.OFFER),
+    "SpotMaxPriceTooLow": (ErrorKind.CAPACITY, Scope.OFFER),
+    "Unsupported": (ErrorKind.CAPACITY, Scope.OFFER),  # instance type not offered in that zone
+    "InsufficientFreeAddresses": (ErrorKind.CAPACITY, Scope.ZONE),  # the zone's subnet is full
+    "VcpuLimitExceeded": (ErrorKind.QUOTA, Scope.REGION),
+    "MaxSpotInstanceCountExceeded": (ErrorKind.QUOTA, Scope.REGION),
+    "InstanceLimitExceeded": (ErrorKind.QUOTA, Scope.REGION),
+    "ResourceLimitExceededException": (ErrorKind.QUOTA, Scope.REGION),
+    "RequestLimitExceeded": (ErrorKind.TRANSIENT, Scope.REGION),
+    "Throttling": (ErrorKind.TRANSIENT, Scope.REGION),
+    "ThrottlingException": (ErrorKind.TRANSIENT, Scope.REGION),
+    "TooManyRequestsException": (ErrorKind.TRANSIENT, Scope.REGION),
+    "ServiceUnavailable": (ErrorKind.TRANSIENT, Scope.REGION),
+    "ServiceUnavailableException": (ErrorKind.TRANSIENT, Scope.REGION),
+    "ServerException": (ErrorKind.TRANSIENT, Scope.REGION),
+    "InternalFailure": (ErrorKind.TRANSIENT, Scope.REGION),
+    "InternalError": (ErrorKind.TRANSIENT, Scope.REGION),
+    "AccessDenied": (ErrorKind.AUTH, Scope.CLOUD),
+    "AccessDeniedException": (ErrorKind.AUTH, Scope.CLOUD),
+    "UnauthorizedOperation": (ErrorKind.AUTH, Scope.CLOUD),
+    "UnrecognizedClientException": (ErrorKind.AUTH, Scope.CLOUD),
+    "InvalidClientTokenId": (ErrorKind.AUTH, Scope.CLOUD),
+    "ExpiredTokenException": (ErrorKind.AUTH, Scope.CLOUD),
+    "AuthFailure": (ErrorKind.AUTH, Scope.CLOUD),
+    "InvalidParameterException": (ErrorKind.INVALID, Scope.OFFER),
+    "InvalidRequestException": (ErrorKind.INVALID, Scope.OFFER),
+    "ValidationException": (ErrorKind.INVALID, Scope.OFFER),
+    "ResourceNotFoundException": (ErrorKind.NOT_FOUND, Scope.OFFER),
+}
+# "AsgInstanceLaunchFailures" only says that launches failed; EC2's own code is in the issue's message
+# (e.g. "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity...").
+# It has no structured field, so the known EC2 codes are looked up as whole words in that message.
+_EC2_CODE_IN_MESSAGE = re.compile(r"\b(" + "|".join(sorted(CODES, key=len, reverse=True)) + r")\b")
+_FAILED_LAUNCH = "AsgInstanceLaunchFailures"
+
+
+class EksBackend:
+    """Managed node groups of one EKS cluster."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    @cached_property
+    def client(self) -> Any:
+        from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+        return EksHook(aws_conn_id=self.cluster.connection_id, region_name=self.cluster.region).conn
+
+    def create_node_pool(self, spec: NodePoolSpec) -> NodePoolRef:
+        subnets: Mapping[str, str] = self.cluster.settings["subnets"]
+        chosen = [subnets[spec.zone]] if spec.zone is not None and spec.zone in subnets else list(subnets.values())
+        try:
+            self.client.create_nodegroup(
+                clusterName=self.cluster.name,
+                nodegroupName=spec.name,
+                nodeRole=self.cluster.settings["node_role_arn"],
+                subnets=chosen,
+                instanceTypes=[spec.instance_type],
+                amiType="AL2023_x86_64_NEURON" if spec.resource_name == NEURON else "AL2023_x86_64_NVIDIA",
+                capacityType="SPOT" if spec.capacity_type is CapacityType.SPOT else "ON_DEMAND",
+                scalingConfig={"minSize": spec.nodes, "maxSize": spec.nodes, "desiredSize": spec.nodes},
+                labels=dict(spec.labels),
+                taints=[{"key": t.key, "value": t.value, "effect": "NO_SCHEDULE"} for t in spec.taints],
+                tags=dict(spec.labels),
+            )
+        except Exception as exc:
+            if _code(exc) != "ResourceInUseException":  # already exists: get-or-create
+                raise self.classify(exc) from exc
+        return spec.ref
+
+    def get_node_pool(self, ref: NodePoolRef) -> NodePoolStatus:
+        try:
+            group = self.client.describe_nodegroup(clusterName=ref.cluster, nodegroupName=ref.name)["nodegroup"]
+        except Exception as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                return NodePoolStatus(ref, PoolState.GONE)
+            raise self.classify(exc) from exc
+        return self._status(ref, group)
+
+    def delete_node_pool(self, ref: NodePoolRef) -> None:
+        try:
+            self.client.delete_nodegroup(clusterName=ref.cluster, nodegroupName=ref.name)
+        except Exception as exc:
+            if _code(exc) != "ResourceNotFoundException":
+                raise self.classify(exc) from exc
+
+    def list_node_pools(self, labels: Mapping[str, str]) -> list[NodePoolStatus]:
+        found = []
+        paginator = self.client.get_paginator("list_nodegroups")
+        for page in paginator.paginate(clusterName=self.cluster.name):
+            for name in page["nodegroups"]:
+                status = self.get_node_pool(NodePoolRef("aws", self.cluster.region, self.cluster.name, name))
+                if status.state is not PoolState.GONE and labels.items() <= status.labels.items():
+                    found.append(status)
+        return found
+
+    def kube_config(self) -> dict[str, Any]:
+        """Server and CA from DescribeCluster; the user runs the AWS provider's EKS token helper."""
+        cluster = self.client.describe_cluster(name=self.cluster.name)["cluster"]
+        return _kube_config(self.cluster, cluster["endpoint"], cluster["certificateAuthority"]["data"])
+
+    def classify(self, exc: BaseException) -> CloudError:
+        code = _code(exc) or type(exc).__name__
+        message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", "")) or str(exc)
+        return self._error(code, message)
+
+    def _error(self, code: str, message: str) -> CloudError:
+        if code == _FAILED_LAUNCH and (found := _EC2_CODE_IN_MESSAGE.search(message)):
+            code = found.group(1)
+        kind, scope = CODES.get(code, _unknown(code))
+        return CloudError(cloud="aws", code=code, kind=kind, scope=scope, message=message, resource=self.cluster.name)
+
+    def _status(self, ref: NodePoolRef, group: Mapping[str, Any]) -> NodePoolStatus:
+        state = STATES.get(group["status"], PoolState.CREATING)
+        issues = group.get("health", {}).get("issues", [])
+        error = self._error(issues[0]["code"], issues[0].get("message", "")) if issues else None
+        if state is PoolState.FAILED and error is None:
+            error = self._error(group["status"], f"node group {ref.name} is {group['status']}")
+        ready = group.get("scalingConfig", {}).get("desiredSize", 0) if state is PoolState.READY else 0
+        return NodePoolStatus(ref, state, ready_nodes=ready, error=error, labels=group.get("labels", {}))
+
+
+def _code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, Mapping) else None
+
+
+def _unknown(code: str) -> tuple[ErrorKind, Scope]:
+    """Unlisted codes: a 5xx-looking or connection failure is transient, anything else blocks the offer."""
+    if code.endswith(("ConnectionError", "ConnectTimeoutError", "ReadTimeoutError")):
+        return (ErrorKind.TRANSIENT, Scope.REGION)
+    if code.endswith("LimitExceeded"):
+        return (ErrorKind.QUOTA, Scope.REGION)
+    return (ErrorKind.CAPACITY, Scope.OFFER)
+
+
+def _kube_config(cluster: Cluster, server: str, ca_data: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster.name, "cluster": {"server": server, "certificate-authority-data": ca_data}}],
+        "users": [
+            {
+                "name": "gpuflow",
+                "user": {
+                    "exec": {
+                        "apiVersion": "client.authentication.k8s.io/v1beta1",
+                        "command": "python3",
+                        "args": [
+                            "-m",
+                            "airflow.providers.amazon.aws.utils.eks_get_token",
+                            "--cluster-name",
+                            cluster.name,
+                            "--region-name",
+                            cluster.region,
+                        ],
+                        "interactiveMode": "Never",
+                    }
+                },
+            }
+        ],
+        "contexts": [{"name": cluster.name, "context": {"cluster": cluster.name, "user": "gpuflow"}}],
+        "current-context": cluster.name,
+    }

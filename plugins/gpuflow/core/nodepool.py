@@ -1,0 +1,119 @@
+"""A GPU node pool as gpuflow asks for it, independent of the cloud that will host it.
+
+``NodePoolSpec.from_choice`` turns a plan's choice into everything a backend needs: the deterministic
+name, the placement, the labels that mark ownership and the taint that keeps non-GPU pods off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from gpuflow.core import accelerators, naming
+from gpuflow.core.catalog import CapacityType
+from gpuflow.core.clusters import Cluster
+from gpuflow.core.errors import CloudError
+
+ACCELERATOR_LABEL = "gpuflow.io/accelerator"
+
+
+class PoolState(StrEnum):
+    """A node pool's lifecycle as the pipeline sees it, whatever the cloud's own vocabulary."""
+
+    CREATING = "CREATING"
+    READY = "READY"
+    FAILED = "FAILED"
+    DELETING = "DELETING"
+    GONE = "GONE"
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    key: str
+    value: str
+    effect: str = "NoSchedule"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"key": self.key, "value": self.value, "effect": self.effect}
+
+
+@dataclass(frozen=True, slots=True)
+class NodePoolRef:
+    """Enough to find a pool again, from any process: it travels through XCom and trigger kwargs."""
+
+    cloud: str
+    region: str
+    cluster: str
+    name: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"cloud": self.cloud, "region": self.region, "cluster": self.cluster, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NodePoolRef:
+        return cls(data["cloud"], data["region"], data["cluster"], data["name"])
+
+
+@dataclass(frozen=True, slots=True)
+class NodePoolStatus:
+    ref: NodePoolRef
+    state: PoolState
+    ready_nodes: int = 0
+    error: CloudError | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NodePoolSpec:
+    """Everything a backend needs to create one GPU node pool."""
+
+    cluster: Cluster
+    name: str
+    zone: str | None
+    instance_type: str
+    accelerator: str
+    accelerator_count: int
+    nodes: int
+    capacity_type: CapacityType
+    labels: Mapping[str, str]
+    taints: tuple[Taint, ...]
+
+    @property
+    def ref(self) -> NodePoolRef:
+        return NodePoolRef(self.cluster.cloud, self.cluster.region, self.cluster.name, self.name)
+
+    @property
+    def resource_name(self) -> str:
+        """The Kubernetes extended resource the pool's nodes offer (nvidia.com/gpu, google.com/tpu...)."""
+        return accelerators.resource_name(self.accelerator)
+
+    @classmethod
+    def from_choice(
+        cls,
+        choice: Mapping[str, Any],
+        cluster: Cluster,
+        *,
+        dag_id: str,
+        run_id: str,
+        expires_at_epoch: int | None = None,
+    ) -> NodePoolSpec:
+        """The pool for one plan choice (``Choice.to_dict()``) of one run; same inputs, same pool."""
+        offer_key = "/".join(
+            str(choice[k]) for k in ("cloud", "region", "availability_zone", "instance_type", "capacity_type")
+        )
+        labels = naming.ownership_labels(dag_id, run_id, expires_at_epoch)
+        labels[ACCELERATOR_LABEL] = naming.label_value(choice["accelerator"])
+        return cls(
+            cluster=cluster,
+            name=naming.pool_name(cluster.cloud, dag_id, run_id, offer_key),
+            zone=choice.get("availability_zone"),
+            instance_type=choice["instance_type"],
+            accelerator=choice["accelerator"],
+            accelerator_count=int(choice["accelerator_count"]),
+            nodes=int(choice["nodes"]),
+            capacity_type=CapacityType(choice["capacity_type"]),
+            labels=labels,
+            taints=(Taint(accelerators.resource_name(choice["accelerator"]), "present"),),
+        )
