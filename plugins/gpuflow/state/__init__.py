@@ -1,0 +1,1 @@
+"""State shared by every run and worker: the failover memory (and later the cost ledger)."""

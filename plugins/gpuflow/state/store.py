@@ -1,0 +1,109 @@
+"""The failover memory: offers blocked after stockouts and quota errors, shared by all runs.
+
+A SQL database reached through SQLAlchemy (``GPUFLOW_STATE_URL``; default a SQLite file beside the
+Airflow home), not Airflow's metadata DB: Airflow 3 tasks may not touch that one. Rows are only ever
+inserted, and expired ones ignored (and pruned), so concurrent runs recording failures at the same time
+never overwrite each other; each write is one short transaction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, delete, event, insert, select
+from sqlalchemy.engine import Engine
+
+from gpuflow.core.catalog import CapacityType
+from gpuflow.core.request import Block
+
+STATE_URL_ENV = "GPUFLOW_STATE_URL"
+
+metadata = MetaData()
+blocks_table = Table(
+    "gpuflow_blocks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cloud", String(16), nullable=False),
+    Column("region", String(64)),
+    Column("zone", String(64)),
+    Column("instance_type", String(128)),
+    Column("capacity_type", String(16)),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("reason", String(2000), nullable=False, default=""),
+    Column("recorded_by", String(256), nullable=False, default=""),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def default_state_url() -> str:
+    home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+    return os.environ.get(STATE_URL_ENV) or f"sqlite:///{home / 'gpuflow-state.db'}"
+
+
+class BlockStore:
+    """Insert-only store of ``Block`` records with an expiry."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.engine = _engine(url or default_state_url())
+        metadata.create_all(self.engine)
+
+    def record(self, blocks: Iterable[Block], *, recorded_by: str, now: datetime) -> None:
+        rows = [
+            {
+                "cloud": b.cloud,
+                "region": b.region,
+                "zone": b.zone,
+                "instance_type": b.instance_type,
+                "capacity_type": b.capacity_type.value if b.capacity_type else None,
+                "expires_at": b.expires_at or now.replace(year=now.year + 100),
+                "reason": b.reason[:2000],
+                "recorded_by": recorded_by[:256],
+                "recorded_at": now,
+            }
+            for b in blocks
+        ]
+        if rows:
+            with self.engine.begin() as connection:
+                connection.execute(insert(blocks_table), rows)
+
+    def active(self, now: datetime) -> list[Block]:
+        """Blocks that have not expired, oldest first; expired rows are pruned on the way."""
+        with self.engine.begin() as connection:
+            connection.execute(delete(blocks_table).where(blocks_table.c.expires_at <= now))
+            rows = connection.execute(
+                select(blocks_table).where(blocks_table.c.expires_at > now).order_by(blocks_table.c.id)
+            ).all()
+        return [
+            Block(
+                cloud=row.cloud,
+                region=row.region,
+                zone=row.zone,
+                instance_type=row.instance_type,
+                capacity_type=CapacityType(row.capacity_type) if row.capacity_type else None,
+                expires_at=_aware(row.expires_at),
+                reason=row.reason,
+            )
+            for row in rows
+        ]
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; every time gpuflow stores is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _wal(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        """WAL lets readers proceed while another run writes; busy_timeout waits out a concurrent writer."""
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+    return engine
