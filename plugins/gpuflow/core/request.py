@@ -63,11 +63,14 @@ class Block:
         return self.expires_at is None or now < self.expires_at
 
     def matches(self, offer: Offer, capacity: CapacityType) -> bool:
+        return self.covers(offer.cloud, offer.region, offer.zone, offer.instance_type, capacity)
+
+    def covers(self, cloud: str, region: str, zone: str | None, instance_type: str, capacity: CapacityType) -> bool:
         return (
-            self.cloud == offer.cloud
-            and self.region in (None, offer.region)
-            and self.zone in (None, offer.zone)
-            and self.instance_type in (None, offer.instance_type)
+            self.cloud == cloud
+            and self.region in (None, region)
+            and self.zone in (None, zone)
+            and self.instance_type in (None, instance_type)
             and self.capacity_type in (None, capacity)
         )
 
