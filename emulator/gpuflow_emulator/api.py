@@ -55,6 +55,11 @@ class Target:
     tail: str  # the path after `.../proxy/`, still URL-encoded
 
 
+def _flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter, parsed as Go's strconv.ParseBool does (clients send `True` or `true`)."""
+    return request.query.get(name, "") in ("1", "t", "T", "true", "TRUE", "True")
+
+
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status)
 
@@ -115,6 +120,8 @@ class KubeApi:
 
     async def _route(self, request: web.Request, cluster: Cluster, raw: list[str]) -> web.StreamResponse:
         path = [unquote(part) for part in raw]
+        if len(path) > 1 and path[-1] == "" and "proxy" not in path:
+            path, raw = path[:-1], raw[:-1]  # `/api/` is `/api`
         match path:
             case ["version"]:
                 return _json(VERSION)
@@ -211,7 +218,7 @@ class KubeApi:
 
     async def _list(self, request: web.Request, cluster: Cluster, target: Target) -> web.StreamResponse:
         matches = self._matcher(request, target)
-        if request.query.get("watch") in ("true", "1"):
+        if _flag(request, "watch"):
             return await self._watch(request, cluster, target.resource, matches)
         objs = cluster.store.list(target.resource, target.namespace, matches)
         return self._objects(request, target.resource, objs, resource_version=cluster.store.resource_version)
@@ -314,7 +321,7 @@ class KubeApi:
             )
         if container not in names + main:
             raise errors.bad_request(f"container {container} is not valid for pod {target.name}")
-        if request.query.get("previous") in ("true", "1"):
+        if _flag(request, "previous"):
             raise errors.bad_request(
                 f'previous terminated container "{container}" in pod "{target.name}" not found'
             )
@@ -341,7 +348,7 @@ class KubeApi:
         selected = [(at, line) for at, line in lines if since is None or at >= since]
         if "tailLines" in query:
             selected = selected[-int(query["tailLines"]) :] if int(query["tailLines"]) else []
-        stamps = query.get("timestamps") in ("true", "1")
+        stamps = _flag(request, "timestamps")
 
         def render(entries: list[tuple[Any, bytes]]) -> bytes:
             return b"".join((log_stamp(at).encode() + b" " if stamps else b"") + line for at, line in entries)
@@ -351,9 +358,7 @@ class KubeApi:
         with contextlib.suppress(ConnectionError):
             await response.write(render(selected))
             position = len(lines)
-            while query.get("follow") in ("true", "1") and not (
-                container_log.closed and position >= len(lines)
-            ):
+            while _flag(request, "follow") and not (container_log.closed and position >= len(lines)):
                 await container_log.changed(timeout=1.0)
                 await response.write(render(lines[position:]))
                 position = len(lines)

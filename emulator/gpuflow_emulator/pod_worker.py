@@ -222,12 +222,13 @@ class PodWorker:
         probes = asyncio.create_task(self._supervise(container, process)) if has_probes and not init else None
         try:
             code = await process.wait()
+            log.info("pod %s/%s: container %s exited with code %d", self.namespace, self.name, name, code)
+            return self._terminated(container, code, "Completed" if code == 0 else "Error", started_at)
         finally:
             if probes:
                 probes.cancel()
             self._processes.pop(name, None)
-        log.info("pod %s/%s: container %s exited with code %d", self.namespace, self.name, name, code)
-        return self._terminated(container, code, "Completed" if code == 0 else "Error", started_at)
+            container_log.close()  # after the terminated state is published, so followers see both together
 
     def _terminated(self, container: Obj, code: int, reason: str, started_at: str, message: str = "") -> int:
         terminated = {"exitCode": code, "reason": reason, "startedAt": started_at, "finishedAt": now_iso()}

@@ -32,6 +32,7 @@ class ContainerLog:
         self._wake()
 
     def close(self) -> None:
+        """The container has exited and its state is published: followers stop here."""
         self.closed = True
         self._wake()
 
@@ -77,7 +78,6 @@ class ContainerProcess:
                 log.append(line + b"\n")
         if pending:
             log.append(pending)
-        log.close()
 
     def signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
