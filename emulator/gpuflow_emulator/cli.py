@@ -20,7 +20,7 @@ log = logging.getLogger("gpuflow_emulator")
 async def serve(config_path: Path, host: str, port: int) -> None:
     """Serve until a stop signal; on the way out every container process is ended."""
     emulator = Emulator(config_module.load(config_path), f"http://{host}:{port}")
-    # Cancel a handler when its client goes away (watches, log follows), and do not wait long for open streams.
+    # Cancel a handler when its client leaves (watches, log follows); do not wait long for open streams.
     runner = web.AppRunner(
         build_app(emulator), handle_signals=False, handler_cancellation=True, shutdown_timeout=2
     )

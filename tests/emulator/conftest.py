@@ -1,4 +1,4 @@
-"""Fixtures: an emulator subprocess per test (cluster `test`, nodes cpu-0 and cpu-1) and clients bound to it."""
+"""Fixtures: an emulator subprocess per test (cluster `test`, nodes cpu-0 and cpu-1) and clients for it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import kubernetes
 import pytest
-
 from gpuflow_emulator.testing import EmulatorProcess
 
 # KubernetesPodOperator reads the Airflow config but needs no metadata DB; keep it out of ~/airflow.

@@ -1,16 +1,16 @@
-"""The kubernetes and kubernetes_asyncio clients against the emulator: CRUD, selectors, errors, logs, watch."""
+"""The kubernetes and kubernetes_asyncio clients against the emulator: CRUD, selectors, errors, logs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import kubernetes
 import kubernetes_asyncio
 import pytest
-from kubernetes.client import ApiException, CoreV1Api
-
 from gpuflow_emulator.testing import EmulatorProcess, eventually, python_pod
+from kubernetes.client import ApiException, CoreV1Api
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -24,7 +24,8 @@ def test_pod_is_created_read_listed_and_deleted_in_wire_format(core_v1: CoreV1Ap
 
     read = core_v1.read_namespaced_pod("crud", "default")
     assert read.metadata.uid == created.metadata.uid
-    assert read.metadata.resource_version and read.metadata.creation_timestamp
+    assert read.metadata.resource_version
+    assert read.metadata.creation_timestamp
     assert read.metadata.labels == {"app": "crud"}
     assert read.spec.restart_policy == "Never"
     assert [p.metadata.name for p in core_v1.list_namespaced_pod("default").items] == ["crud"]
@@ -129,7 +130,8 @@ def test_async_client_creates_watches_events_and_reads_logs(emulator: EmulatorPr
         await kubernetes_asyncio.config.load_kube_config(config_file=str(emulator.kubeconfig()))
         async with kubernetes_asyncio.client.ApiClient() as client:
             core = kubernetes_asyncio.client.CoreV1Api(client)
-            await core.create_namespaced_pod("default", python_pod("async", "print('from async')"))
+            manifest: Any = python_pod("async", "print('from async')")
+            await core.create_namespaced_pod("default", manifest)
             reasons = []
             watch = kubernetes_asyncio.watch.Watch()
             async for event in watch.stream(
@@ -151,7 +153,8 @@ def test_async_client_creates_watches_events_and_reads_logs(emulator: EmulatorPr
     logs, reasons, missing_status = asyncio.run(scenario())
 
     assert logs == "from async\n"
-    assert reasons[0] == "Scheduled" and "Started" in reasons
+    assert reasons[0] == "Scheduled"
+    assert "Started" in reasons
     assert missing_status == "404"
 
 
