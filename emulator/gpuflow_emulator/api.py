@@ -64,11 +64,10 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status)
 
 
-def _parse_target(group: str, version: str, raw: list[str]) -> Target:
-    parts = [unquote(part) for part in raw]
+def _parse_target(group: str, version: str, parts: list[str]) -> Target:
     namespace = None
     if parts[0] == "namespaces" and len(parts) >= 3:
-        namespace, parts, raw = parts[1], parts[2:], raw[2:]
+        namespace, parts = parts[1], parts[2:]
     resource = resources.lookup(group, version, parts[0])
     if resource.namespaced != (namespace is not None) and len(parts) > 1:
         raise resources.not_served()
@@ -77,7 +76,7 @@ def _parse_target(group: str, version: str, raw: list[str]) -> Target:
         namespace,
         parts[1] if len(parts) > 1 else None,
         parts[2] if len(parts) > 2 else None,
-        "/".join(raw[3:]),
+        "/".join(parts[3:]),
     )
 
 
@@ -113,15 +112,15 @@ class KubeApi:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
             cluster = self._emulator.cluster(request.match_info["cluster"])
-            raw = request.rel_url.raw_path.split("/")[3:]
-            return await self._route(request, cluster, raw)
+            # Segments are split before decoding, so an encoded `/` inside a segment stays in it.
+            path = [unquote(part) for part in request.rel_url.raw_path.split("/")[3:]]
+            return await self._route(request, cluster, path)
         except ApiError as exc:
             return _json(exc.status(), exc.code)
 
-    async def _route(self, request: web.Request, cluster: Cluster, raw: list[str]) -> web.StreamResponse:
-        path = [unquote(part) for part in raw]
+    async def _route(self, request: web.Request, cluster: Cluster, path: list[str]) -> web.StreamResponse:
         if len(path) > 1 and path[-1] == "" and "proxy" not in path:
-            path, raw = path[:-1], raw[:-1]  # `/api/` is `/api`
+            path = path[:-1]  # `/api/` is `/api`
         match path:
             case ["version"]:
                 return _json(VERSION)
@@ -138,9 +137,9 @@ class KubeApi:
             case ["apis", group, version]:
                 return _json(resources.resource_list(group, version))
             case ["api", version, _, *_]:
-                return await self._resource(request, cluster, _parse_target("", version, raw[2:]))
+                return await self._resource(request, cluster, _parse_target("", version, path[2:]))
             case ["apis", group, version, _, *_]:
-                return await self._resource(request, cluster, _parse_target(group, version, raw[3:]))
+                return await self._resource(request, cluster, _parse_target(group, version, path[3:]))
         raise resources.not_served()
 
     async def _resource(self, request: web.Request, cluster: Cluster, target: Target) -> web.StreamResponse:
