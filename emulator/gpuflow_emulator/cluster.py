@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import platform
 from datetime import timedelta
 
 from gpuflow_emulator import admission
@@ -93,6 +94,12 @@ class Cluster:
                     "operatingSystem": "linux",
                     "architecture": "amd64",
                     "containerRuntimeVersion": "gpuflow-emulator://local",
+                    "kernelVersion": platform.release(),
+                    "osImage": "gpuflow emulator",
+                    "kubeProxyVersion": "",
+                    "bootID": name,
+                    "machineID": name,
+                    "systemUUID": name,
                 },
             },
         }

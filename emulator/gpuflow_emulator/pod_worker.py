@@ -353,10 +353,11 @@ class PodWorker:
 
     async def lose_node(self, reason: str, message: str) -> None:
         """The node is gone: processes die at once and the pod fails, as the pod GC marks it."""
-        await self._stop(lambda process: process.stop(0))
+        running = set(self._processes)
+        await self._stop(lambda process: process.kill())
         for container in self._containers + self._init_containers:
             status = self._statuses[container["name"]]
-            if "terminated" not in status["state"]:
+            if container["name"] in running or "terminated" not in status["state"]:
                 status.update(
                     ready=False,
                     started=False,

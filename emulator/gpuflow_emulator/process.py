@@ -91,6 +91,10 @@ class ContainerProcess:
             await asyncio.wait_for(asyncio.shield(self._reader), 5)
         return 128 - code if code < 0 else code
 
+    async def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        await self._process.wait()
+
     async def stop(self, grace_seconds: float) -> None:
         """SIGTERM the group, then SIGKILL it once the grace period is over."""
         self.signal(signal.SIGTERM)

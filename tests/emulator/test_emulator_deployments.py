@@ -1,13 +1,12 @@
-"""Deployments with a readiness probe on a small HTTP server: availability, the service proxy, rolling updates."""
+"""Deployments with a readiness probe on a small HTTP server: availability, service proxy, rolling update."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from kubernetes.client import AppsV1Api, CoreV1Api
-
 from gpuflow_emulator.testing import eventually
+from kubernetes.client import AppsV1Api, CoreV1Api
 
 pytestmark = pytest.mark.timeout(60)
 
