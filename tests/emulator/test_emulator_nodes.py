@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubernetes.client import AppsV1Api, CoreV1Api
-
 from gpuflow_emulator.testing import EmulatorProcess, eventually, python_pod
+from kubernetes.client import AppsV1Api, CoreV1Api
 
 pytestmark = pytest.mark.timeout(60)
 
