@@ -170,6 +170,8 @@ class Cluster:
     def _schedule(self) -> None:
         nodes = self.store.list(NODES)
         pods = self.store.list(PODS)
+        live = {pod["metadata"]["uid"] for pod in pods}
+        self._unschedulable = {uid: message for uid, message in self._unschedulable.items() if uid in live}
         by_node: dict[str, list[Obj]] = {}
         for pod in pods:
             if pod["spec"].get("nodeName") and pod["status"].get("phase") not in TERMINAL_PHASES:

@@ -12,7 +12,7 @@ import copy
 import secrets
 import string
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,9 +145,3 @@ class Store:
         if key not in self._objects:
             raise errors.not_found(resource.name, name, resource.group)
         return self._commit("DELETED", resource.name, key, copy.deepcopy(self._objects[key]))
-
-    def delete_all(self, resource: Resource, objs: Iterable[Obj]) -> None:
-        for obj in objs:
-            meta = obj["metadata"]
-            if (resource.name, meta.get("namespace", ""), meta["name"]) in self._objects:
-                self.delete(resource, meta.get("namespace", ""), meta["name"])
