@@ -1,0 +1,1 @@
+"""Local stand-in for Kubernetes clusters: API server, scheduler, kubelet, Deployment controller."""

@@ -1,0 +1,3 @@
+from gpuflow_emulator.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""`python -m gpuflow_emulator serve --config FILE --port N`: run the emulator until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from gpuflow_emulator import config as config_module
+from gpuflow_emulator.emulator import Emulator
+from gpuflow_emulator.server import build_app
+
+log = logging.getLogger("gpuflow_emulator")
+
+
+async def serve(config_path: Path, host: str, port: int) -> None:
+    """Serve until a stop signal; on the way out every container process is ended."""
+    emulator = Emulator(config_module.load(config_path), f"http://{host}:{port}")
+    # Cancel a handler when its client leaves (watches, log follows); do not wait long for open streams.
+    runner = web.AppRunner(
+        build_app(emulator), handle_signals=False, handler_cancellation=True, shutdown_timeout=2
+    )
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    emulator.start()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    log.info("emulator listening on http://%s:%d (config %s)", host, port, config_path)
+    await stop.wait()
+    log.info("stopping: ending every container process")
+    await emulator.shutdown()
+    await runner.cleanup()
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gpuflow_emulator")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="serve the emulated clusters")
+    serve_parser.add_argument("--config", type=Path, required=True)
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8089)
+    serve_parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    asyncio.run(serve(args.config, args.host, args.port))

@@ -1,0 +1,116 @@
+"""The emulator's YAML configuration: clusters with their static nodes, and how images map to local runtimes.
+
+```yaml
+kubeconfig_dir: .emulator/kubeconfigs   # one <cluster>.yaml per cluster is written here
+work_dir: .emulator/pods                # per-pod scratch directories (HOME, relative workingDir)
+runtimes:
+  - image_prefix: "python:"             # first matching prefix wins
+    commands: {python: $GPUFLOW_EMULATOR_PYTHON, python3: $GPUFLOW_EMULATOR_PYTHON}
+    entrypoint: [python3]               # used when a container has no `command`
+    env: {PYTHONUNBUFFERED: "1"}
+clusters:
+  - name: demo
+    nodes:
+      - name: gpu-node-1
+        labels: {nvidia.com/gpu.product: H100}
+        taints: [{key: nvidia.com/gpu, value: present, effect: NoSchedule}]
+        allocatable: {nvidia.com/gpu: "8"}
+```
+Values of `commands` and `env` are expanded with environment variables; `$GPUFLOW_EMULATOR_PYTHON`
+is the interpreter running the emulator.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PYTHON_VARIABLE = "GPUFLOW_EMULATOR_PYTHON"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict[str, str]] = field(default_factory=list)
+    allocatable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    nodes: list[NodeSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How containers of images starting with `image_prefix` run locally."""
+
+    image_prefix: str
+    commands: dict[str, str] = field(default_factory=dict)
+    entrypoint: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def argv(self, command: list[str], args: list[str]) -> list[str]:
+        """The local argv: the container's command (or the runtime's entrypoint) plus args, argv[0] mapped."""
+        argv = [*(command or self.entrypoint), *args]
+        if argv:
+            argv[0] = self.commands.get(argv[0], argv[0])
+        return argv
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    clusters: list[ClusterSpec]
+    runtimes: list[Runtime]
+    kubeconfig_dir: Path
+    work_dir: Path
+
+    def runtime_for(self, image: str) -> Runtime | None:
+        return next((runtime for runtime in self.runtimes if image.startswith(runtime.image_prefix)), None)
+
+
+def _expand(values: dict[str, Any]) -> dict[str, str]:
+    return {key: os.path.expandvars(str(value)) for key, value in (values or {}).items()}
+
+
+def _node(raw: dict[str, Any]) -> NodeSpec:
+    return NodeSpec(
+        name=raw["name"],
+        labels={k: str(v) for k, v in (raw.get("labels") or {}).items()},
+        taints=list(raw.get("taints") or []),
+        allocatable={k: str(v) for k, v in (raw.get("allocatable") or {}).items()},
+    )
+
+
+def parse(raw: dict[str, Any], base_dir: Path) -> EmulatorConfig:
+    """Build the config from parsed YAML; relative directories are relative to the config file."""
+    os.environ.setdefault(PYTHON_VARIABLE, sys.executable)
+    clusters = [
+        ClusterSpec(name=c["name"], nodes=[_node(n) for n in c.get("nodes") or []])
+        for c in raw.get("clusters") or []
+    ]
+    runtimes = [
+        Runtime(
+            image_prefix=r["image_prefix"],
+            commands=_expand(r.get("commands") or {}),
+            entrypoint=[os.path.expandvars(part) for part in r.get("entrypoint") or []],
+            env=_expand(r.get("env") or {}),
+        )
+        for r in raw.get("runtimes") or []
+    ]
+    return EmulatorConfig(
+        clusters=clusters,
+        runtimes=runtimes,
+        kubeconfig_dir=base_dir / raw.get("kubeconfig_dir", ".emulator/kubeconfigs"),
+        work_dir=base_dir / raw.get("work_dir", ".emulator/pods"),
+    )
+
+
+def load(path: Path) -> EmulatorConfig:
+    return parse(yaml.safe_load(path.read_text()) or {}, path.resolve().parent)

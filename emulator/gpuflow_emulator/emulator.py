@@ -1,0 +1,94 @@
+"""All clusters of one emulator process, and the node interface the cloud half (node pools) drives.
+
+Interface for the cloud half, to be called inside the emulator's event loop:
+
+    emulator.add_node(cluster, name, labels=None, taints=None, allocatable=None) -> dict   # the Node
+    await emulator.remove_node(cluster, name, reason="NodeLost", message="")
+
+`add_node` registers a Ready node; `allocatable` holds extended resources such as
+{"nvidia.com/gpu": "8"}; taints are dicts like {"key": "nvidia.com/gpu", "value": "present",
+"effect": "NoSchedule"}. `remove_node` fails the pods running there with phase Failed and
+status.reason `reason` (Deployment pods are then recreated elsewhere or stay Pending), then
+deletes the Node. Unknown clusters or nodes raise ApiError (404), a duplicate node 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gpuflow_emulator.cluster import Cluster
+from gpuflow_emulator.config import EmulatorConfig
+from gpuflow_emulator.errors import ApiError
+from gpuflow_emulator.store import Obj
+
+log = logging.getLogger(__name__)
+
+
+class Emulator:
+    def __init__(self, config: EmulatorConfig, base_url: str) -> None:
+        self.config = config
+        self.base_url = base_url.rstrip("/")
+        self.clusters: dict[str, Cluster] = {}
+
+    def start(self) -> None:
+        """Create the configured clusters and their static nodes, start their loops, write kubeconfigs."""
+        for spec in self.config.clusters:
+            cluster = Cluster(spec.name, self.config)
+            self.clusters[spec.name] = cluster
+            for node in spec.nodes:
+                cluster.add_node(node.name, node.labels, node.taints, node.allocatable)
+            cluster.start()
+            path = self.write_kubeconfig(spec.name)
+            log.info("cluster %s served at %s (kubeconfig %s)", spec.name, self.server_url(spec.name), path)
+
+    def cluster(self, name: str) -> Cluster:
+        try:
+            return self.clusters[name]
+        except KeyError:
+            raise ApiError(404, "NotFound", f'cluster "{name}" is not emulated here', {}) from None
+
+    def server_url(self, cluster: str) -> str:
+        return f"{self.base_url}/clusters/{cluster}"
+
+    def kubeconfig_path(self, cluster: str) -> Path:
+        return self.config.kubeconfig_dir / f"{cluster}.yaml"
+
+    def kubeconfig(self, cluster: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": cluster, "cluster": {"server": self.server_url(cluster)}}],
+            "users": [{"name": "emulator", "user": {"token": "gpuflow-emulator"}}],
+            "contexts": [
+                {"name": cluster, "context": {"cluster": cluster, "user": "emulator", "namespace": "default"}}
+            ],
+            "current-context": cluster,
+        }
+
+    def write_kubeconfig(self, cluster: str) -> Path:
+        path = self.kubeconfig_path(cluster)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.kubeconfig(cluster), sort_keys=False))
+        return path
+
+    def add_node(
+        self,
+        cluster: str,
+        name: str,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+        allocatable: dict[str, str] | None = None,
+    ) -> Obj:
+        return self.cluster(cluster).add_node(name, labels, taints, allocatable)
+
+    async def remove_node(self, cluster: str, name: str, reason: str = "NodeLost", message: str = "") -> None:
+        await self.cluster(cluster).remove_node(name, reason, message)
+
+    async def shutdown(self) -> None:
+        """Stop every cluster; every container process is ended before this returns."""
+        await asyncio.gather(*(cluster.shutdown() for cluster in self.clusters.values()))

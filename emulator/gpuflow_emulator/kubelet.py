@@ -1,0 +1,66 @@
+"""The kubelets of one cluster: a PodWorker per pod bound to a node, ended on deletion or node loss."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gpuflow_emulator.config import EmulatorConfig
+from gpuflow_emulator.errors import ApiError
+from gpuflow_emulator.events import EventRecorder
+from gpuflow_emulator.pod_worker import PODS, PodWorker
+from gpuflow_emulator.store import Obj, Store
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+SHUTDOWN_GRACE_SECONDS = 5
+
+log = logging.getLogger(__name__)
+
+
+class Kubelet:
+    def __init__(self, cluster: str, store: Store, events: EventRecorder, config: EmulatorConfig) -> None:
+        self._cluster, self._store, self._events, self._config = cluster, store, events, config
+        self._workers: dict[str, PodWorker] = {}
+        self._terminating: dict[str, asyncio.Task[None]] = {}
+
+    def worker(self, uid: str) -> PodWorker | None:
+        return self._workers.get(uid)
+
+    def sync(self) -> None:
+        """Start workers for newly bound pods, and graceful termination for pods marked for deletion."""
+        bound = {p["metadata"]["uid"]: p for p in self._store.list(PODS) if p["spec"].get("nodeName")}
+        for uid, pod in bound.items():
+            deleting = "deletionTimestamp" in pod["metadata"]
+            if (
+                uid not in self._workers
+                and not deleting
+                and pod.get("status", {}).get("phase") not in TERMINAL_PHASES
+            ):
+                self._workers[uid] = PodWorker(self._store, self._events, self._config, self._cluster, pod)
+                self._workers[uid].start()
+            if deleting and uid not in self._terminating:
+                self._terminating[uid] = asyncio.create_task(self._terminate(pod))
+        for uid in set(self._workers) - set(bound):
+            del self._workers[uid]
+
+    async def _terminate(self, pod: Obj) -> None:
+        meta = pod["metadata"]
+        worker = self._workers.get(meta["uid"])
+        if worker is not None:
+            await worker.terminate(float(meta.get("deletionGracePeriodSeconds", 30)))
+        current = self._store.find(PODS, meta["namespace"], meta["name"])
+        if current is not None and current["metadata"]["uid"] == meta["uid"]:
+            with contextlib.suppress(ApiError):
+                self._store.delete(PODS, meta["namespace"], meta["name"])
+        log.info("pod %s/%s deleted", meta["namespace"], meta["name"])
+        self._terminating.pop(meta["uid"], None)
+
+    async def lose_node(self, node: str, reason: str, message: str) -> None:
+        workers = [w for w in self._workers.values() if w.node == node and w.phase not in TERMINAL_PHASES]
+        await asyncio.gather(*(w.lose_node(reason, message) for w in workers))
+
+    async def shutdown(self) -> None:
+        """End every container process (the emulator is stopping)."""
+        await asyncio.gather(*(w.terminate(SHUTDOWN_GRACE_SECONDS) for w in self._workers.values()))
+        await asyncio.gather(*self._terminating.values(), return_exceptions=True)

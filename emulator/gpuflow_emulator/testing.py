@@ -1,0 +1,186 @@
+"""Running the emulator as a subprocess from tests (ours and the cloud half's), and polling with a deadline.
+
+with EmulatorProcess.start(tmp_path, nodes=[{"name": "cpu-0"}]) as emu:
+    client = kubernetes.config.new_client_from_config(config_file=str(emu.kubeconfig()))
+    emu.add_node("gpu-0", allocatable={"nvidia.com/gpu": "1"})
+    emu.remove_node("gpu-0", reason="Preempted")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+DEFAULT_CLUSTER = "test"
+STARTUP_SECONDS = 30
+
+
+def eventually(
+    probe: Callable[[], T | None], timeout: float = 15, interval: float = 0.1, what: str = ""
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def python_runtime() -> dict[str, Any]:
+    """Images `python:*` run with the interpreter running the tests."""
+    return {
+        "image_prefix": "python:",
+        "commands": {"python": sys.executable, "python3": sys.executable},
+        "entrypoint": [sys.executable],
+        "env": {"PYTHONUNBUFFERED": "1"},
+    }
+
+
+@dataclass
+class EmulatorProcess:
+    """An emulator started with `python -m gpuflow_emulator serve` on a free port."""
+
+    url: str
+    directory: Path
+    process: subprocess.Popen[bytes]
+
+    @classmethod
+    def start(
+        cls, directory: Path, nodes: list[dict[str, Any]] | None = None, cluster: str = DEFAULT_CLUSTER
+    ) -> EmulatorProcess:
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {
+            "kubeconfig_dir": "kubeconfigs",
+            "work_dir": "pods",
+            "runtimes": [python_runtime()],
+            "clusters": [{"name": cluster, "nodes": nodes or []}],
+        }
+        (directory / "emulator.yaml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        with (directory / "emulator.log").open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gpuflow_emulator",
+                    "serve",
+                    "--config",
+                    str(directory / "emulator.yaml"),
+                    "--port",
+                    str(port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        emulator = cls(f"http://127.0.0.1:{port}", directory, process)
+        eventually(emulator.healthy, timeout=STARTUP_SECONDS, what="the emulator to answer /healthz")
+        return emulator
+
+    def __enter__(self) -> EmulatorProcess:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    def healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"emulator exited with {self.process.returncode}: {self.log()}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return (self.directory / "emulator.log").read_text()
+
+    def kubeconfig(self, cluster: str = DEFAULT_CLUSTER) -> Path:
+        return self.directory / "kubeconfigs" / f"{cluster}.yaml"
+
+    def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"{self.url}/_emulator/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def add_node(
+        self,
+        name: str,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+        allocatable: dict[str, str] | None = None,
+        cluster: str = DEFAULT_CLUSTER,
+    ) -> dict[str, Any]:
+        body = {"name": name, "labels": labels, "taints": taints, "allocatable": allocatable}
+        return dict(self._admin("POST", f"clusters/{cluster}/nodes", body))
+
+    def remove_node(self, name: str, reason: str = "NodeLost", cluster: str = DEFAULT_CLUSTER) -> None:
+        self._admin("DELETE", f"clusters/{cluster}/nodes/{name}?reason={reason}")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, as a supervisor would; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def processes_with_marker(emulator_pid: int) -> list[int]:
+    """Pids of live processes the emulator `emulator_pid` started (they carry GPUFLOW_EMULATOR_PID)."""
+    marker = f"GPUFLOW_EMULATOR_PID={emulator_pid}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def python_pod(name: str, code: str, *, restart_policy: str = "Never", **spec: Any) -> dict[str, Any]:
+    """A pod manifest whose single container `main` runs `python -c code` (image python:3.11)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "restartPolicy": restart_policy,
+            "containers": [{"name": "main", "image": "python:3.11", "command": ["python", "-c", code]}],
+            **spec,
+        },
+    }

@@ -1,0 +1,118 @@
+"""Containers as local processes: env and secrets, init containers, restarts, deletion, no leaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes
+import pytest
+from gpuflow_emulator.testing import EmulatorProcess, eventually, processes_with_marker, python_pod
+from kubernetes.client import CoreV1Api
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _phase(core_v1: CoreV1Api, name: str) -> str:
+    return str(core_v1.read_namespaced_pod(name, "default").status.phase)
+
+
+def _log(core_v1: CoreV1Api, name: str, container: str = "main") -> str:
+    response = core_v1.read_namespaced_pod_log(name, "default", container=container, _preload_content=False)
+    return str(response.data.decode())
+
+
+def test_init_container_runs_first_and_env_comes_from_secrets_and_values(core_v1: CoreV1Api) -> None:
+    core_v1.create_namespaced_secret(
+        "default", {"metadata": {"name": "hf"}, "stringData": {"token": "s3cret"}}
+    )
+    manifest = python_pod(
+        "env",
+        "import os; env = os.environ\n"
+        "print(open('init.txt').read(), env['HF_TOKEN'], env['GREETING'], os.getcwd())",
+        initContainers=[
+            {
+                "name": "prepare",
+                "image": "python:3.11",
+                "workingDir": "/data",
+                "command": ["python", "-c", "open('init.txt', 'w').write('prepared')"],
+            }
+        ],
+    )
+    manifest["spec"]["containers"][0].update(
+        workingDir="/data",
+        env=[
+            {"name": "NAME", "value": "world"},
+            {"name": "GREETING", "value": "hello-$(NAME)"},
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+        ],
+    )
+    core_v1.create_namespaced_pod("default", manifest)
+
+    eventually(lambda: _phase(core_v1, "env") == "Succeeded", what="the pod to succeed")
+
+    prepared, token, greeting, cwd = _log(core_v1, "env").split()
+    assert (prepared, token, greeting) == ("prepared", "s3cret", "hello-world")
+    assert cwd.endswith("/data")
+    init_status = core_v1.read_namespaced_pod("env", "default").status.init_container_statuses[0]
+    assert init_status.state.terminated.reason == "Completed"
+
+
+def test_container_failing_once_is_restarted_under_on_failure(core_v1: CoreV1Api) -> None:
+    code = "import os, sys\nfirst = not os.path.exists('ran')\nopen('ran', 'w').close()\nsys.exit(int(first))"
+    core_v1.create_namespaced_pod("default", python_pod("flaky", code, restart_policy="OnFailure"))
+
+    eventually(lambda: _phase(core_v1, "flaky") == "Succeeded", what="the retried pod to succeed")
+
+    status = core_v1.read_namespaced_pod("flaky", "default").status.container_statuses[0]
+    assert status.restart_count == 1
+    assert status.last_state.terminated.exit_code == 1
+
+
+def test_image_without_a_runtime_waits_in_err_image_pull(core_v1: CoreV1Api) -> None:
+    manifest = python_pod("unknown-image", "print(1)")
+    manifest["spec"]["containers"][0]["image"] = "nvcr.io/nvidia/pytorch:24.01"
+    core_v1.create_namespaced_pod("default", manifest)
+
+    def waiting_reason() -> str | None:
+        statuses = core_v1.read_namespaced_pod("unknown-image", "default").status.container_statuses or []
+        return statuses[0].state.waiting.reason if statuses and statuses[0].state.waiting else None
+
+    assert eventually(lambda: waiting_reason() == "ErrImagePull", what="ErrImagePull")
+
+
+def test_deleting_a_pod_sends_sigterm_then_sigkill_after_the_grace_period(
+    core_v1: CoreV1Api, tmp_path: Path
+) -> None:
+    marker = tmp_path / "got-sigterm"
+    code = (
+        "import signal, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: open({str(marker)!r}, 'w').close())\n"
+        "print('ignoring SIGTERM', flush=True)\n"
+        "while True: time.sleep(0.1)"
+    )
+    core_v1.create_namespaced_pod("default", python_pod("stubborn", code))
+    eventually(lambda: "ignoring" in _log(core_v1, "stubborn"), what="the signal handler to be installed")
+
+    deleted = core_v1.delete_namespaced_pod("stubborn", "default", grace_period_seconds=1)
+
+    assert deleted.metadata.deletion_timestamp is not None
+    eventually(lambda: core_v1.list_namespaced_pod("default").items == [], what="the pod to be gone")
+    assert marker.exists()
+
+
+def test_stopping_the_emulator_ends_every_process_it_started(tmp_path: Path) -> None:
+    emulator = EmulatorProcess.start(tmp_path / "emulator", nodes=[{"name": "cpu-0"}])
+    spawner = "import subprocess, time; subprocess.Popen(['sleep', '300']); time.sleep(300)"
+    with emulator:
+        core_v1 = CoreV1Api(kubernetes.config.new_client_from_config(config_file=str(emulator.kubeconfig())))
+        for name in ("one", "two"):
+            core_v1.create_namespaced_pod("default", python_pod(name, spawner))
+        eventually(
+            lambda: len(processes_with_marker(emulator.process.pid)) == 4, what="2 pods with 2 processes each"
+        )
+
+        exit_code = emulator.stop()
+
+    assert exit_code == 0
+    assert processes_with_marker(emulator.process.pid) == []
+    assert "stopped" in emulator.log()
