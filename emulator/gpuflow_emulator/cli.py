@@ -21,9 +21,7 @@ async def serve(config_path: Path, host: str, port: int) -> None:
     """Serve until a stop signal; on the way out every container process is ended."""
     emulator = Emulator(config_module.load(config_path), f"http://{host}:{port}")
     # Cancel a handler when its client leaves (watches, log follows); do not wait long for open streams.
-    runner = web.AppRunner(
-        build_app(emulator), handle_signals=False, handler_cancellation=True, shutdown_timeout=2
-    )
+    runner = web.AppRunner(build_app(emulator), handle_signals=False, handler_cancellation=True, shutdown_timeout=2)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     emulator.start()

@@ -92,8 +92,7 @@ def parse(raw: dict[str, Any], base_dir: Path) -> EmulatorConfig:
     """Build the config from parsed YAML; relative directories are relative to the config file."""
     os.environ.setdefault(PYTHON_VARIABLE, sys.executable)
     clusters = [
-        ClusterSpec(name=c["name"], nodes=[_node(n) for n in c.get("nodes") or []])
-        for c in raw.get("clusters") or []
+        ClusterSpec(name=c["name"], nodes=[_node(n) for n in c.get("nodes") or []]) for c in raw.get("clusters") or []
     ]
     runtimes = [
         Runtime(

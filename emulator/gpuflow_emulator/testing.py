@@ -30,9 +30,7 @@ DEFAULT_CLUSTER = "test"
 STARTUP_SECONDS = 30
 
 
-def eventually(
-    probe: Callable[[], T | None], timeout: float = 15, interval: float = 0.1, what: str = ""
-) -> T:
+def eventually(probe: Callable[[], T | None], timeout: float = 15, interval: float = 0.1, what: str = "") -> T:
     """Poll `probe` until it returns something truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
