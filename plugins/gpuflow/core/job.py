@@ -1,0 +1,82 @@
+"""The whole job a pipeline run is asked to do: where to run (a ``PlanRequest``), what to train, how to serve.
+
+Validated in full by the first task of the pipeline, so a bad value fails the run before any cloud call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from gpuflow.core.errors import RequestError
+from gpuflow.core.request import PlanRequest
+
+_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+# An image reference: [registry/]path[:tag][@digest]; no spaces, at most 255 characters.
+_IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
+_URI = re.compile(r"^(file|s3|gs|az|abfs|abfss|memory)://\S+$|^/\S*$")
+MAX_KEEP_ENDPOINT_MINUTES = 24 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """Everything a run of ``gpu_train_and_serve`` needs, validated; planning fields live in ``plan``."""
+
+    plan: PlanRequest
+    job_name: str = "gpuflow-job"
+    training_image: str = "python:3.11-slim"
+    training_command: tuple[str, ...] = ("python", "-m", "gpuflow_training")
+    dataset_uri: str = ""
+    output_uri: str = ""
+    keep_endpoint_minutes: int = 0
+
+    def __post_init__(self) -> None:
+        if not _DNS_LABEL.match(self.job_name):
+            raise RequestError(
+                "job_name", self.job_name, "1-40 lowercase letters, digits and '-', starting with a letter"
+            )
+        if len(self.training_image) > 255 or not _IMAGE.match(self.training_image):
+            raise RequestError("training_image", self.training_image, "an image reference such as repo/name:tag")
+        if not self.training_command or any(not part for part in self.training_command):
+            raise RequestError("training_command", list(self.training_command), "a non-empty list of arguments")
+        for name in ("dataset_uri", "output_uri"):
+            value = getattr(self, name)
+            if value and not _URI.match(value):
+                raise RequestError(name, value, "an absolute path or a URI: file://, s3://, gs://, az://, abfs://")
+        if not 0 <= self.keep_endpoint_minutes <= MAX_KEEP_ENDPOINT_MINUTES:
+            raise RequestError("keep_endpoint_minutes", self.keep_endpoint_minutes, f"0 to {MAX_KEEP_ENDPOINT_MINUTES}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> JobRequest:
+        """Split a flat conf into planning and job fields; unknown keys are errors (typos must not pass)."""
+        plan_fields = {f.name for f in fields(PlanRequest)}
+        job_fields = {f.name for f in fields(cls)} - {"plan"}
+        unknown = sorted(set(data) - plan_fields - job_fields)
+        if unknown:
+            raise RequestError(unknown[0], data[unknown[0]], f"not a job field; see {sorted(plan_fields | job_fields)}")
+        plan = PlanRequest.from_mapping({k: v for k, v in data.items() if k in plan_fields})
+        given = {k: v for k, v in data.items() if k in job_fields and v is not None}
+        if "training_command" in given:
+            given["training_command"] = _command(given["training_command"])
+        if "keep_endpoint_minutes" in given:
+            given["keep_endpoint_minutes"] = _integer("keep_endpoint_minutes", given["keep_endpoint_minutes"])
+        for name in ("job_name", "training_image", "dataset_uri", "output_uri"):
+            if name in given and not isinstance(given[name], str):
+                raise RequestError(name, given[name], "a string")
+        return cls(plan=plan, **given)
+
+
+def _command(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise RequestError("training_command", value, "a list of strings (or one space-separated string)")
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).lstrip("-").isdigit():
+        raise RequestError(name, value, "an integer")
+    return int(value)

@@ -1,0 +1,115 @@
+"""Create a GPU node pool (the setup task) and wait for it (deferrable, failing over on late failures).
+
+The setup only submits the create, so it cannot fail after a pool exists: in Airflow 3 a teardown does
+not run when its setup failed, and a setup that waited and then timed out would leak the pool.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from airflow.sdk import BaseOperator, Context
+
+from gpuflow.core.nodepool import NodePoolSpec
+from gpuflow.operators.runtime import cluster_dict, plan_choices, provisioner
+from gpuflow.provisioning import Provisioner
+from gpuflow.triggers import events
+from gpuflow.triggers.nodepool import NodePoolTrigger
+
+DEFAULT_READY_TIMEOUT_S = 20 * 60
+
+
+def pool_state(spec: NodePoolSpec, index: int, choice: dict[str, Any], attempts: list[str]) -> dict[str, Any]:
+    """What downstream tasks learn about the pool (XCom): where it is, what it is, how it got there."""
+    return {
+        "index": index,
+        "choice": choice,
+        "pool": spec.ref.to_dict(),
+        "cluster": cluster_dict(spec.cluster),
+        "resource": spec.resource_name,
+        "attempts": attempts,
+    }
+
+
+class CreateNodePoolOperator(BaseOperator):
+    """Request a node pool on the first option of the plan that a cloud accepts (fire-and-forget).
+
+    :param plan_task_id: the task whose XCom holds the plan (``PlanOperator``).
+    """
+
+    template_fields = ("plan_task_id",)
+    ui_color = "#fdf1d8"
+
+    def __init__(self, *, plan_task_id: str = "plan", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan_task_id = plan_task_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        choices = plan_choices(context["ti"].xcom_pull(task_ids=self.plan_task_id)["plan"])
+        p = provisioner(context)
+        spec, index = p.create_first(choices)
+        self.log.info(
+            "requested node pool %s on %s (option %d of %d)", spec.name, spec.cluster.name, index, len(choices)
+        )
+        return pool_state(spec, index, choices[index], p.attempts)
+
+
+class WaitNodePoolOperator(BaseOperator):
+    """Wait in the triggerer until the pool is ready; a pool that fails instead is deleted and the next
+    option of the plan is requested, until one becomes ready or the options run out.
+
+    :param create_task_id: the ``CreateNodePoolOperator`` task.
+    :param ready_timeout_s: how long one pool may take to become ready.
+    :param poll_interval_s: seconds between the trigger's polls.
+    """
+
+    template_fields = ("create_task_id", "plan_task_id")
+    ui_color = "#fdf1d8"
+
+    def __init__(
+        self,
+        *,
+        create_task_id: str = "create_node_pool",
+        plan_task_id: str = "plan",
+        ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+        poll_interval_s: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.create_task_id = create_task_id
+        self.plan_task_id = plan_task_id
+        self.ready_timeout_s = ready_timeout_s
+        self.poll_interval_s = poll_interval_s
+
+    def execute(self, context: Context) -> NoReturn:
+        self._defer_on(context["ti"].xcom_pull(task_ids=self.create_task_id))
+
+    def execute_complete(self, context: Context, event: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+        events.validate(event)
+        if event["status"] == events.SUCCESS:
+            self.log.info("node pool %s is ready (%s nodes)", state["pool"]["name"], event.get("ready_nodes"))
+            return state
+        error = events.error_of(event)
+        self.log.warning("node pool %s failed after it was accepted: %s", state["pool"]["name"], error)
+        choices = plan_choices(context["ti"].xcom_pull(task_ids=self.plan_task_id)["plan"])
+        p: Provisioner = provisioner(context)
+        p.abandon(p.spec_for(state["choice"]), state["choice"], error)
+        remaining = choices[state["index"] + 1 :]
+        spec, offset = p.create_first(remaining)
+        index = state["index"] + 1 + offset
+        return self._defer_on(pool_state(spec, index, choices[index], [*state["attempts"], *p.attempts]))
+
+    def _defer_on(self, state: dict[str, Any]) -> NoReturn:
+        trigger = NodePoolTrigger(
+            cluster=state["cluster"],
+            ref=state["pool"],
+            timeout_s=self.ready_timeout_s,
+            poll_interval_s=self.poll_interval_s,
+        )
+        self.defer(
+            trigger=trigger,
+            method_name="execute_complete",
+            kwargs={"state": state},
+            timeout=timedelta(seconds=self.ready_timeout_s + 60),
+        )
