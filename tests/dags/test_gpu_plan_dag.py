@@ -20,7 +20,7 @@ def test_plan_task_returns_the_cheapest_spot_h100x8(dag: Any) -> None:
     run = dag.test(run_conf={"accelerator": "H100", "count": 8, "capacity": "spot"})
     assert run.state == "success"
     (ti,) = run.get_task_instances()
-    plan = ti.xcom_pull(task_ids="plan")
+    plan = ti.xcom_pull(task_ids="plan")["plan"]
     assert plan["chosen"]["capacity_type"] == "spot"
     assert plan["chosen"]["accelerator"] == "H100"
     assert plan["fallbacks"]

@@ -1,52 +1,86 @@
-"""``PlanOperator``: choose the offer to run on, before anything costs money."""
+"""``PlanOperator``: validate the request and choose the offer to run on, before anything costs money."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from gpuflow.core.catalog import load_catalog
+from gpuflow.core.clusters import ClusterConfigError
 from gpuflow.core.errors import CatalogError, RequestError, UnsatisfiableRequest
 from gpuflow.core.explain import format_plan
+from gpuflow.core.job import JobRequest
 from gpuflow.core.planner import plan
 from gpuflow.core.request import PlanRequest
 from gpuflow.core.settings import catalog_source
+from gpuflow.operators.runtime import clusters
+from gpuflow.state.store import BlockStore
 
 REQUEST_FIELDS = frozenset(f.name for f in fields(PlanRequest))
 
 
 class PlanOperator(BaseOperator):
-    """Rank the price catalog for the request and return the plan (chosen offer, fallbacks, estimate).
+    """Rank the price catalog for the request and return ``{"plan": ..., "job": ...}``.
 
     The request comes from ``request`` or, when that is None, from the DAG's params (the trigger form).
-    A bad request or an unsatisfiable one fails the task at once, without retries: retrying cannot fix it.
+    A bad or unsatisfiable request fails the task at once, without retries: retrying cannot fix it.
 
-    :param request: request fields (see ``gpuflow.core.request.PlanRequest``); templated.
+    :param request: request fields; templated.
     :param catalog: catalog path or URI; defaults to ``$GPUFLOW_CATALOG`` or the shipped catalog.
+    :param for_provisioning: validate the whole job (not just the planning fields), plan only regions
+        with a configured cluster, and skip offers the failover memory has blocked.
     """
 
     template_fields = ("request", "catalog")
     ui_color = "#e8f4ea"
 
-    def __init__(self, *, request: Mapping[str, Any] | None = None, catalog: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        request: Mapping[str, Any] | None = None,
+        catalog: str | None = None,
+        for_provisioning: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.request = request
         self.catalog = catalog
+        self.for_provisioning = for_provisioning
 
     def execute(self, context: Context) -> dict[str, Any]:
-        given = self.request if self.request is not None else context["params"]
+        given = dict(self.request if self.request is not None else context["params"])
         try:
-            request = PlanRequest.from_mapping({k: v for k, v in given.items() if k in REQUEST_FIELDS})
-            result = plan(request, load_catalog(self.catalog or catalog_source()))
+            if self.for_provisioning:
+                job = JobRequest.from_mapping(given)
+                result = self._plan_for_provisioning(job.plan)
+            else:
+                job = None
+                request = PlanRequest.from_mapping({k: v for k, v in given.items() if k in REQUEST_FIELDS})
+                result = plan(request, load_catalog(self.catalog or catalog_source()))
         except RequestError as exc:
             raise AirflowFailException(f"invalid request: {exc}") from exc
         except UnsatisfiableRequest as exc:
             raise AirflowFailException(f"no offer satisfies the request: {exc}") from exc
-        except CatalogError as exc:
+        except (CatalogError, ClusterConfigError) as exc:
             raise AirflowFailException(str(exc)) from exc
         self.log.info("plan:\n%s", format_plan(result))
-        return result.to_dict()
+        return {"plan": result.to_dict(), "job": _job_dict(job)}
+
+    def _plan_for_provisioning(self, request: PlanRequest) -> Any:
+        now = datetime.now(UTC)
+        remembered = BlockStore().active(now)
+        if remembered:
+            self.log.info("failover memory: %d offer block(s) in force", len(remembered))
+        request = PlanRequest.from_mapping({**request.to_dict(), "blocked": [*request.blocked, *remembered]})
+        return plan(request, load_catalog(self.catalog or catalog_source()), now=now, clusters=clusters().regions)
+
+
+def _job_dict(job: JobRequest | None) -> dict[str, Any] | None:
+    if job is None:
+        return None
+    return {f.name: getattr(job, f.name) for f in fields(job) if f.name != "plan"}

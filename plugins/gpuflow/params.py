@@ -1,0 +1,135 @@
+"""The trigger form: Airflow ``Param`` definitions shared by every gpuflow DAG, grouped in sections.
+
+The JSON schemas reject out-of-range values before a run starts; the first task validates the rest
+(names, accelerators, images) with the same messages as the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Param
+
+from gpuflow.core.catalog import CLOUDS
+from gpuflow.core.job import MAX_KEEP_ENDPOINT_MINUTES
+from gpuflow.core.request import DEFAULT_SPOT_ALLOWANCE, MAX_ACCELERATORS_PER_NODE, MAX_NODES, CapacityPreference
+
+WHAT, WHERE, COST, TRAINING, SERVING = "What to run on", "Where", "Cost", "Training", "Serving"
+
+
+def planning_params(
+    *, accelerator: str = "H100", count: int = 8, capacity: str = "spot-then-on-demand"
+) -> dict[str, Any]:
+    """Form fields of a ``PlanRequest``."""
+    return {
+        "accelerator": Param(
+            accelerator,
+            type=["null", "string"],
+            title="Accelerator",
+            description="GPU or TPU model, e.g. H100, A100-80GB, L4, tpu-v5p-8. Leave empty to choose by memory.",
+            section=WHAT,
+        ),
+        "min_memory_gib": Param(
+            None,
+            type=["null", "number"],
+            minimum=1,
+            title="Minimum memory per accelerator (GiB)",
+            description="Any accelerator with at least this much memory (with or instead of a model name).",
+            section=WHAT,
+        ),
+        "count": Param(
+            count,
+            type="integer",
+            minimum=1,
+            maximum=MAX_ACCELERATORS_PER_NODE,
+            title="Accelerators per node",
+            description="Also the tensor-parallel size of the endpoint.",
+            section=WHAT,
+        ),
+        "nodes": Param(1, type="integer", minimum=1, maximum=MAX_NODES, title="Nodes", section=WHAT),
+        "capacity": Param(
+            capacity,
+            type="string",
+            enum=[c.value for c in CapacityPreference],
+            title="Capacity type",
+            description="spot-then-on-demand tries every spot offer before any on-demand one.",
+            section=WHERE,
+        ),
+        "clouds": Param(
+            list(CLOUDS),
+            type="array",
+            items={"type": "string", "enum": list(CLOUDS)},
+            minItems=1,
+            title="Allowed clouds",
+            section=WHERE,
+        ),
+        "regions": Param(
+            ["*"],
+            type="array",
+            items={"type": "string", "pattern": "^[a-z0-9*?\\[\\]-]+$"},
+            minItems=1,
+            title="Allowed regions",
+            description="Region names or globs, e.g. us-* or europe-west4.",
+            section=WHERE,
+        ),
+        "max_hourly_usd": Param(
+            None, type=["null", "number"], exclusiveMinimum=0, title="Max USD per hour (whole pool)", section=COST
+        ),
+        "budget_usd": Param(
+            None, type=["null", "number"], exclusiveMinimum=0, title="Budget in USD (whole job)", section=COST
+        ),
+        "estimated_hours": Param(
+            1.0, type="number", exclusiveMinimum=0, title="Estimated hours the pool is held", section=COST
+        ),
+        "spot_allowance": Param(
+            DEFAULT_SPOT_ALLOWANCE,
+            type="number",
+            minimum=0,
+            maximum=5,
+            title="Spot preemption allowance",
+            description="Extra share of GPU-hours budgeted for work redone after spot preemptions.",
+            section=COST,
+        ),
+    }
+
+
+def job_params(*, training_image: str, training_command: list[str]) -> dict[str, Any]:
+    """Form fields of a ``JobRequest`` beyond planning."""
+    return {
+        "job_name": Param(
+            "gpuflow-job",
+            type="string",
+            pattern="^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$",
+            title="Job name",
+            description="Lowercase letters, digits and '-'; names the training pod and the endpoint.",
+            section=TRAINING,
+        ),
+        "training_image": Param(training_image, type="string", maxLength=255, title="Training image", section=TRAINING),
+        "training_command": Param(
+            training_command,
+            type="array",
+            items={"type": "string"},
+            minItems=1,
+            title="Training command",
+            section=TRAINING,
+        ),
+        "dataset_uri": Param(
+            "", type="string", title="Dataset URI", description="Path or s3://, gs://, az:// URI.", section=TRAINING
+        ),
+        "output_uri": Param(
+            "",
+            type="string",
+            title="Output URI",
+            description="Where the trained model is written; empty for the run's default location.",
+            section=TRAINING,
+        ),
+        "keep_endpoint_minutes": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=MAX_KEEP_ENDPOINT_MINUTES,
+            title="Keep the endpoint (minutes)",
+            description="0 tears the endpoint down at the end of the run.",
+            section=SERVING,
+        ),
+    }

@@ -1,0 +1,48 @@
+"""The train-and-serve chain, built once and used by every pipeline DAG (manual and scheduled).
+
+plan -> create_node_pool (setup) -> wait_node_pool -> ... -> teardown (teardown of create_node_pool)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airflow.sdk import BaseOperator
+
+from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S, CreateNodePoolOperator, WaitNodePoolOperator
+from gpuflow.operators.plan import PlanOperator
+from gpuflow.operators.teardown import TeardownOperator
+
+GPU_POOL = "gpu"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long each wait may take and how often it polls; tests shorten them."""
+
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    poll_interval_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    plan: BaseOperator
+    create_node_pool: BaseOperator
+    wait_node_pool: BaseOperator
+    teardown: BaseOperator
+
+
+def train_and_serve(timing: Timing | None = None) -> Pipeline:
+    """Add the pipeline's tasks to the DAG being defined and wire them; returns them for extension."""
+    timing = timing or Timing()
+    plan = PlanOperator(task_id="plan", for_provisioning=True)
+    create = CreateNodePoolOperator(task_id="create_node_pool")
+    wait = WaitNodePoolOperator(
+        task_id="wait_node_pool",
+        ready_timeout_s=timing.ready_timeout_s,
+        poll_interval_s=timing.poll_interval_s,
+    )
+    teardown = TeardownOperator(task_id="teardown", poll_interval_s=timing.poll_interval_s / 2)
+    plan >> create >> wait >> teardown
+    teardown.as_teardown(setups=create, on_failure_fail_dagrun=True)
+    return Pipeline(plan=plan, create_node_pool=create, wait_node_pool=wait, teardown=teardown)
