@@ -1,0 +1,231 @@
+"""AKS agent pools through azure-mgmt-containerservice's ``ContainerServiceClient``.
+
+The Azure provider has no AKS hook, so ``AksHook`` below builds the client the way the provider's hooks
+do, from the Airflow Azure connection: ``login``/``password`` + extra ``tenantId`` for a service principal,
+else ``DefaultAzureCredential``; extras may add ``base_url``, ``ca_bundle`` (a CA to trust for it) and
+``static_token`` (a pre-issued bearer token). Failures are read from ``error.code`` of API errors and
+from the agent pool's ``status.provisioningError.code``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+import yaml
+
+from gpuflow.clouds.connections import extras
+from gpuflow.core.catalog import CapacityType
+from gpuflow.core.clusters import Cluster
+from gpuflow.core.errors import CloudError, ErrorKind, Scope
+from gpuflow.core.nodepool import NodePoolRef, NodePoolSpec, NodePoolStatus, PoolState
+
+STATES = {
+    "Creating": PoolState.CREATING,
+    "Updating": PoolState.CREATING,
+    "Scaling": PoolState.CREATING,
+    "Succeeded": PoolState.READY,
+    "Failed": PoolState.FAILED,
+    "Canceled": PoolState.FAILED,
+    "Deleting": PoolState.DELETING,
+}
+CODES: dict[str, tuple[ErrorKind, Scope]] = {
+    "AllocationFailed": (ErrorKind.CAPACITY, Scope.OFFER),
+    "ZonalAllocationFailed": (ErrorKind.CAPACITY, Scope.OFFER),
+    "OverconstrainedAllocationRequest": (ErrorKind.CAPACITY, Scope.OFFER),
+    "OverconstrainedZonalAllocationRequest": (ErrorKind.CAPACITY, Scope.OFFER),
+    "SkuNotAvailable": (ErrorKind.CAPACITY, Scope.OFFER),
+    "QuotaExceeded": (ErrorKind.QUOTA, Scope.REGION),
+    "TooManyRequests": (ErrorKind.TRANSIENT, Scope.REGION),
+    "RetryableError": (ErrorKind.TRANSIENT, Scope.REGION),
+    "InternalServerError": (ErrorKind.TRANSIENT, Scope.REGION),
+    "InternalOperationError": (ErrorKind.TRANSIENT, Scope.REGION),
+    "ServiceUnavailable": (ErrorKind.TRANSIENT, Scope.REGION),
+    "AuthorizationFailed": (ErrorKind.AUTH, Scope.CLOUD),
+    "AuthenticationFailed": (ErrorKind.AUTH, Scope.CLOUD),
+    "InvalidAuthenticationToken": (ErrorKind.AUTH, Scope.CLOUD),
+    "InvalidParameter": (ErrorKind.INVALID, Scope.OFFER),
+    "BadRequest": (ErrorKind.INVALID, Scope.OFFER),
+    "ResourceNotFound": (ErrorKind.NOT_FOUND, Scope.OFFER),
+    "NotFound": (ErrorKind.NOT_FOUND, Scope.OFFER),
+}
+HTTP_STATUS: dict[int, tuple[ErrorKind, Scope]] = {
+    400: (ErrorKind.INVALID, Scope.OFFER),
+    401: (ErrorKind.AUTH, Scope.CLOUD),
+    403: (ErrorKind.AUTH, Scope.CLOUD),
+    404: (ErrorKind.NOT_FOUND, Scope.OFFER),
+    429: (ErrorKind.TRANSIENT, Scope.REGION),
+}
+# AKS wraps VM allocation failures in its own codes (e.g. "ReconcileVMSSAgentPoolFailed") and names the
+# Compute code only in the message; look the known codes up as whole words there.
+_CODE_IN_TEXT = re.compile(r"\b(" + "|".join(sorted(CODES, key=len, reverse=True)) + r")\b")
+_QUOTA_TEXT = re.compile(r"\bquota\b", re.IGNORECASE)
+
+
+class StaticTokenCredential:
+    """A ``TokenCredential`` for a bearer token issued elsewhere (the connection's ``static_token``)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+class AksHook:
+    """Builds the AKS management client from an Airflow Azure connection."""
+
+    def __init__(self, connection_id: str, subscription_id: str) -> None:
+        self.connection_id = connection_id
+        self.subscription_id = subscription_id
+
+    def get_conn(self) -> Any:
+        from azure.mgmt.containerservice import ContainerServiceClient
+
+        settings = extras(self.connection_id)
+        options: dict[str, Any] = {}
+        if settings.get("base_url"):
+            options["base_url"] = settings["base_url"]
+        if settings.get("ca_bundle"):
+            options["connection_verify"] = settings["ca_bundle"]
+        return ContainerServiceClient(self._credential(settings), self.subscription_id, **options)
+
+    def _credential(self, settings: Mapping[str, Any]) -> Any:
+        if settings.get("static_token"):
+            return StaticTokenCredential(str(settings["static_token"]))
+        from airflow.sdk import BaseHook
+
+        connection = BaseHook.get_connection(self.connection_id)
+        tenant = settings.get("tenantId") or settings.get("tenant_id")
+        if connection.login and connection.password and tenant:
+            from azure.identity import ClientSecretCredential
+
+            return ClientSecretCredential(tenant, connection.login, connection.password)
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
+
+
+class AksBackend:
+    """Agent pools of one AKS cluster."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.resource_group = cluster.settings["resource_group"]
+
+    @cached_property
+    def client(self) -> Any:
+        return AksHook(self.cluster.connection_id, self.cluster.settings["subscription_id"]).get_conn()
+
+    def create_node_pool(self, spec: NodePoolSpec) -> NodePoolRef:
+        """PUT is create-or-update, so a retried create finds and keeps its own pool."""
+        try:
+            self.client.agent_pools.begin_create_or_update(
+                self.resource_group, self.cluster.name, spec.name, _agent_pool(spec)
+            )
+        except Exception as exc:
+            raise self.classify(exc) from exc
+        return spec.ref
+
+    def get_node_pool(self, ref: NodePoolRef) -> NodePoolStatus:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            pool = self.client.agent_pools.get(self.resource_group, ref.cluster, ref.name)
+        except ResourceNotFoundError:
+            return NodePoolStatus(ref, PoolState.GONE)
+        except Exception as exc:
+            raise self.classify(exc) from exc
+        return self._status(ref, pool)
+
+    def delete_node_pool(self, ref: NodePoolRef) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self.client.agent_pools.begin_delete(self.resource_group, ref.cluster, ref.name)
+        except ResourceNotFoundError:
+            pass
+        except Exception as exc:
+            raise self.classify(exc) from exc
+
+    def list_node_pools(self, labels: Mapping[str, str]) -> list[NodePoolStatus]:
+        try:
+            pools = list(self.client.agent_pools.list(self.resource_group, self.cluster.name))
+        except Exception as exc:
+            raise self.classify(exc) from exc
+        statuses = [
+            self._status(NodePoolRef("azure", self.cluster.region, self.cluster.name, p.name), p) for p in pools
+        ]
+        return [s for s in statuses if labels.items() <= s.labels.items()]
+
+    def kube_config(self) -> dict[str, Any]:
+        try:
+            credentials = self.client.managed_clusters.list_cluster_user_credentials(
+                self.resource_group, self.cluster.name
+            )
+        except Exception as exc:
+            raise self.classify(exc) from exc
+        config: dict[str, Any] = yaml.safe_load(credentials.kubeconfigs[0].value)
+        return config
+
+    def classify(self, exc: BaseException) -> CloudError:
+        error = getattr(exc, "error", None)
+        code = getattr(error, "code", None) or ""
+        message = getattr(error, "message", None) or str(getattr(exc, "message", "") or exc)
+        return self._error(code, message, getattr(exc, "status_code", None))
+
+    def _error(self, code: str, message: str, http_status: int | None = None) -> CloudError:
+        if code not in CODES and (found := _CODE_IN_TEXT.search(message)):
+            code = found.group(1)
+        if code in CODES:
+            kind, scope = CODES[code]
+        elif code == "OperationNotAllowed" and _QUOTA_TEXT.search(message):
+            kind, scope = ErrorKind.QUOTA, Scope.REGION  # Azure reports core quota this way
+        elif http_status is not None and http_status >= 500:
+            kind, scope = ErrorKind.TRANSIENT, Scope.REGION
+        else:
+            kind, scope = HTTP_STATUS.get(http_status or 0, (ErrorKind.CAPACITY, Scope.OFFER))
+        return CloudError(
+            cloud="azure",
+            code=code or f"HTTP{http_status}",
+            kind=kind,
+            scope=scope,
+            message=message,
+            resource=self.cluster.name,
+        )
+
+    def _status(self, ref: NodePoolRef, pool: Any) -> NodePoolStatus:
+        state = STATES.get(pool.provisioning_state or "", PoolState.CREATING)
+        problem = getattr(getattr(pool, "status", None), "provisioning_error", None)
+        error = None
+        if state is PoolState.FAILED:
+            code = getattr(problem, "code", None) or "ProvisioningFailed"
+            error = self._error(code, getattr(problem, "message", None) or f"agent pool {ref.name} failed")
+        ready = (pool.count or 0) if state is PoolState.READY else 0
+        return NodePoolStatus(ref, state, ready_nodes=ready, error=error, labels=dict(pool.node_labels or {}))
+
+
+def _agent_pool(spec: NodePoolSpec) -> Any:
+    from azure.mgmt.containerservice.models import AgentPool
+    from azure.mgmt.containerservice.models import AgentPoolManagedClusterAgentPoolProfileProperties as Properties
+
+    spot = spec.capacity_type is CapacityType.SPOT
+    properties = Properties(
+        count=spec.nodes,
+        vm_size=spec.instance_type,
+        mode="User",
+        os_type="Linux",
+        availability_zones=[spec.zone] if spec.zone else None,
+        node_labels=dict(spec.labels),
+        node_taints=[f"{t.key}={t.value}:{t.effect}" for t in spec.taints],
+        tags=dict(spec.labels),
+        scale_set_priority="Spot" if spot else "Regular",
+        scale_set_eviction_policy="Delete" if spot else None,
+        spot_max_price=-1 if spot else None,
+    )
+    return AgentPool(properties=properties)

@@ -1,0 +1,231 @@
+"""GKE node pools through google-cloud-container's ``ClusterManagerClient`` (REST transport).
+
+Credentials come from the Airflow Google connection (``GoogleBaseHook``); the extras may add
+``api_endpoint`` and ``anonymous: true`` (an endpoint that needs no Google credentials). Failures are
+read from the node pool's ``conditions[].code`` (GCE_STOCKOUT, GCE_QUOTA_EXCEEDED) and, where Google
+puts the Compute Engine code only in the text of ``status_message`` or an API error, from the known codes
+as whole words in that text, the way SkyPilot's GCP failover reads them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from gpuflow.clouds.connections import extras
+from gpuflow.core.catalog import CapacityType
+from gpuflow.core.clusters import Cluster
+from gpuflow.core.errors import CloudError, ErrorKind, Scope
+from gpuflow.core.nodepool import NodePoolRef, NodePoolSpec, NodePoolStatus, PoolState
+
+# GKE accelerator types (the values of cloud.google.com/gke-accelerator) per catalog accelerator.
+ACCELERATOR_TYPES = {
+    "T4": "nvidia-tesla-t4",
+    "P4": "nvidia-tesla-p4",
+    "P100": "nvidia-tesla-p100",
+    "V100": "nvidia-tesla-v100",
+    "L4": "nvidia-l4",
+    "A100": "nvidia-tesla-a100",
+    "A100-80GB": "nvidia-a100-80gb",
+    "H100": "nvidia-h100-80gb",
+    "H100-MEGA": "nvidia-h100-mega-80gb",
+    "H200": "nvidia-h200-141gb",
+    "B200": "nvidia-b200",
+}
+STATES = {
+    "PROVISIONING": PoolState.CREATING,
+    "RECONCILING": PoolState.CREATING,
+    "RUNNING": PoolState.READY,
+    "RUNNING_WITH_ERROR": PoolState.READY,
+    "STOPPING": PoolState.DELETING,
+    "ERROR": PoolState.FAILED,
+}
+# Compute Engine / GKE codes, most specific first (GPUS_ALL_REGIONS is a QUOTA_EXCEEDED for the project).
+GCE_CODES: dict[str, tuple[ErrorKind, Scope]] = {
+    "GPUS_ALL_REGIONS": (ErrorKind.QUOTA, Scope.CLOUD),
+    "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS": (ErrorKind.CAPACITY, Scope.OFFER),
+    "ZONE_RESOURCE_POOL_EXHAUSTED": (ErrorKind.CAPACITY, Scope.OFFER),
+    "GCE_STOCKOUT": (ErrorKind.CAPACITY, Scope.OFFER),
+    "GCE_QUOTA_EXCEEDED": (ErrorKind.QUOTA, Scope.REGION),
+    "QUOTA_EXCEEDED": (ErrorKind.QUOTA, Scope.REGION),
+    "RESOURCE_EXHAUSTED": (ErrorKind.CAPACITY, Scope.OFFER),
+    "stockout": (ErrorKind.CAPACITY, Scope.OFFER),
+}
+HTTP_STATUS: dict[int, tuple[ErrorKind, Scope]] = {
+    400: (ErrorKind.INVALID, Scope.OFFER),
+    401: (ErrorKind.AUTH, Scope.CLOUD),
+    403: (ErrorKind.AUTH, Scope.CLOUD),
+    404: (ErrorKind.NOT_FOUND, Scope.OFFER),
+    429: (ErrorKind.TRANSIENT, Scope.REGION),
+}
+_CODE_IN_TEXT = re.compile(r"\b(" + "|".join(GCE_CODES) + r")\b")
+
+
+class GkeBackend:
+    """Node pools of one GKE cluster."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.parent = (
+            f"projects/{cluster.settings['project']}/locations/{cluster.settings['location']}/clusters/{cluster.name}"
+        )
+
+    @cached_property
+    def settings(self) -> dict[str, Any]:
+        return extras(self.cluster.connection_id)
+
+    @cached_property
+    def credentials(self) -> Any:
+        if self.settings.get("anonymous"):
+            from google.auth.credentials import AnonymousCredentials
+
+            return AnonymousCredentials()
+        from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+
+        return GoogleBaseHook(gcp_conn_id=self.cluster.connection_id).get_credentials()
+
+    @cached_property
+    def client(self) -> Any:
+        from google.api_core.client_options import ClientOptions
+        from google.cloud.container_v1 import ClusterManagerClient
+
+        endpoint = self.settings.get("api_endpoint")
+        options = ClientOptions(api_endpoint=endpoint) if endpoint else None
+        return ClusterManagerClient(transport="rest", client_options=options, credentials=self.credentials)
+
+    def create_node_pool(self, spec: NodePoolSpec) -> NodePoolRef:
+        from google.api_core.exceptions import AlreadyExists
+
+        try:
+            self.client.create_node_pool(parent=self.parent, node_pool=_node_pool(spec))
+        except AlreadyExists:
+            pass  # get-or-create: a retried task finds its own pool
+        except Exception as exc:
+            raise self.classify(exc) from exc
+        return spec.ref
+
+    def get_node_pool(self, ref: NodePoolRef) -> NodePoolStatus:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            pool = self.client.get_node_pool(name=f"{self.parent}/nodePools/{ref.name}")
+        except NotFound:
+            return NodePoolStatus(ref, PoolState.GONE)
+        except Exception as exc:
+            raise self.classify(exc) from exc
+        return self._status(ref, pool)
+
+    def delete_node_pool(self, ref: NodePoolRef) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.client.delete_node_pool(name=f"{self.parent}/nodePools/{ref.name}")
+        except NotFound:
+            pass
+        except Exception as exc:
+            raise self.classify(exc) from exc
+
+    def list_node_pools(self, labels: Mapping[str, str]) -> list[NodePoolStatus]:
+        try:
+            pools = self.client.list_node_pools(parent=self.parent).node_pools
+        except Exception as exc:
+            raise self.classify(exc) from exc
+        statuses = [self._status(NodePoolRef("gcp", self.cluster.region, self.cluster.name, p.name), p) for p in pools]
+        return [s for s in statuses if labels.items() <= s.labels.items()]
+
+    def kube_config(self) -> dict[str, Any]:
+        """Endpoint and CA from GetCluster; the user authenticates with the connection's access token."""
+        try:
+            cluster = self.client.get_cluster(name=self.parent)
+        except Exception as exc:
+            raise self.classify(exc) from exc
+        server = cluster.endpoint if "://" in cluster.endpoint else f"https://{cluster.endpoint}"
+        ca = cluster.master_auth.cluster_ca_certificate
+        return _kube_config(self.cluster.name, server, ca, self._access_token())
+
+    def _access_token(self) -> str | None:
+        """An OAuth access token for the Kubernetes API (about an hour), or None for anonymous access."""
+        if self.settings.get("anonymous"):
+            return None
+        from google.auth.transport.requests import Request
+
+        self.credentials.refresh(Request())
+        return str(self.credentials.token)
+
+    def classify(self, exc: BaseException) -> CloudError:
+        message = str(getattr(exc, "message", "") or exc)
+        status = getattr(exc, "code", None)
+        reason = str(getattr(exc, "reason", "") or "")
+        return self._error(f"{reason} {message}", message, status if isinstance(status, int) else None)
+
+    def _error(self, text: str, message: str, http_status: int | None = None) -> CloudError:
+        found = _CODE_IN_TEXT.search(text)
+        if found:
+            code = found.group(1)
+            kind, scope = GCE_CODES[code]
+        else:
+            code = f"HTTP{http_status}" if http_status else "UNKNOWN"
+            transient = http_status is not None and http_status >= 500
+            kind, scope = (
+                (ErrorKind.TRANSIENT, Scope.REGION)
+                if transient
+                else HTTP_STATUS.get(http_status or 0, (ErrorKind.CAPACITY, Scope.OFFER))
+            )
+        return CloudError(cloud="gcp", code=code, kind=kind, scope=scope, message=message, resource=self.cluster.name)
+
+    def _status(self, ref: NodePoolRef, pool: Any) -> NodePoolStatus:
+        state = STATES.get(pool.status.name, PoolState.CREATING)
+        error = None
+        if state is PoolState.FAILED:
+            conditions = " ".join(f"{c.code.name} {c.message}" for c in pool.conditions)
+            error = self._error(f"{conditions} {pool.status_message}", pool.status_message or conditions)
+        ready = pool.initial_node_count * max(1, len(pool.locations)) if state is PoolState.READY else 0
+        return NodePoolStatus(ref, state, ready_nodes=ready, error=error, labels=dict(pool.config.labels))
+
+
+def _node_pool(spec: NodePoolSpec) -> Any:
+    from google.cloud.container_v1 import types
+
+    accelerators = []
+    if spec.accelerator in ACCELERATOR_TYPES:
+        driver = types.GPUDriverInstallationConfig(
+            gpu_driver_version=types.GPUDriverInstallationConfig.GPUDriverVersion.LATEST
+        )
+        accelerators.append(
+            types.AcceleratorConfig(
+                accelerator_count=spec.accelerator_count,
+                accelerator_type=ACCELERATOR_TYPES[spec.accelerator],
+                gpu_driver_installation_config=driver,
+            )
+        )
+    config = types.NodeConfig(
+        machine_type=spec.instance_type,
+        labels=dict(spec.labels),
+        taints=[
+            types.NodeTaint(key=t.key, value=t.value, effect=types.NodeTaint.Effect.NO_SCHEDULE) for t in spec.taints
+        ],
+        spot=spec.capacity_type is CapacityType.SPOT,
+        accelerators=accelerators,
+    )
+    return types.NodePool(
+        name=spec.name,
+        initial_node_count=spec.nodes,
+        locations=[spec.zone] if spec.zone else [],
+        config=config,
+    )
+
+
+def _kube_config(name: str, server: str, ca_data: str, token: str | None) -> dict[str, Any]:
+    cluster: dict[str, Any] = {"server": server}
+    if ca_data:
+        cluster["certificate-authority-data"] = ca_data
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": "gpuflow", "user": {"token": token} if token else {}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": "gpuflow"}}],
+        "current-context": name,
+    }
