@@ -1,0 +1,143 @@
+"""GKE and AKS failures classified from the payloads the services return (messages as published)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from google.api_core import exceptions as google_errors
+from google.cloud.container_v1 import types
+
+from gpuflow.clouds.azure import AksBackend
+from gpuflow.clouds.gcp import GkeBackend
+from gpuflow.core.clusters import Cluster
+from gpuflow.core.errors import ErrorKind, Scope
+from gpuflow.core.nodepool import NodePoolRef, PoolState
+
+GKE = Cluster("gcp", "us-central1", "gpuflow-usc1", "gpuflow_gcp", {"project": "p", "location": "us-central1"})
+AKS = Cluster("azure", "eastus", "gpuflow-eastus", "gpuflow_azure", {"subscription_id": "s", "resource_group": "g"})
+STOCKOUT_TEXT = (
+    "Google Compute Engine: Not all instances running in IGM after 31.5s. Expected 1, running 0, transitioning 1. "
+    "Current errors: [ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS]: Instance 'gke-gf-pool-1' creation failed: The zone "
+    "'projects/p/zones/us-central1-a' does not have enough resources available to fulfill the request."
+)
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "kind", "scope"),
+    [
+        (
+            google_errors.Forbidden("Quota 'GPUS_ALL_REGIONS' exceeded.  Limit: 1.0 globally."),
+            "GPUS_ALL_REGIONS",
+            ErrorKind.QUOTA,
+            Scope.CLOUD,
+        ),
+        (
+            google_errors.Forbidden(
+                "QUOTA_EXCEEDED: Quota 'NVIDIA_L4_GPUS' exceeded. Limit: 0.0 in region us-central1."
+            ),
+            "QUOTA_EXCEEDED",
+            ErrorKind.QUOTA,
+            Scope.REGION,
+        ),
+        (google_errors.TooManyRequests("Rate limit exceeded"), "HTTP429", ErrorKind.TRANSIENT, Scope.REGION),
+        (google_errors.ServiceUnavailable("backend error"), "HTTP503", ErrorKind.TRANSIENT, Scope.REGION),
+        (
+            google_errors.Unauthorized("Request had invalid authentication credentials."),
+            "HTTP401",
+            ErrorKind.AUTH,
+            Scope.CLOUD,
+        ),
+        (google_errors.BadRequest("Invalid machine type"), "HTTP400", ErrorKind.INVALID, Scope.OFFER),
+    ],
+)
+def test_gke_api_errors(exc: Exception, code: str, kind: ErrorKind, scope: Scope) -> None:
+    error = GkeBackend(GKE).classify(exc)
+    assert (error.code, error.kind, error.scope) == (code, kind, scope)
+
+
+def test_gke_pool_in_error_is_read_from_its_condition_and_status_message() -> None:
+    pool = types.NodePool(
+        name="gf-pool",
+        status=types.NodePool.Status.ERROR,
+        status_message=STOCKOUT_TEXT,
+        conditions=[types.StatusCondition(code=types.StatusCondition.Code.GCE_STOCKOUT, message="stockout")],
+    )
+    status = GkeBackend(GKE)._status(NodePoolRef("gcp", "us-central1", "gpuflow-usc1", "gf-pool"), pool)
+    assert status.state is PoolState.FAILED
+    assert status.error is not None
+    assert (status.error.code, status.error.kind, status.error.scope) == (
+        "GCE_STOCKOUT",
+        ErrorKind.CAPACITY,
+        Scope.OFFER,
+    )
+    assert "does not have enough resources" in status.error.message
+
+
+def test_gke_pool_in_error_without_conditions_is_read_from_the_message() -> None:
+    pool = types.NodePool(name="gf-pool", status=types.NodePool.Status.ERROR, status_message=STOCKOUT_TEXT)
+    status = GkeBackend(GKE)._status(NodePoolRef("gcp", "us-central1", "gpuflow-usc1", "gf-pool"), pool)
+    assert status.error is not None
+    assert status.error.code == "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
+
+
+def azure_error(status: int, code: str, message: str) -> HttpResponseError:
+    exc = HttpResponseError(message=message)
+    exc.status_code = status
+    exc.error = SimpleNamespace(code=code, message=message)  # type: ignore[assignment]
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "kind", "scope"),
+    [
+        (
+            409,
+            "OperationNotAllowed",
+            "Operation could not be completed as it results in exceeding approved standardNCASv3_T4Family Cores "
+            "quota. Additional details - Deployment Model: Resource Manager, Location: eastus, Current Limit: 0.",
+            ErrorKind.QUOTA,
+            Scope.REGION,
+        ),
+        (
+            400,
+            "SkuNotAvailable",
+            "The requested VM size for resource 'Following SKUs have failed for Capacity Restrictions: "
+            "Standard_NC24ads_A100_v4' is currently not available in location 'eastus'.",
+            ErrorKind.CAPACITY,
+            Scope.OFFER,
+        ),
+        (
+            200,
+            "AllocationFailed",
+            "Allocation failed. We do not have sufficient capacity for the requested VM size in this region.",
+            ErrorKind.CAPACITY,
+            Scope.OFFER,
+        ),
+        (429, "TooManyRequests", "The request is being throttled.", ErrorKind.TRANSIENT, Scope.REGION),
+        (
+            403,
+            "AuthorizationFailed",
+            "The client does not have authorization to perform action 'Microsoft.ContainerService/.../write'.",
+            ErrorKind.AUTH,
+            Scope.CLOUD,
+        ),
+    ],
+)
+def test_aks_api_errors(status: int, code: str, message: str, kind: ErrorKind, scope: Scope) -> None:
+    error = AksBackend(AKS).classify(azure_error(status, code, message))
+    assert (error.code, error.kind, error.scope) == (code, kind, scope)
+
+
+def test_aks_failed_pool_wrapping_a_compute_code_is_read_for_it() -> None:
+    problem = SimpleNamespace(
+        code="ReconcileVMSSAgentPoolFailed",
+        message='Code="ZonalAllocationFailed" Message="Allocation failed. We do not have sufficient capacity."',
+    )
+    pool = SimpleNamespace(
+        provisioning_state="Failed", status=SimpleNamespace(provisioning_error=problem), count=1, node_labels={}
+    )
+    status = AksBackend(AKS)._status(NodePoolRef("azure", "eastus", "gpuflow-eastus", "gfpool"), pool)
+    assert status.error is not None
+    assert (status.error.code, status.error.kind) == ("ZonalAllocationFailed", ErrorKind.CAPACITY)
