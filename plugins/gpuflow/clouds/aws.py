@@ -8,6 +8,7 @@ and from the node group's ``health.issues[].code``.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -130,7 +131,11 @@ class EksBackend:
         return found
 
     def kube_config(self) -> dict[str, Any]:
-        """Server and CA from DescribeCluster; the user runs the AWS provider's EKS token helper."""
+        """Server and CA from DescribeCluster; the user runs the AWS provider's EKS token helper.
+
+        The helper signs with the default AWS credential chain of the process that uses the kubeconfig
+        (instance profile, IRSA, environment), so no secret is written into the config or a trigger.
+        """
         cluster = self.client.describe_cluster(name=self.cluster.name)["cluster"]
         return _kube_config(self.cluster, cluster["endpoint"], cluster["certificateAuthority"]["data"])
 
@@ -180,7 +185,7 @@ def _kube_config(cluster: Cluster, server: str, ca_data: str) -> dict[str, Any]:
                 "user": {
                     "exec": {
                         "apiVersion": "client.authentication.k8s.io/v1beta1",
-                        "command": "python3",
+                        "command": sys.executable,
                         "args": [
                             "-m",
                             "airflow.providers.amazon.aws.utils.eks_get_token",
@@ -188,6 +193,8 @@ def _kube_config(cluster: Cluster, server: str, ca_data: str) -> dict[str, Any]:
                             cluster.name,
                             "--region-name",
                             cluster.region,
+                            "--sts-url",
+                            f"https://sts.{cluster.region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15",
                         ],
                         "interactiveMode": "Never",
                     }
