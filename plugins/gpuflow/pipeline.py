@@ -1,14 +1,15 @@
 """The train-and-serve chain, built once and used by every pipeline DAG (manual and scheduled).
 
-plan -> create_node_pool (setup) -> wait_node_pool -> ... -> teardown (teardown of create_node_pool)
+plan -> create_node_pool (setup) -> wait_node_pool -> ... -> teardown (teardown of create_node_pool) -> cost_report
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, TriggerRule
 
+from gpuflow.operators.cost import CostReportOperator
 from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S, CreateNodePoolOperator, WaitNodePoolOperator
 from gpuflow.operators.plan import PlanOperator
 from gpuflow.operators.teardown import TeardownOperator
@@ -30,6 +31,7 @@ class Pipeline:
     create_node_pool: BaseOperator
     wait_node_pool: BaseOperator
     teardown: BaseOperator
+    cost_report: BaseOperator
 
 
 def train_and_serve(timing: Timing | None = None) -> Pipeline:
@@ -43,6 +45,7 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
         poll_interval_s=timing.poll_interval_s,
     )
     teardown = TeardownOperator(task_id="teardown", poll_interval_s=timing.poll_interval_s / 2)
-    plan >> create >> wait >> teardown
+    cost_report = CostReportOperator(task_id="cost_report", trigger_rule=TriggerRule.ALL_DONE)
+    plan >> create >> wait >> teardown >> cost_report
     teardown.as_teardown(setups=create, on_failure_fail_dagrun=True)
-    return Pipeline(plan=plan, create_node_pool=create, wait_node_pool=wait, teardown=teardown)
+    return Pipeline(plan=plan, create_node_pool=create, wait_node_pool=wait, teardown=teardown, cost_report=cost_report)

@@ -6,7 +6,7 @@ not run when its setup failed, and a setup that waited and then timed out would 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from airflow.sdk import BaseOperator, Context
@@ -48,11 +48,12 @@ class CreateNodePoolOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         choices = plan_choices(context["ti"].xcom_pull(task_ids=self.plan_task_id)["plan"])
         p = provisioner(context)
+        requested_at = datetime.now(UTC).isoformat()
         spec, index = p.create_first(choices)
         self.log.info(
             "requested node pool %s on %s (option %d of %d)", spec.name, spec.cluster.name, index, len(choices)
         )
-        return pool_state(spec, index, choices[index], p.attempts)
+        return {**pool_state(spec, index, choices[index], p.attempts), "requested_at": requested_at}
 
 
 class WaitNodePoolOperator(BaseOperator):

@@ -1,4 +1,4 @@
-"""The failover memory: offers blocked after stockouts and quota errors, shared by all runs.
+"""Shared state: the failover memory (offers blocked after stockouts and quota errors) and the cost ledger.
 
 A SQL database reached through SQLAlchemy (``GPUFLOW_STATE_URL``; default a SQLite file beside the
 Airflow home), not Airflow's metadata DB: Airflow 3 tasks may not touch that one. Rows are only ever
@@ -13,7 +13,20 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, delete, event, insert, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+)
 from sqlalchemy.engine import Engine
 
 from gpuflow.core.catalog import CapacityType
@@ -38,17 +51,42 @@ blocks_table = Table(
 )
 
 
+ledger_table = Table(
+    "gpuflow_costs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dag_id", String(250), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("cloud", String(16), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("instance_type", String(128), nullable=False),
+    Column("capacity_type", String(16), nullable=False),
+    Column("nodes", Integer, nullable=False),
+    Column("accelerators", Integer, nullable=False),
+    Column("hourly_usd", Float, nullable=False),
+    Column("held_from", DateTime(timezone=True), nullable=False),
+    Column("held_until", DateTime(timezone=True), nullable=False),
+    Column("gpu_hours", Float, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("estimated_usd", Float, nullable=False),
+)
+
+
 def default_state_url() -> str:
     home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
     return os.environ.get(STATE_URL_ENV) or f"sqlite:///{home / 'gpuflow-state.db'}"
 
 
-class BlockStore:
-    """Insert-only store of ``Block`` records with an expiry."""
+class StateStore:
+    """The shared database; creates its tables on first use."""
 
     def __init__(self, url: str | None = None) -> None:
         self.engine = _engine(url or default_state_url())
         metadata.create_all(self.engine)
+
+
+class BlockStore(StateStore):
+    """Insert-only store of ``Block`` records with an expiry."""
 
     def record(self, blocks: Iterable[Block], *, recorded_by: str, now: datetime) -> None:
         rows = [
