@@ -19,10 +19,9 @@ GPU_POOL = "gpu"
 
 @dataclass(frozen=True)
 class Timing:
-    """How long each wait may take and how often it polls; tests shorten them."""
+    """How long each wait may take; how often it polls is ``GPUFLOW_POLL_INTERVAL_S``, read at run time."""
 
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
-    poll_interval_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,12 +38,8 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
     timing = timing or Timing()
     plan = PlanOperator(task_id="plan", for_provisioning=True)
     create = CreateNodePoolOperator(task_id="create_node_pool")
-    wait = WaitNodePoolOperator(
-        task_id="wait_node_pool",
-        ready_timeout_s=timing.ready_timeout_s,
-        poll_interval_s=timing.poll_interval_s,
-    )
-    teardown = TeardownOperator(task_id="teardown", poll_interval_s=timing.poll_interval_s / 2)
+    wait = WaitNodePoolOperator(task_id="wait_node_pool", ready_timeout_s=timing.ready_timeout_s)
+    teardown = TeardownOperator(task_id="teardown")
     cost_report = CostReportOperator(task_id="cost_report", trigger_rule=TriggerRule.ALL_DONE)
     plan >> create >> wait >> teardown >> cost_report
     teardown.as_teardown(setups=create, on_failure_fail_dagrun=True)

@@ -18,3 +18,12 @@ CLUSTERS_ENV = "GPUFLOW_CLUSTERS"
 def clusters_source() -> str | None:
     """The clusters file set by the operator (``GPUFLOW_CLUSTERS``), or None for the shipped one."""
     return os.environ.get(CLUSTERS_ENV) or None
+
+
+POLL_INTERVAL_ENV = "GPUFLOW_POLL_INTERVAL_S"
+DEFAULT_POLL_INTERVAL_S = 10.0
+
+
+def poll_interval_s() -> float:
+    """Seconds between polls of clouds and clusters (``GPUFLOW_POLL_INTERVAL_S``; tests and demos shorten it)."""
+    return float(os.environ.get(POLL_INTERVAL_ENV) or DEFAULT_POLL_INTERVAL_S)

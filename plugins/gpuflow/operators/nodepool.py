@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from airflow.sdk import BaseOperator, Context
 
 from gpuflow.core.nodepool import NodePoolSpec
+from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
 from gpuflow.operators.runtime import cluster_dict, plan_choices, provisioner
 from gpuflow.provisioning import Provisioner
 from gpuflow.triggers import events
@@ -62,7 +63,7 @@ class WaitNodePoolOperator(BaseOperator):
 
     :param create_task_id: the ``CreateNodePoolOperator`` task.
     :param ready_timeout_s: how long one pool may take to become ready.
-    :param poll_interval_s: seconds between the trigger's polls.
+    :param poll_interval_s: seconds between the trigger's polls (default ``GPUFLOW_POLL_INTERVAL_S``).
     """
 
     template_fields = ("create_task_id", "plan_task_id")
@@ -74,7 +75,7 @@ class WaitNodePoolOperator(BaseOperator):
         create_task_id: str = "create_node_pool",
         plan_task_id: str = "plan",
         ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
-        poll_interval_s: float = 10.0,
+        poll_interval_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -106,7 +107,7 @@ class WaitNodePoolOperator(BaseOperator):
             cluster=state["cluster"],
             ref=state["pool"],
             timeout_s=self.ready_timeout_s,
-            poll_interval_s=self.poll_interval_s,
+            poll_interval_s=self.poll_interval_s or poll_interval_s_setting(),
         )
         self.defer(
             trigger=trigger,

@@ -16,6 +16,7 @@ from gpuflow.clouds.base import CloudBackend, backend_for
 from gpuflow.core import naming
 from gpuflow.core.clusters import Cluster, ClusterConfigError
 from gpuflow.core.nodepool import NodePoolStatus, PoolState
+from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
 from gpuflow.operators.runtime import clusters, plan_choices, run_of
 
 DEFAULT_DELETE_TIMEOUT_S = 15 * 60
@@ -26,7 +27,7 @@ class TeardownOperator(BaseOperator):
 
     :param plan_task_id: the task whose XCom holds the plan (the clusters to sweep come from its options).
     :param delete_timeout_s: how long deletions may take before the run is failed with what is left.
-    :param poll_interval_s: seconds between checks while deletions finish.
+    :param poll_interval_s: seconds between checks while deletions finish (default ``GPUFLOW_POLL_INTERVAL_S``).
     """
 
     template_fields = ("plan_task_id",)
@@ -37,7 +38,7 @@ class TeardownOperator(BaseOperator):
         *,
         plan_task_id: str = "plan",
         delete_timeout_s: float = DEFAULT_DELETE_TIMEOUT_S,
-        poll_interval_s: float = 5.0,
+        poll_interval_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -83,4 +84,4 @@ class TeardownOperator(BaseOperator):
             if not left or time.monotonic() >= deadline:
                 return left
             self.log.info("waiting for %d node pool(s) to finish deleting", len(left))
-            time.sleep(self.poll_interval_s)
+            time.sleep(self.poll_interval_s or poll_interval_s_setting())
