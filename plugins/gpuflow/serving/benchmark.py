@@ -13,10 +13,11 @@ same seed gives the same prompts; the server's usage record gives the real token
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -148,30 +149,36 @@ def arrival_offsets(num_prompts: int, rate: float, seed: int) -> list[float]:
 
 def record_request(client: OpenAIClient, config: BenchmarkConfig, prompt: str) -> RequestRecord:
     """Send one streamed completion and time it as ``vllm bench serve`` does."""
-    sent = last = time.perf_counter()
-    ttft, itl, chunks = 0.0, [], 0
+    sent = time.perf_counter()
+    events = client.stream_complete(config.model, prompt, config.output_len, ignore_eos=config.ignore_eos)
+    return record_stream(sent, events, config.input_len)
+
+
+def record_stream(sent: float, events: Iterable[TokenChunk | Usage], input_len: int) -> RequestRecord:
+    """The timings of one stream that was sent at ``sent`` (same clock as the chunks' arrival times).
+
+    Token counts come from the usage record; without one, each chunk counts as a token and the prompt as
+    ``input_len``.
+    """
+    arrivals: list[float] = []
     usage = Usage(None, None)
     try:
-        for event in client.stream_complete(config.model, prompt, config.output_len, ignore_eos=config.ignore_eos):
+        for event in events:
             if isinstance(event, TokenChunk):
-                if chunks:
-                    itl.append(event.arrived - last)
-                else:
-                    ttft = event.arrived - sent
-                last, chunks = event.arrived, chunks + 1
+                arrivals.append(event.arrived)
             else:
                 usage = event
     except (ServerError, httpx.HTTPError) as exc:
         return RequestRecord(success=False, error=str(exc) or type(exc).__name__)
-    if not chunks:
+    if not arrivals:
         return RequestRecord(success=False, error="Never received a valid chunk to calculate TTFT.")
     return RequestRecord(
         success=True,
-        prompt_tokens=usage.prompt_tokens or config.input_len,
-        output_tokens=usage.completion_tokens or chunks,
-        ttft=ttft,
-        itl=tuple(itl),
-        latency=last - sent,
+        prompt_tokens=usage.prompt_tokens or input_len,
+        output_tokens=usage.completion_tokens or len(arrivals),
+        ttft=arrivals[0] - sent,
+        itl=tuple(b - a for a, b in itertools.pairwise(arrivals)),
+        latency=arrivals[-1] - sent,
     )
 
 

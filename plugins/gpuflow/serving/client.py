@@ -14,8 +14,6 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from kubernetes.client import Configuration
-from kubernetes.config.kube_config import KubeConfigLoader
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -168,6 +166,10 @@ def service_proxy_endpoint(kubeconfig: Mapping[str, Any], namespace: str, servic
     """The ``Endpoint`` of a Service's port through the API server's proxy, authenticated as ``kubeconfig``'s
     current context (bearer token, exec plugin or client certificate, with its CA) by the kubernetes client's
     own loader, so every auth method it supports works here too."""
+    # Imported here: the kubernetes package takes seconds to import, and only this helper needs it.
+    from kubernetes.client import Configuration
+    from kubernetes.config.kube_config import KubeConfigLoader
+
     configuration = Configuration()
     KubeConfigLoader(config_dict=dict(kubeconfig)).load_and_set(configuration)
     headers = {}
