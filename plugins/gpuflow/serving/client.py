@@ -172,9 +172,12 @@ def service_proxy_endpoint(kubeconfig: Mapping[str, Any], namespace: str, servic
 
     configuration = Configuration()
     KubeConfigLoader(config_dict=dict(kubeconfig)).load_and_set(configuration)
-    headers = {}
-    if token := configuration.get_api_key_with_prefix("authorization"):
-        headers["Authorization"] = token
+    # auth_settings() hides where the client keeps the token (the key changed in kubernetes 36).
+    headers = {
+        setting["key"].title(): setting["value"]
+        for setting in configuration.auth_settings().values()
+        if setting["in"] == "header" and setting["value"]
+    }
     verify: bool | str = configuration.ssl_ca_cert or bool(configuration.verify_ssl)
     cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
     base = f"{configuration.host.rstrip('/')}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"

@@ -68,7 +68,8 @@ def test_no_successful_request_reports_zeros_not_nan() -> None:
 
 
 def test_stream_timings_follow_vllm_definitions() -> None:
-    events: list[TokenChunk | Usage] = [TokenChunk("a", 10.5), TokenChunk("b", 10.75), TokenChunk("c", 11.0), Usage(7, 3)]
+    events: list[TokenChunk | Usage] = [TokenChunk("a", 10.5), TokenChunk("b", 10.75), TokenChunk("c", 11.0)]
+    events.append(Usage(7, 3))
 
     record = record_stream(10.0, events, input_len=5)
 
