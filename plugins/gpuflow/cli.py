@@ -1,14 +1,17 @@
 """Command line: ``python -m gpuflow plan ...`` ranks the catalog for a request without Airflow.
 
-Exit status: 0 planned, 2 invalid request, 3 no offer satisfies the request, 4 catalog unreadable.
+Exit status: 0 planned, 2 invalid request, 3 no offer satisfies the request, 4 catalog unreadable,
+5 benchmark: no request succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gpuflow.core.catalog import load_catalog
 from gpuflow.core.errors import CatalogError, RequestError, UnsatisfiableRequest
@@ -16,8 +19,10 @@ from gpuflow.core.explain import format_plan
 from gpuflow.core.planner import plan
 from gpuflow.core.request import CapacityPreference, PlanRequest
 from gpuflow.core.settings import CATALOG_ENV, catalog_source
+from gpuflow.serving.benchmark import BenchmarkConfig, format_report, run_benchmark, write_report
+from gpuflow.serving.client import Endpoint, OpenAIClient
 
-EXIT_INVALID, EXIT_UNSATISFIABLE, EXIT_CATALOG = 2, 3, 4
+EXIT_INVALID, EXIT_UNSATISFIABLE, EXIT_CATALOG, EXIT_NO_SUCCESS = 2, 3, 4, 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,11 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--output", choices=("table", "json"), default="table")
     report = commands.add_parser("catalog", help="load the catalog and print what was rejected or repaired")
     report.add_argument("--catalog", help=f"catalog CSV path or URI (default ${CATALOG_ENV} or the shipped one)")
+    bench = commands.add_parser("bench", help="benchmark an OpenAI-compatible endpoint like `vllm bench serve`")
+    bench.add_argument("--url", required=True, help="the server's base URL, e.g. http://127.0.0.1:8000")
+    bench.add_argument("--model", required=True, help="the served model name")
+    bench.add_argument("--num-prompts", type=int, default=100)
+    bench.add_argument("--rate", type=float, default=math.inf, help="requests per second (default inf: all at once)")
+    bench.add_argument("--input-len", type=int, default=128, help="prompt length in words (about one token each)")
+    bench.add_argument("--output-len", type=int, default=128, help="tokens to generate per request")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--header", action="append", default=[], help="'Name: value' to send, e.g. auth; repeatable")
+    bench.add_argument("--out", type=Path, required=True, help="directory for benchmark.json and benchmark.png")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench(args)
     try:
         catalog = load_catalog(args.catalog or catalog_source())
         if args.command == "catalog":
@@ -68,3 +85,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CATALOG
     print(json.dumps(result.to_dict(), indent=2) if args.output == "json" else format_plan(result))
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        config = BenchmarkConfig(
+            args.model, args.num_prompts, args.rate, args.input_len, args.output_len, seed=args.seed
+        )
+        headers = dict(_header(h) for h in args.header)
+    except RequestError as exc:
+        print(f"error: invalid request: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    with OpenAIClient(Endpoint(args.url, headers)) as client:
+        report = run_benchmark(client, config)
+    json_path, png_path = write_report(report, args.out)
+    print(format_report(report))
+    print(f"wrote {json_path} and {png_path}")
+    return 0 if report.completed else EXIT_NO_SUCCESS
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise RequestError("header", text, "'Name: value'")
+    return name.strip(), value.strip()

@@ -1,0 +1,241 @@
+"""The vLLM endpoint: an optional Secret (Hugging Face token), a Deployment and a ClusterIP Service.
+
+Choices that matter on GPUs:
+- ``Recreate``, not a rolling update: the pool holds exactly the accelerators one replica needs, so a surge
+  pod would wait forever for GPUs the old pod still holds.
+- A startup probe with a long budget: loading weights takes minutes, and liveness must not kill the server
+  meanwhile. Readiness then watches ``/v1/models`` (the model is being served), liveness ``/health``.
+- Weights given as an object-storage URI (s3://, gs://, az://) are copied into the cache volume by an init
+  container before vLLM starts, so vLLM only ever reads a local directory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from gpuflow.core.errors import RequestError
+from gpuflow.kube.objects import (
+    SecretKeyRef,
+    dns1035_label,
+    dns1123_label,
+    env_list,
+    metadata,
+    shm_volume,
+)
+from gpuflow.kube.placement import Placement
+from gpuflow.serving.vllm_args import PORT, VllmOptions, vllm_args
+
+CONTAINER = "vllm"
+PORT_NAME = "http"
+CACHE_VOLUME = "model-cache"
+CACHE_DIR = "/models"
+WEIGHTS_DIR = f"{CACHE_DIR}/weights"  # where a URI's weights are copied
+HF_TOKEN_KEY = "token"
+RCLONE_IMAGE = "rclone/rclone:1.68.2"
+# rclone's on-the-fly remotes, one per scheme; credentials come from the pod's workload identity (env auth).
+_RCLONE_REMOTES = {"s3": ":s3:", "gs": ":gcs:", "az": ":azureblob:"}
+_RCLONE_ENV = {
+    "RCLONE_S3_PROVIDER": "AWS",
+    "RCLONE_S3_ENV_AUTH": "true",
+    "RCLONE_GCS_ENV_AUTH": "true",
+    "RCLONE_AZUREBLOB_ENV_AUTH": "true",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDownloader:
+    """The init container that fills ``MODEL_DIR`` from ``MODEL_URI`` (both in its env; Kubernetes expands
+    ``$(MODEL_URI)`` and ``$(MODEL_DIR)`` in ``command``)."""
+
+    image: str
+    command: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTiming:
+    """Probe periods; ``startup_budget_s`` is how long the model may take to load before the pod restarts."""
+
+    startup_period_s: int = 10
+    startup_budget_s: int = 1800
+    readiness_period_s: int = 5
+    liveness_period_s: int = 10
+    liveness_failure_threshold: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """One vLLM endpoint. ``image`` must be pinned by the caller (e.g. ``vllm/vllm-openai:v0.11.0``);
+    ``command`` empty keeps the image's entrypoint. ``cache_claim`` names a PersistentVolumeClaim for the
+    model cache, otherwise an emptyDir (``cache_size_limit``, e.g. "100Gi") is used."""
+
+    name: str
+    namespace: str
+    image: str
+    options: VllmOptions
+    placement: Placement
+    labels: Mapping[str, str]
+    command: tuple[str, ...] = ()
+    downloader: ModelDownloader | None = None
+    cache_claim: str | None = None
+    cache_size_limit: str | None = None
+    probes: ProbeTiming = field(default_factory=ProbeTiming)
+
+    def __post_init__(self) -> None:
+        dns1035_label("name", self.name)
+        dns1123_label("namespace", self.namespace)
+        if not self.image:
+            raise RequestError("image", self.image, "a pinned vLLM image, e.g. vllm/vllm-openai:v0.11.0")
+        if self.options.tensor_parallel_size != self.placement.accelerator_count:
+            raise RequestError(
+                "tensor_parallel_size",
+                self.options.tensor_parallel_size,
+                f"the accelerators per node of the pool ({self.placement.accelerator_count})",
+            )
+        if self.cache_claim is not None:
+            dns1123_label("cache_claim", self.cache_claim)
+
+    @property
+    def model_uri(self) -> str | None:
+        """The object-storage URI the weights come from, or None for a Hugging Face id or a path."""
+        return self.options.model if urlsplit(self.options.model).scheme in _RCLONE_REMOTES else None
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": self.name}
+
+    @property
+    def all_labels(self) -> dict[str, str]:
+        return {**self.labels, **self.selector}
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.name}-hf-token"
+
+
+def rclone_downloader(uri: str) -> ModelDownloader:
+    """Copy ``uri`` with rclone: s3://BUCKET/PATH, gs://BUCKET/PATH or az://ACCOUNT/CONTAINER/PATH."""
+    parts = urlsplit(uri)
+    remote = _RCLONE_REMOTES.get(parts.scheme)
+    if remote is None or not parts.netloc:
+        raise RequestError("model", uri, "s3://BUCKET/PATH, gs://BUCKET/PATH or az://ACCOUNT/CONTAINER/PATH")
+    flags: tuple[str, ...] = ()
+    source = f"{remote}{parts.netloc}{parts.path}"
+    if parts.scheme == "az":
+        flags = ("--azureblob-account", parts.netloc)
+        source = f"{remote}{parts.path.lstrip('/')}"
+    return ModelDownloader(RCLONE_IMAGE, ("rclone", "copy", *flags, source, "$(MODEL_DIR)"), _RCLONE_ENV)
+
+
+def endpoint_manifests(spec: EndpointSpec, hf_token: str | None = None) -> list[dict[str, Any]]:
+    """Every object of the endpoint, in the order to apply them (the Secret before the pods that read it)."""
+    secret = [secret_manifest(spec, hf_token)] if hf_token else []
+    return [*secret, deployment_manifest(spec, with_hf_token=bool(hf_token)), service_manifest(spec)]
+
+
+def secret_manifest(spec: EndpointSpec, hf_token: str) -> dict[str, Any]:
+    """The token as run-time data: callers pass it in from a connection and must not log the result."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(spec.secret_name, spec.namespace, spec.all_labels),
+        "type": "Opaque",
+        "stringData": {HF_TOKEN_KEY: hf_token},
+    }
+
+
+def service_manifest(spec: EndpointSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(spec.name, spec.namespace, spec.all_labels),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": spec.selector,
+            "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+def deployment_manifest(spec: EndpointSpec, *, with_hf_token: bool) -> dict[str, Any]:
+    cache_volume: dict[str, Any] = {"name": CACHE_VOLUME}
+    if spec.cache_claim:
+        cache_volume["persistentVolumeClaim"] = {"claimName": spec.cache_claim}
+    else:
+        cache_volume["emptyDir"] = {"sizeLimit": spec.cache_size_limit} if spec.cache_size_limit else {}
+    cache_mount = {"name": CACHE_VOLUME, "mountPath": CACHE_DIR}
+    volumes, mounts = [cache_volume], [cache_mount]
+    if spec.options.tensor_parallel_size > 1:
+        shm, shm_mount = shm_volume()
+        volumes.append(shm)
+        mounts.append(shm_mount)
+    pod_spec: dict[str, Any] = {
+        "containers": [_vllm_container(spec, mounts, with_hf_token)],
+        "volumes": volumes,
+        **spec.placement.pod_spec_fields(),
+    }
+    if spec.model_uri:
+        pod_spec["initContainers"] = [_download_container(spec, spec.model_uri, cache_mount)]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(spec.name, spec.namespace, spec.all_labels),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": spec.selector},
+            "template": {"metadata": {"labels": spec.all_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def _vllm_container(spec: EndpointSpec, mounts: list[dict[str, Any]], with_hf_token: bool) -> dict[str, Any]:
+    secrets = {"HF_TOKEN": SecretKeyRef(spec.secret_name, HF_TOKEN_KEY)} if with_hf_token else {}
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.image,
+        "args": vllm_args(spec.options, model_path=WEIGHTS_DIR if spec.model_uri else None),
+        "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
+        "env": env_list({"HF_HOME": f"{CACHE_DIR}/huggingface"}, secrets),
+        "resources": spec.placement.resources,
+        "volumeMounts": mounts,
+        **_probes(spec.probes),
+    }
+    if spec.command:
+        container["command"] = list(spec.command)
+    return container
+
+
+def _http_get(path: str) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": PORT_NAME}}
+
+
+def _probes(timing: ProbeTiming) -> dict[str, Any]:
+    return {
+        "startupProbe": {
+            **_http_get("/v1/models"),
+            "periodSeconds": timing.startup_period_s,
+            "failureThreshold": math.ceil(timing.startup_budget_s / timing.startup_period_s),
+        },
+        "readinessProbe": {**_http_get("/v1/models"), "periodSeconds": timing.readiness_period_s},
+        "livenessProbe": {
+            **_http_get("/health"),
+            "periodSeconds": timing.liveness_period_s,
+            "failureThreshold": timing.liveness_failure_threshold,
+        },
+    }
+
+
+def _download_container(spec: EndpointSpec, uri: str, mount: dict[str, Any]) -> dict[str, Any]:
+    downloader = spec.downloader or rclone_downloader(uri)
+    return {
+        "name": "download-model",
+        "image": downloader.image,
+        "command": list(downloader.command),
+        "env": env_list({**downloader.env, "MODEL_URI": uri, "MODEL_DIR": WEIGHTS_DIR}, {}),
+        "volumeMounts": [mount],
+    }

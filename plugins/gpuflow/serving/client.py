@@ -1,0 +1,184 @@
+"""A small OpenAI-compatible client for a vLLM endpoint, and how to reach one through the API-server proxy.
+
+The proxy path (``/api/v1/namespaces/NS/services/NAME:PORT/proxy/``) reuses the cluster credentials the
+pipeline already has, so an endpoint needs no public IP or load balancer to be tested.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the server is and how to authenticate: ``verify`` is a CA bundle path or a bool, ``cert`` a
+    (certificate, key) pair of file paths for client-certificate clusters."""
+
+    base_url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    verify: bool | str = True
+    cert: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenChunk:
+    """Text of one streamed chunk and when it arrived (``time.perf_counter()``, as ``vllm bench`` records)."""
+
+    text: str
+    arrived: float
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The usage record that ends a stream when ``stream_options.include_usage`` is set."""
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+class ServerError(Exception):
+    """The server answered with an error status or a body that is not what the OpenAI API describes."""
+
+
+class OpenAIClient:
+    """Synchronous and thread-safe (one ``httpx.Client``), so a benchmark may share it between threads."""
+
+    def __init__(self, endpoint: Endpoint, *, timeout_s: float = DEFAULT_TIMEOUT_S, max_connections: int = 256):
+        self._http = httpx.Client(
+            base_url=endpoint.base_url.rstrip("/") + "/",
+            headers=dict(endpoint.headers),
+            verify=endpoint.verify,
+            cert=endpoint.cert,
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    def __enter__(self) -> OpenAIClient:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def models(self) -> list[str]:
+        """The ids of the served models (vLLM lists ``--served-model-name``)."""
+        return [str(model["id"]) for model in self._json("GET", "v1/models").get("data", [])]
+
+    def complete(self, model: str, prompt: str, max_tokens: int) -> Completion:
+        body = self._json("POST", "v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens})
+        return Completion(_first_choice(body).get("text") or "", *_usage(body.get("usage")))
+
+    def chat(self, model: str, messages: Sequence[Mapping[str, str]], max_tokens: int) -> Completion:
+        payload = {"model": model, "messages": list(messages), "max_tokens": max_tokens}
+        body = self._json("POST", "v1/chat/completions", payload)
+        message = _first_choice(body).get("message") or {}
+        return Completion(message.get("content") or "", *_usage(body.get("usage")))
+
+    def stream_complete(
+        self, model: str, prompt: str, max_tokens: int, *, ignore_eos: bool = False
+    ) -> Iterator[TokenChunk | Usage]:
+        """Stream a completion: a ``TokenChunk`` per chunk with choices, then one ``Usage``.
+
+        The request is sent when iteration starts. ``ignore_eos`` (a vLLM extension) makes the server
+        generate exactly ``max_tokens``, as a benchmark wants.
+        """
+        payload = {
+            "model": model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "ignore_eos": ignore_eos,
+        }
+        with self._http.stream("POST", "v1/completions", json=payload) as response:
+            _raise_for_status(response, read=True)
+            for line in response.iter_lines():
+                data = line.strip().removeprefix("data:").strip()
+                if not data or data == "[DONE]":
+                    continue
+                event = _parse(data)
+                if choices := event.get("choices"):
+                    yield TokenChunk(choices[0].get("text") or "", time.perf_counter())
+                elif event.get("usage"):
+                    yield Usage(*_usage(event["usage"]))
+
+    def metrics(self) -> str:
+        """The Prometheus text exposition of ``/metrics``."""
+        response = self._http.get("metrics")
+        _raise_for_status(response)
+        return response.text
+
+    def _json(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        response = self._http.request(method, path, json=payload)
+        _raise_for_status(response)
+        return _parse(response.text)
+
+
+def _raise_for_status(response: httpx.Response, *, read: bool = False) -> None:
+    if response.is_success:
+        return
+    if read:
+        response.read()
+    raise ServerError(
+        f"{response.request.method} {response.request.url.path}: HTTP {response.status_code}: {response.text[:500]}"
+    )
+
+
+def _parse(text: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ServerError(f"not JSON: {text[:200]!r}") from exc
+    if not isinstance(body, dict):
+        raise ServerError(f"not a JSON object: {text[:200]!r}")
+    return body
+
+
+def _first_choice(body: Mapping[str, Any]) -> dict[str, Any]:
+    choices = body.get("choices") or [{}]
+    return dict(choices[0])
+
+
+def _usage(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
+    usage = usage or {}
+    return usage.get("prompt_tokens"), usage.get("completion_tokens")
+
+
+def service_proxy_endpoint(kubeconfig: Mapping[str, Any], namespace: str, service: str, port: str | int) -> Endpoint:
+    """The ``Endpoint`` of a Service's port through the API server's proxy, authenticated as ``kubeconfig``'s
+    current context (bearer token, exec plugin or client certificate, with its CA) by the kubernetes client's
+    own loader, so every auth method it supports works here too."""
+    # Imported here: the kubernetes package takes seconds to import, and only this helper needs it.
+    from kubernetes.client import Configuration
+    from kubernetes.config.kube_config import KubeConfigLoader
+
+    configuration = Configuration()
+    KubeConfigLoader(config_dict=dict(kubeconfig)).load_and_set(configuration)
+    # auth_settings() hides where the client keeps the token (the key changed in kubernetes 36).
+    headers = {
+        setting["key"].title(): setting["value"]
+        for setting in configuration.auth_settings().values()
+        if setting["in"] == "header" and setting["value"]
+    }
+    verify: bool | str = configuration.ssl_ca_cert or bool(configuration.verify_ssl)
+    cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
+    base = f"{configuration.host.rstrip('/')}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
+    return Endpoint(base, headers, verify, cert)

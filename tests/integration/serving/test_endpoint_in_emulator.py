@@ -1,0 +1,98 @@
+"""Our endpoint manifests deployed into the emulator, with the container swapped for the OpenAI test double:
+the probes gate readiness, the Service routes, and smoke test and benchmark go through the API-server proxy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+from gpuflow_emulator.testing import EmulatorProcess, eventually
+from openai_double import MODEL
+
+from gpuflow.kube.placement import placement
+from gpuflow.kube.serving import EndpointSpec, ModelDownloader, ProbeTiming, endpoint_manifests
+from gpuflow.serving.benchmark import BenchmarkConfig, run_benchmark
+from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
+from gpuflow.serving.smoke import smoke_test
+from gpuflow.serving.vllm_args import VllmOptions
+
+pytestmark = pytest.mark.timeout(90)
+
+DOUBLE = Path(__file__).with_name("openai_double.py")
+GPU_NODE = {
+    "name": "gpu-0",
+    "labels": {"cloud.google.com/gke-nodepool": "gpu-pool", "cloud.google.com/gke-accelerator": "nvidia-l4"},
+    "taints": [
+        {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
+        {"key": "cloud.google.com/gke-spot", "value": "true", "effect": "NoSchedule"},
+    ],
+    "allocatable": {"nvidia.com/gpu": "2"},
+}
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    with EmulatorProcess.start(tmp_path / "emulator", nodes=[{"name": "cpu-0"}, GPU_NODE]) as running:
+        yield running
+
+
+def _spec() -> EndpointSpec:
+    """TP=2 on a spot L4 pool, weights from a URI: every optional part of the manifests is present."""
+    return EndpointSpec(
+        name="tiny",
+        namespace="default",
+        image="python:3.11",
+        command=("python", str(DOUBLE)),
+        options=VllmOptions("gs://bucket/tiny", MODEL, max_model_len=256, tensor_parallel_size=2),
+        placement=placement("gcp", "gpu-pool", "L4", 2, "spot"),
+        labels={"gpuflow.io/managed": "true"},
+        downloader=ModelDownloader(
+            "python:3.11", ("python", "-c", "import os; print('copy', os.environ['MODEL_URI'])")
+        ),
+        probes=ProbeTiming(startup_period_s=1, startup_budget_s=30, readiness_period_s=1, liveness_period_s=1),
+    )
+
+
+def _apply(api: kubernetes.client.ApiClient, manifests: list[dict[str, Any]]) -> None:
+    core, apps = kubernetes.client.CoreV1Api(api), kubernetes.client.AppsV1Api(api)
+    create = {
+        "Secret": core.create_namespaced_secret,
+        "Service": core.create_namespaced_service,
+        "Deployment": apps.create_namespaced_deployment,
+    }
+    for manifest in manifests:
+        create[manifest["kind"]](manifest["metadata"]["namespace"], manifest)
+
+
+def _available(apps: kubernetes.client.AppsV1Api) -> bool:
+    status = apps.read_namespaced_deployment_status("tiny", "default").status
+    return bool(status.available_replicas == 1)
+
+
+def test_endpoint_serves_smoke_test_and_benchmark_through_the_api_server_proxy(emulator: EmulatorProcess) -> None:
+    kubeconfig = yaml.safe_load(emulator.kubeconfig().read_text())
+    api = kubernetes.config.new_client_from_config_dict(kubeconfig)
+    _apply(api, endpoint_manifests(_spec(), hf_token="hf_test_token"))
+
+    apps = kubernetes.client.AppsV1Api(api)
+    eventually(lambda: _available(apps), timeout=45, what=f"the endpoint to become available\n{emulator.log()}")
+    (pod,) = (
+        kubernetes.client.CoreV1Api(api)
+        .list_namespaced_pod("default", label_selector="app.kubernetes.io/instance=tiny")
+        .items
+    )
+    assert pod.spec.node_name == "gpu-0"
+    assert pod.status.init_container_statuses[0].state.terminated.exit_code == 0
+
+    with OpenAIClient(service_proxy_endpoint(kubeconfig, "default", "tiny", "http")) as client:
+        result = smoke_test(client, MODEL, max_tokens=4)
+        config = BenchmarkConfig(MODEL, num_prompts=5, request_rate=50.0, input_len=6, output_len=4)
+        report = run_benchmark(client, config)
+
+    assert result.completion_text == "w0 w1 w2 w3"
+    assert (report.completed, report.failed, report.total_output_tokens) == (5, 0, 20)
+    api.close()
