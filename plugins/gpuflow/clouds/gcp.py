@@ -15,25 +15,12 @@ from functools import cached_property
 from typing import Any
 
 from gpuflow.clouds.connections import extras
+from gpuflow.core.accelerators import GKE_ACCELERATOR_TYPES
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clusters import Cluster
 from gpuflow.core.errors import CloudError, ErrorKind, Scope
 from gpuflow.core.nodepool import NodePoolRef, NodePoolSpec, NodePoolStatus, PoolState
 
-# GKE accelerator types (the values of cloud.google.com/gke-accelerator) per catalog accelerator.
-ACCELERATOR_TYPES = {
-    "T4": "nvidia-tesla-t4",
-    "P4": "nvidia-tesla-p4",
-    "P100": "nvidia-tesla-p100",
-    "V100": "nvidia-tesla-v100",
-    "L4": "nvidia-l4",
-    "A100": "nvidia-tesla-a100",
-    "A100-80GB": "nvidia-a100-80gb",
-    "H100": "nvidia-h100-80gb",
-    "H100-MEGA": "nvidia-h100-mega-80gb",
-    "H200": "nvidia-h200-141gb",
-    "B200": "nvidia-b200",
-}
 STATES = {
     "PROVISIONING": PoolState.CREATING,
     "RECONCILING": PoolState.CREATING,
@@ -189,14 +176,14 @@ def _node_pool(spec: NodePoolSpec) -> Any:
     from google.cloud.container_v1 import types
 
     accelerators = []
-    if spec.accelerator in ACCELERATOR_TYPES:
+    if spec.accelerator in GKE_ACCELERATOR_TYPES:
         driver = types.GPUDriverInstallationConfig(
             gpu_driver_version=types.GPUDriverInstallationConfig.GPUDriverVersion.LATEST
         )
         accelerators.append(
             types.AcceleratorConfig(
                 accelerator_count=spec.accelerator_count,
-                accelerator_type=ACCELERATOR_TYPES[spec.accelerator],
+                accelerator_type=GKE_ACCELERATOR_TYPES[spec.accelerator],
                 gpu_driver_installation_config=driver,
             )
         )

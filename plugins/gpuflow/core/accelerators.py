@@ -55,6 +55,22 @@ MODELS: tuple[AcceleratorModel, ...] = (
     AcceleratorModel("Trainium2", (96,), resource=NEURON, aliases=("trn2",)),
 )
 
+# GKE's accelerator type per GPU model: the value of the node label cloud.google.com/gke-accelerator and of
+# a node pool's accelerator config (GKE "Run GPUs in Standard node pools").
+GKE_ACCELERATOR_TYPES = {
+    "B200": "nvidia-b200",
+    "H200": "nvidia-h200-141gb",
+    "H100": "nvidia-h100-80gb",
+    "H100-MEGA": "nvidia-h100-mega-80gb",
+    "A100-80GB": "nvidia-a100-80gb",
+    "A100": "nvidia-tesla-a100",
+    "L4": "nvidia-l4",
+    "T4": "nvidia-tesla-t4",
+    "V100": "nvidia-tesla-v100",
+    "P100": "nvidia-tesla-p100",
+    "P4": "nvidia-tesla-p4",
+}
+
 # Catalogued memory within this fraction of a nominal figure is that figure (GB vs GiB, rounding).
 MEMORY_TOLERANCE = 0.10
 

@@ -22,19 +22,6 @@ POOL_LABELS = {
 }
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 # GKE's accelerator type for each canonical name (GKE "GPU platforms" documentation); TPUs use other labels.
-GKE_ACCELERATORS = {
-    "B200": "nvidia-b200",
-    "H200": "nvidia-h200-141gb",
-    "H100": "nvidia-h100-80gb",
-    "H100-MEGA": "nvidia-h100-mega-80gb",
-    "A100-80GB": "nvidia-a100-80gb",
-    "A100": "nvidia-tesla-a100",
-    "L4": "nvidia-l4",
-    "T4": "nvidia-tesla-t4",
-    "V100": "nvidia-tesla-v100",
-    "P100": "nvidia-tesla-p100",
-    "P4": "nvidia-tesla-p4",
-}
 # The taint each cloud puts on spot nodes itself (GKE spot VMs, AKS spot node pools); EKS adds none.
 SPOT_TAINTS = {
     "gcp": ("cloud.google.com/gke-spot", "true"),
@@ -96,6 +83,8 @@ def placement_for_pool(spec: NodePoolSpec) -> Placement:
 
 def _gke_accelerator(accelerator: str) -> str:
     name = accelerators.canonical_name(accelerator)
-    if name not in GKE_ACCELERATORS:
-        raise RequestError("accelerator", accelerator, f"a GPU GKE offers: {', '.join(GKE_ACCELERATORS)}")
-    return GKE_ACCELERATORS[name]
+    if name not in accelerators.GKE_ACCELERATOR_TYPES:
+        raise RequestError(
+            "accelerator", accelerator, f"a GPU GKE offers: {', '.join(accelerators.GKE_ACCELERATOR_TYPES)}"
+        )
+    return accelerators.GKE_ACCELERATOR_TYPES[name]
