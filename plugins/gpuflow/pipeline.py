@@ -1,6 +1,7 @@
 """The train-and-serve chain, built once and used by every pipeline DAG (manual and scheduled).
 
-plan -> create_node_pool (setup) -> wait_node_pool -> ... -> teardown (teardown of create_node_pool) -> cost_report
+plan -> create_node_pool (setup) -> wait_node_pool -> train -> deploy_endpoint -> wait_endpoint -> smoke_test
+-> benchmark -> teardown (teardown of create_node_pool; runs whatever happened) -> cost_report
 """
 
 from __future__ import annotations
@@ -10,9 +11,17 @@ from dataclasses import dataclass
 from airflow.sdk import BaseOperator, TriggerRule
 
 from gpuflow.operators.cost import CostReportOperator
+from gpuflow.operators.endpoint import (
+    DEFAULT_SERVE_TIMEOUT_S,
+    BenchmarkOperator,
+    DeployEndpointOperator,
+    SmokeTestOperator,
+    WaitEndpointOperator,
+)
 from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S, CreateNodePoolOperator, WaitNodePoolOperator
 from gpuflow.operators.plan import PlanOperator
 from gpuflow.operators.teardown import TeardownOperator
+from gpuflow.operators.train import TrainOperator
 
 GPU_POOL = "gpu"
 
@@ -22,6 +31,7 @@ class Timing:
     """How long each wait may take; how often it polls is ``GPUFLOW_POLL_INTERVAL_S``, read at run time."""
 
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    serve_timeout_s: float = DEFAULT_SERVE_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,11 @@ class Pipeline:
     plan: BaseOperator
     create_node_pool: BaseOperator
     wait_node_pool: BaseOperator
+    train: BaseOperator
+    deploy_endpoint: BaseOperator
+    wait_endpoint: BaseOperator
+    smoke_test: BaseOperator
+    benchmark: BaseOperator
     teardown: BaseOperator
     cost_report: BaseOperator
 
@@ -39,8 +54,24 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
     plan = PlanOperator(task_id="plan", for_provisioning=True)
     create = CreateNodePoolOperator(task_id="create_node_pool")
     wait = WaitNodePoolOperator(task_id="wait_node_pool", ready_timeout_s=timing.ready_timeout_s)
+    train = TrainOperator(task_id="train")
+    deploy = DeployEndpointOperator(task_id="deploy_endpoint")
+    wait_endpoint = WaitEndpointOperator(task_id="wait_endpoint", serve_timeout_s=timing.serve_timeout_s)
+    smoke = SmokeTestOperator(task_id="smoke_test")
+    benchmark = BenchmarkOperator(task_id="benchmark")
     teardown = TeardownOperator(task_id="teardown")
     cost_report = CostReportOperator(task_id="cost_report", trigger_rule=TriggerRule.ALL_DONE)
-    plan >> create >> wait >> teardown >> cost_report
+    plan >> create >> wait >> train >> deploy >> wait_endpoint >> smoke >> benchmark >> teardown >> cost_report
     teardown.as_teardown(setups=create, on_failure_fail_dagrun=True)
-    return Pipeline(plan=plan, create_node_pool=create, wait_node_pool=wait, teardown=teardown, cost_report=cost_report)
+    return Pipeline(
+        plan=plan,
+        create_node_pool=create,
+        wait_node_pool=wait,
+        train=train,
+        deploy_endpoint=deploy,
+        wait_endpoint=wait_endpoint,
+        smoke_test=smoke,
+        benchmark=benchmark,
+        teardown=teardown,
+        cost_report=cost_report,
+    )

@@ -12,12 +12,15 @@ from typing import Any
 
 from gpuflow.core.errors import RequestError
 from gpuflow.core.request import PlanRequest
+from gpuflow.serving.vllm_args import VllmOptions
 
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 # An image reference: [registry/]path[:tag][@digest]; no spaces, at most 255 characters.
 _IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
 _URI = re.compile(r"^(file|s3|gs|az|abfs|abfss|memory)://\S+$|^/\S*$")
 MAX_KEEP_ENDPOINT_MINUTES = 24 * 60
+MAX_BENCHMARK_REQUESTS = 10_000
+MAX_BENCHMARK_RATE = 1_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,14 @@ class JobRequest:
     dataset_uri: str = ""
     output_uri: str = ""
     keep_endpoint_minutes: int = 0
+    serving_image: str = "vllm/vllm-openai:v0.32.0"
+    served_model_name: str = "gpuflow-model"
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    quantization: str | None = None
+    hf_token_conn_id: str = ""
+    benchmark_requests: int = 20
+    benchmark_rate: float = 4.0
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.job_name):
@@ -47,6 +58,21 @@ class JobRequest:
                 raise RequestError(name, value, "an absolute path or a URI: file://, s3://, gs://, az://, abfs://")
         if not 0 <= self.keep_endpoint_minutes <= MAX_KEEP_ENDPOINT_MINUTES:
             raise RequestError("keep_endpoint_minutes", self.keep_endpoint_minutes, f"0 to {MAX_KEEP_ENDPOINT_MINUTES}")
+        if len(self.serving_image) > 255 or not _IMAGE.match(self.serving_image):
+            raise RequestError(
+                "serving_image", self.serving_image, "an image reference such as vllm/vllm-openai:v0.32.0"
+            )
+        if not 0 <= self.benchmark_requests <= MAX_BENCHMARK_REQUESTS:
+            raise RequestError("benchmark_requests", self.benchmark_requests, f"0 (none) to {MAX_BENCHMARK_REQUESTS}")
+        if not 0 < self.benchmark_rate <= MAX_BENCHMARK_RATE:
+            raise RequestError(
+                "benchmark_rate", self.benchmark_rate, f"requests per second in (0, {MAX_BENCHMARK_RATE}]"
+            )
+        serving_options(self.fields(), "validation", self.plan.count)  # checked where vLLM's rules live
+
+    def fields(self) -> dict[str, Any]:
+        """The job's own fields (not the plan's) as plain data, for XCom."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "plan"}
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> JobRequest:
@@ -60,9 +86,22 @@ class JobRequest:
         given = {k: v for k, v in data.items() if k in job_fields and v is not None}
         if "training_command" in given:
             given["training_command"] = _command(given["training_command"])
-        if "keep_endpoint_minutes" in given:
-            given["keep_endpoint_minutes"] = _integer("keep_endpoint_minutes", given["keep_endpoint_minutes"])
-        for name in ("job_name", "training_image", "dataset_uri", "output_uri"):
+        for name in ("keep_endpoint_minutes", "max_model_len", "benchmark_requests"):
+            if name in given:
+                given[name] = _integer(name, given[name])
+        for name in ("gpu_memory_utilization", "benchmark_rate"):
+            if name in given:
+                given[name] = _number(name, given[name])
+        for name in (
+            "job_name",
+            "training_image",
+            "dataset_uri",
+            "output_uri",
+            "serving_image",
+            "served_model_name",
+            "quantization",
+            "hf_token_conn_id",
+        ):
             if name in given and not isinstance(given[name], str):
                 raise RequestError(name, given[name], "a string")
         return cls(plan=plan, **given)
@@ -74,6 +113,27 @@ def _command(value: Any) -> tuple[str, ...]:
     if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise RequestError("training_command", value, "a list of strings (or one space-separated string)")
+
+
+def serving_options(job: Mapping[str, Any], model: str, tensor_parallel_size: int) -> VllmOptions:
+    """The vLLM options for serving ``model`` (a path or URI) with a job's serving fields."""
+    return VllmOptions(
+        model=model,
+        served_model_name=job["served_model_name"],
+        max_model_len=job["max_model_len"],
+        gpu_memory_utilization=job["gpu_memory_utilization"],
+        tensor_parallel_size=tensor_parallel_size,
+        quantization=job["quantization"],
+    )
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise RequestError(name, value, "a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise RequestError(name, value, "a number") from None
 
 
 def _integer(name: str, value: Any) -> int:

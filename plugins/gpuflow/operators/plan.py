@@ -69,7 +69,7 @@ class PlanOperator(BaseOperator):
         except (CatalogError, ClusterConfigError) as exc:
             raise AirflowFailException(str(exc)) from exc
         self.log.info("plan:\n%s", format_plan(result))
-        return {"plan": result.to_dict(), "job": _job_dict(job)}
+        return {"plan": result.to_dict(), "job": job.fields() if job else None}
 
     def _plan_for_provisioning(self, request: PlanRequest) -> Any:
         now = datetime.now(UTC)
@@ -78,9 +78,3 @@ class PlanOperator(BaseOperator):
             self.log.info("failover memory: %d offer block(s) in force", len(remembered))
         request = PlanRequest.from_mapping({**request.to_dict(), "blocked": [*request.blocked, *remembered]})
         return plan(request, load_catalog(self.catalog or catalog_source()), now=now, clusters=clusters().regions)
-
-
-def _job_dict(job: JobRequest | None) -> dict[str, Any] | None:
-    if job is None:
-        return None
-    return {f.name: getattr(job, f.name) for f in fields(job) if f.name != "plan"}

@@ -1,5 +1,8 @@
 """Delete everything a run created, on every cluster it could have touched, and prove it is gone.
 
+Kubernetes objects (the endpoint's Deployment, Service and Secret, a training pod) go first, while their
+nodes still exist; then the node pools.
+
 It does not trust XCom for what exists: failover may have created several pools, and a task may have
 died before recording one. It lists by the run's label on every cluster of the plan's options instead.
 """
@@ -17,13 +20,15 @@ from gpuflow.core import naming
 from gpuflow.core.clusters import Cluster, ClusterConfigError
 from gpuflow.core.nodepool import NodePoolStatus, PoolState
 from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
+from gpuflow.kube.cluster import api_client, delete_objects, labelled_objects
+from gpuflow.operators.endpoint import NAMESPACE
 from gpuflow.operators.runtime import clusters, plan_choices, run_of
 
 DEFAULT_DELETE_TIMEOUT_S = 15 * 60
 
 
 class TeardownOperator(BaseOperator):
-    """Delete every node pool labelled with this run; fail if any is still there after the timeout.
+    """Delete every Kubernetes object and node pool labelled with this run; fail if any is left after the timeout.
 
     :param plan_task_id: the task whose XCom holds the plan (the clusters to sweep come from its options).
     :param delete_timeout_s: how long deletions may take before the run is failed with what is left.
@@ -50,6 +55,7 @@ class TeardownOperator(BaseOperator):
         run = run_of(context)
         label = {naming.RUN_LABEL: naming.run_key(run.dag_id, run.run_id)}
         backends = [backend_for(c) for c in self._clusters(context)]
+        objects = [self._delete_objects(backend, label) for backend in backends]
         deleted = []
         for backend in backends:
             for status in backend.list_node_pools(label):
@@ -63,7 +69,18 @@ class TeardownOperator(BaseOperator):
                 f"teardown left {len(left)} node pool(s) after {self.delete_timeout_s:.0f}s: {names}"
             )
         self.log.info("teardown complete: %d node pool(s) deleted, none left", len(deleted))
-        return {"deleted_pools": deleted}
+        return {"deleted_pools": deleted, "deleted_objects": [o for group in objects for o in group]}
+
+    def _delete_objects(self, backend: CloudBackend, label: dict[str, str]) -> list[str]:
+        """The run's Kubernetes objects on this cluster; a cluster without any is skipped quickly."""
+        client = api_client(backend.kube_config())
+        selector = ",".join(f"{k}={v}" for k, v in label.items())
+        found = labelled_objects(client, NAMESPACE, selector)
+        delete_objects(client, NAMESPACE, found)
+        names = [f"{kind}/{name}" for kind, name in found]
+        if names:
+            self.log.info("deleted on %s: %s", backend.cluster.name, ", ".join(names))
+        return names
 
     def _clusters(self, context: Context) -> list[Cluster]:
         planned = context["ti"].xcom_pull(task_ids=self.plan_task_id)

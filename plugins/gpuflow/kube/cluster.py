@@ -1,0 +1,106 @@
+"""Talk to a cluster's Kubernetes API: apply manifests, read a Deployment, delete what a run labelled.
+
+The only module of ``gpuflow.kube`` that performs I/O; the others build manifests. The kubernetes client is
+imported lazily (it takes seconds) and built from a kubeconfig dict, as the cloud backends return it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# (kind, API group version) of every object a run may leave behind, in deletion order.
+RUN_OBJECT_KINDS = ("Deployment", "Service", "Secret", "Pod")
+
+
+def api_client(kube_config: Mapping[str, Any]) -> Any:
+    from kubernetes import config
+
+    return config.new_client_from_config_dict(dict(kube_config))
+
+
+def apply(client: Any, manifests: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Create each object, or replace it when it exists (a retried deploy converges, never duplicates)."""
+    from kubernetes import utils
+    from kubernetes.client.exceptions import ApiException
+
+    applied = []
+    for manifest in manifests:
+        try:
+            utils.create_from_dict(client, dict(manifest))
+        except utils.FailToCreateError as exc:
+            if not all(isinstance(e, ApiException) and e.status == 409 for e in exc.api_exceptions):
+                raise
+            _replace(client, manifest)
+        applied.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+    return applied
+
+
+def _replace(client: Any, manifest: Mapping[str, Any]) -> None:
+    from kubernetes import client as k8s
+
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    kind = manifest["kind"]
+    if kind == "Deployment":
+        k8s.AppsV1Api(client).replace_namespaced_deployment(name, namespace, manifest)
+    elif kind == "Service":
+        current = k8s.CoreV1Api(client).read_namespaced_service(name, namespace)
+        body = {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": current.metadata.resource_version}}
+        k8s.CoreV1Api(client).replace_namespaced_service(name, namespace, body)
+    elif kind == "Secret":
+        k8s.CoreV1Api(client).replace_namespaced_secret(name, namespace, manifest)
+    else:
+        raise ValueError(f"cannot replace a {kind}")
+
+
+def deployment_status(client: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Deployment's ``status`` as a dict, or None when it does not exist."""
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        deployment = k8s.AppsV1Api(client).read_namespaced_deployment(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    status: dict[str, Any] = client.sanitize_for_serialization(deployment.status) or {}
+    return status
+
+
+def labelled_objects(client: Any, namespace: str, selector: str) -> list[tuple[str, str]]:
+    """(kind, name) of every run object carrying the label selector."""
+    from kubernetes import client as k8s
+
+    core, apps = k8s.CoreV1Api(client), k8s.AppsV1Api(client)
+    listings = {
+        "Deployment": apps.list_namespaced_deployment,
+        "Service": core.list_namespaced_service,
+        "Secret": core.list_namespaced_secret,
+        "Pod": core.list_namespaced_pod,
+    }
+    return [
+        (kind, item.metadata.name)
+        for kind in RUN_OBJECT_KINDS
+        for item in listings[kind](namespace, label_selector=selector).items
+    ]
+
+
+def delete_objects(client: Any, namespace: str, objects: Iterable[tuple[str, str]]) -> None:
+    """Delete each (kind, name); one already gone counts as deleted."""
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    core, apps = k8s.CoreV1Api(client), k8s.AppsV1Api(client)
+    deletions = {
+        "Deployment": apps.delete_namespaced_deployment,
+        "Service": core.delete_namespaced_service,
+        "Secret": core.delete_namespaced_secret,
+        "Pod": core.delete_namespaced_pod,
+    }
+    for kind, name in objects:
+        try:
+            deletions[kind](name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

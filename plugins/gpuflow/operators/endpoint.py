@@ -1,0 +1,163 @@
+"""The vLLM endpoint tasks: deploy it on the run's pool, wait until it serves, smoke-test and benchmark it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+from airflow.sdk import BaseHook, BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException
+
+from gpuflow.core import naming
+from gpuflow.core.job import serving_options
+from gpuflow.core.settings import poll_interval_s
+from gpuflow.kube.cluster import api_client, apply
+from gpuflow.kube.placement import placement
+from gpuflow.kube.serving import EndpointSpec, endpoint_manifests, rclone_downloader
+from gpuflow.operators.runtime import artifacts_uri, kube_config, run_of
+from gpuflow.serving.benchmark import BenchmarkConfig, format_report, run_benchmark, write_report
+from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
+from gpuflow.serving.smoke import smoke_test
+from gpuflow.serving.vllm_args import PORT
+from gpuflow.triggers import events
+from gpuflow.triggers.endpoint import EndpointTrigger
+
+NAMESPACE = "default"
+# Pulling a multi-GB image and loading weights takes minutes on a fresh GPU node.
+DEFAULT_SERVE_TIMEOUT_S = 30 * 60
+
+
+def endpoint_name(job_name: str, run_id_key: str) -> str:
+    """``<job>-<run digest>``: one endpoint per run, stable across retries, a valid Service name."""
+    return f"{job_name[:30].rstrip('-')}-{run_id_key[:8]}"
+
+
+class _EndpointTask(BaseOperator):
+    """Shared reading of the plan and pool XComs."""
+
+    template_fields = ("plan_task_id", "pool_task_id")
+
+    def __init__(self, *, plan_task_id: str = "plan", pool_task_id: str = "wait_node_pool", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan_task_id = plan_task_id
+        self.pool_task_id = pool_task_id
+
+    def job(self, context: Context) -> dict[str, Any]:
+        job: dict[str, Any] = context["ti"].xcom_pull(task_ids=self.plan_task_id)["job"]
+        return job
+
+    def ready_pool(self, context: Context) -> dict[str, Any]:
+        pool: dict[str, Any] = context["ti"].xcom_pull(task_ids=self.pool_task_id)
+        return pool
+
+    def name(self, context: Context) -> str:
+        run = run_of(context)
+        return endpoint_name(self.job(context)["job_name"], naming.run_key(run.dag_id, run.run_id))
+
+    def client(self, context: Context) -> OpenAIClient:
+        config = kube_config(self.ready_pool(context)["cluster"])
+        return OpenAIClient(service_proxy_endpoint(config, NAMESPACE, self.name(context), PORT))
+
+
+class DeployEndpointOperator(_EndpointTask):
+    """Apply the vLLM Secret, Deployment and Service for the trained model (create or replace)."""
+
+    ui_color = "#e3f0fb"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        job, pool, run = self.job(context), self.ready_pool(context), run_of(context)
+        choice = pool["choice"]
+        model = f"{(job['output_uri'] or artifacts_uri(run)).rstrip('/')}/model"
+        spec = EndpointSpec(
+            name=self.name(context),
+            namespace=NAMESPACE,
+            image=job["serving_image"],
+            options=serving_options(job, model, int(choice["accelerator_count"])),
+            placement=placement(
+                pool["cluster"]["cloud"],
+                pool["pool"]["name"],
+                choice["accelerator"],
+                int(choice["accelerator_count"]),
+                choice["capacity_type"],
+            ),
+            labels=naming.ownership_labels(run.dag_id, run.run_id),
+            downloader=rclone_downloader(model) if "://" in model and not model.startswith("file://") else None,
+        )
+        token = BaseHook.get_connection(job["hf_token_conn_id"]).password if job["hf_token_conn_id"] else None
+        applied = apply(api_client(kube_config(pool["cluster"])), endpoint_manifests(spec, token))
+        self.log.info("applied %s on %s", ", ".join(applied), pool["cluster"]["name"])
+        return {
+            "name": spec.name,
+            "namespace": NAMESPACE,
+            "model": model,
+            "served_model_name": job["served_model_name"],
+        }
+
+
+class WaitEndpointOperator(_EndpointTask):
+    """Wait in the triggerer until the endpoint serves its model through the service proxy."""
+
+    ui_color = "#e3f0fb"
+
+    def __init__(self, *, serve_timeout_s: float = DEFAULT_SERVE_TIMEOUT_S, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.serve_timeout_s = serve_timeout_s
+
+    def execute(self, context: Context) -> NoReturn:
+        trigger = EndpointTrigger(
+            cluster=self.ready_pool(context)["cluster"],
+            namespace=NAMESPACE,
+            name=self.name(context),
+            served_model_name=self.job(context)["served_model_name"],
+            port=PORT,
+            timeout_s=self.serve_timeout_s,
+            poll_interval_s=poll_interval_s(),
+        )
+        self.defer(
+            trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.serve_timeout_s + 60)
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        events.validate(event)
+        if event["status"] != events.SUCCESS:
+            raise AirflowException(f"endpoint did not become ready: {events.error_of(event)}")
+        self.log.info("endpoint %s is serving", event["ref"]["name"])
+        return dict(event["ref"])
+
+
+class SmokeTestOperator(_EndpointTask):
+    """One completion, one chat completion, the model list and vLLM's metrics, each asserted."""
+
+    ui_color = "#e3f0fb"
+
+    def execute(self, context: Context) -> dict[str, object]:
+        with self.client(context) as client:
+            result = smoke_test(client, self.job(context)["served_model_name"])
+        self.log.info("the endpoint answered %r (latencies %s)", result.completion_text, result.latencies_s)
+        return result.to_dict()
+
+
+class BenchmarkOperator(_EndpointTask):
+    """Poisson-arrival benchmark (vLLM's definitions); the JSON report and chart go to the run's artifacts."""
+
+    ui_color = "#e3f0fb"
+
+    def execute(self, context: Context) -> dict[str, object] | None:
+        job = self.job(context)
+        if not job["benchmark_requests"]:
+            self.log.info("benchmark_requests=0: no benchmark")
+            return None
+        config = BenchmarkConfig(
+            model=job["served_model_name"],
+            num_prompts=job["benchmark_requests"],
+            request_rate=job["benchmark_rate"],
+            input_len=32,
+            output_len=16,
+        )
+        with self.client(context) as client:
+            report = run_benchmark(client, config)
+        out_dir = Path(artifacts_uri(run_of(context)).removeprefix("file://")) / "benchmark"
+        json_path, png_path = write_report(report, out_dir)
+        self.log.info("benchmark:\n%s\nreport: %s, chart: %s", format_report(report), json_path, png_path)
+        return report.to_dict()
