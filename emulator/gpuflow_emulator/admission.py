@@ -95,9 +95,7 @@ def _default(kind: str, obj: Obj) -> None:
         obj.setdefault("status", {})
     elif kind == "Service":
         spec = obj.setdefault("spec", {})
-        digest = hashlib.sha256(
-            f"{obj['metadata'].get('namespace')}/{obj['metadata'].get('name')}".encode()
-        ).digest()
+        digest = hashlib.sha256(f"{obj['metadata'].get('namespace')}/{obj['metadata'].get('name')}".encode()).digest()
         spec.setdefault("type", "ClusterIP")
         spec.setdefault("clusterIP", f"10.96.{digest[0]}.{digest[1] or 1}")
         spec.setdefault("clusterIPs", [spec["clusterIP"]])
@@ -112,9 +110,7 @@ def _default(kind: str, obj: Obj) -> None:
     elif kind == "Secret":
         obj.setdefault("type", "Opaque")
         string_data = obj.pop("stringData", None) or {}
-        obj.setdefault("data", {}).update(
-            {k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()}
-        )
+        obj.setdefault("data", {}).update({k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()})
 
 
 # ---- validation ----
@@ -123,11 +119,7 @@ def _default(kind: str, obj: Obj) -> None:
 def _validate_metadata(resource: Resource, meta: Obj) -> list[dict[str, str]]:
     name = meta.get("name")
     if not name:
-        return (
-            []
-            if meta.get("generateName")
-            else [_required("metadata.name", "name or generateName is required")]
-        )
+        return [] if meta.get("generateName") else [_required("metadata.name", "name or generateName is required")]
     causes = []
     pattern = _DNS_LABEL if resource.kind in ("Namespace", "Service") else _SUBDOMAIN
     if not pattern.match(name) or len(name) > 253:
@@ -136,9 +128,7 @@ def _validate_metadata(resource: Resource, meta: Obj) -> list[dict[str, str]]:
         if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
             causes.append(_invalid("metadata.labels", value, _LABEL_MESSAGE))
         if not _LABEL_NAME.match(key.rsplit("/", 1)[-1]) or len(key.rsplit("/", 1)[-1]) > 63:
-            causes.append(
-                _invalid("metadata.labels", key, "name part must consist of alphanumeric characters")
-            )
+            causes.append(_invalid("metadata.labels", key, "name part must consist of alphanumeric characters"))
     return causes
 
 
@@ -159,14 +149,11 @@ def _validate_pod_spec(spec: Obj, path: str) -> list[dict[str, str]]:
                     _invalid(
                         f"{field}.name",
                         name,
-                        "a lowercase RFC 1123 label must consist of lower "
-                        "case alphanumeric characters or '-'",
+                        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'",
                     )
                 )
             elif name in seen:
-                causes.append(
-                    errors.cause(f"{field}.name", "FieldValueDuplicate", f'Duplicate value: "{name}"')
-                )
+                causes.append(errors.cause(f"{field}.name", "FieldValueDuplicate", f'Duplicate value: "{name}"'))
             seen.add(name)
             if not container.get("image"):
                 causes.append(_required(f"{field}.image"))
@@ -190,9 +177,7 @@ def _validate_deployment(spec: Obj) -> list[dict[str, str]]:
         return [*causes, _required("spec.selector")]
     labels = (spec["template"].get("metadata") or {}).get("labels") or {}
     if not match_labels_selector(selector)(labels):
-        causes.append(
-            _invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`")
-        )
+        causes.append(_invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`"))
     return causes
 
 
@@ -217,7 +202,5 @@ def admit(resource: Resource, obj: Obj) -> Obj:
     elif resource.kind == "Service":
         causes += _validate_service(obj["spec"])
     if causes:
-        raise errors.invalid(
-            resource.kind, meta.get("name") or meta.get("generateName", ""), causes, resource.group
-        )
+        raise errors.invalid(resource.kind, meta.get("name") or meta.get("generateName", ""), causes, resource.group)
     return obj

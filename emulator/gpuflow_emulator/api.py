@@ -163,9 +163,7 @@ class KubeApi:
             return await self._log(request, cluster, target)
         elif sub == "proxy" and target.resource.name in ("pods", "services") and target.namespace:
             if self._session is None:
-                self._session = aiohttp.ClientSession(
-                    auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None)
-                )
+                self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None))
             return await proxy.forward(
                 request,
                 self._session,
@@ -227,9 +225,7 @@ class KubeApi:
     ) -> web.StreamResponse:
         """Objects newer than `resourceVersion` as ADDED, then each change until `timeoutSeconds`."""
         changes: asyncio.Queue[Change] = asyncio.Queue()
-        unsubscribe = cluster.store.subscribe(
-            lambda c: changes.put_nowait(c) if c.resource == resource.name else None
-        )
+        unsubscribe = cluster.store.subscribe(lambda c: changes.put_nowait(c) if c.resource == resource.name else None)
         since = int(request.query.get("resourceVersion") or 0)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
@@ -244,9 +240,7 @@ class KubeApi:
                 except TimeoutError:
                     break
                 if matches(change.obj):
-                    await response.write(
-                        json.dumps({"type": change.type, "object": change.obj}).encode() + b"\n"
-                    )
+                    await response.write(json.dumps({"type": change.type, "object": change.obj}).encode() + b"\n")
         except ConnectionError:
             pass
         finally:
@@ -321,9 +315,7 @@ class KubeApi:
         if container not in names + main:
             raise errors.bad_request(f"container {container} is not valid for pod {target.name}")
         if _flag(request, "previous"):
-            raise errors.bad_request(
-                f'previous terminated container "{container}" in pod "{target.name}" not found'
-            )
+            raise errors.bad_request(f'previous terminated container "{container}" in pod "{target.name}" not found')
         worker = cluster.kubelet.worker(pod["metadata"]["uid"])
         container_log = worker.logs.get(container) if worker else None
         if container_log is None:

@@ -143,9 +143,7 @@ class Cluster:
             return pod
         if worker is None or worker.phase in TERMINAL_PHASES:
             return self.store.delete(PODS, namespace, name)
-        grace = (
-            pod["spec"].get("terminationGracePeriodSeconds", 30) if grace_seconds is None else grace_seconds
-        )
+        grace = pod["spec"].get("terminationGracePeriodSeconds", 30) if grace_seconds is None else grace_seconds
 
         def mark(obj: Obj) -> None:
             obj["metadata"]["deletionTimestamp"] = iso(now() + timedelta(seconds=grace))
@@ -209,9 +207,7 @@ class Cluster:
             lambda obj: set_condition(obj["status"], "PodScheduled", False, "Unschedulable", message),
         )
         self.events.record(pod, "Warning", "FailedScheduling", message, "default-scheduler")
-        log.info(
-            "cluster %s: pod %s/%s unschedulable: %s", self.name, meta["namespace"], meta["name"], message
-        )
+        log.info("cluster %s: pod %s/%s unschedulable: %s", self.name, meta["namespace"], meta["name"], message)
 
     async def shutdown(self) -> None:
         if self._loop is not None:

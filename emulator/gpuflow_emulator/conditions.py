@@ -7,9 +7,7 @@ from typing import Any
 from gpuflow_emulator.timeutil import now_iso
 
 
-def set_condition(
-    status: dict[str, Any], kind: str, value: bool, reason: str = "", message: str = ""
-) -> None:
+def set_condition(status: dict[str, Any], kind: str, value: bool, reason: str = "", message: str = "") -> None:
     conditions: list[dict[str, Any]] = status.setdefault("conditions", [])
     current = next((c for c in conditions if c["type"] == kind), None)
     flag = "True" if value else "False"

@@ -73,8 +73,7 @@ class DeploymentController:
         active = [
             p
             for p in owned
-            if "deletionTimestamp" not in p["metadata"]
-            and p.get("status", {}).get("phase") not in TERMINAL_PHASES
+            if "deletionTimestamp" not in p["metadata"] and p.get("status", {}).get("phase") not in TERMINAL_PHASES
         ]
         new = [p for p in active if p["metadata"]["labels"].get(HASH_LABEL) == current]
         old = [p for p in active if p not in new]
@@ -195,6 +194,4 @@ class DeploymentController:
                     f'ReplicaSet "{replica_set}" is progressing.',
                 )
 
-        self._store.mutate(
-            DEPLOYMENTS, deployment["metadata"]["namespace"], deployment["metadata"]["name"], apply
-        )
+        self._store.mutate(DEPLOYMENTS, deployment["metadata"]["namespace"], deployment["metadata"]["name"], apply)

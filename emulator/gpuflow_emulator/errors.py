@@ -66,9 +66,7 @@ def invalid(kind: str, name: str, causes: list[dict[str, str]], group: str = "")
     """422 Invalid, one cause per bad field: `Pod "x" is invalid: spec.containers: Required value`."""
     summary = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
     message = (
-        f'{kind} "{name}" is invalid: {summary}'
-        if len(causes) == 1
-        else f'{kind} "{name}" is invalid: [{summary}]'
+        f'{kind} "{name}" is invalid: {summary}' if len(causes) == 1 else f'{kind} "{name}" is invalid: [{summary}]'
     )
     details: dict[str, Any] = {"name": name, "kind": kind, "causes": causes}
     if group:
@@ -86,15 +84,11 @@ def bad_request(message: str) -> ApiError:
 
 
 def method_not_allowed() -> ApiError:
-    return ApiError(
-        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
-    )
+    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(
-        415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}"
-    )
+    return ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}")
 
 
 def service_unavailable(message: str) -> ApiError:

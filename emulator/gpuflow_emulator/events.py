@@ -16,9 +16,7 @@ class EventRecorder:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def record(
-        self, obj: Obj, event_type: str, reason: str, message: str, component: str, host: str = ""
-    ) -> None:
+    def record(self, obj: Obj, event_type: str, reason: str, message: str, component: str, host: str = "") -> None:
         """Record that `reason`/`message` happened to `obj` (event_type is Normal or Warning)."""
         meta = obj["metadata"]
         namespace = meta.get("namespace") or "default"
@@ -26,9 +24,7 @@ class EventRecorder:
             EVENTS,
             namespace,
             lambda e: (
-                e["involvedObject"].get("uid") == meta["uid"]
-                and e["reason"] == reason
-                and e["message"] == message
+                e["involvedObject"].get("uid") == meta["uid"] and e["reason"] == reason and e["message"] == message
             ),
         )
         stamp = now_iso()

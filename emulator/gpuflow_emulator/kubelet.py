@@ -32,11 +32,7 @@ class Kubelet:
         bound = {p["metadata"]["uid"]: p for p in self._store.list(PODS) if p["spec"].get("nodeName")}
         for uid, pod in bound.items():
             deleting = "deletionTimestamp" in pod["metadata"]
-            if (
-                uid not in self._workers
-                and not deleting
-                and pod.get("status", {}).get("phase") not in TERMINAL_PHASES
-            ):
+            if uid not in self._workers and not deleting and pod.get("status", {}).get("phase") not in TERMINAL_PHASES:
                 self._workers[uid] = PodWorker(self._store, self._events, self._config, self._cluster, pod)
                 self._workers[uid].start()
             if deleting and uid not in self._terminating:

@@ -65,9 +65,7 @@ def _waiting(container: Obj, reason: str, message: str = "") -> Obj:
 
 
 class PodWorker:
-    def __init__(
-        self, store: Store, events: EventRecorder, config: EmulatorConfig, cluster: str, pod: Obj
-    ) -> None:
+    def __init__(self, store: Store, events: EventRecorder, config: EmulatorConfig, cluster: str, pod: Obj) -> None:
         meta, self._spec = pod["metadata"], pod["spec"]
         self.uid, self.namespace, self.name = meta["uid"], meta["namespace"], meta["name"]
         self.node: str = self._spec["nodeName"]
@@ -114,9 +112,7 @@ class PodWorker:
                 **extra,
             )
             if self._init_containers:
-                status["initContainerStatuses"] = [
-                    dict(self._statuses[c["name"]]) for c in self._init_containers
-                ]
+                status["initContainerStatuses"] = [dict(self._statuses[c["name"]]) for c in self._init_containers]
             status["containerStatuses"] = [dict(self._statuses[c["name"]]) for c in self._containers]
             initialized = all(
                 "terminated" in self._statuses[c["name"]]["state"]
@@ -148,9 +144,7 @@ class PodWorker:
             if self._config.runtime_for(container.get("image", "")) is None:
                 message = f'emulator: no runtime is configured for image "{container.get("image")}"'
                 self._statuses[container["name"]] = _waiting(container, "ErrImagePull", message)
-                self._event(
-                    "Warning", "Failed", f'Failed to pull image "{container.get("image")}": {message}'
-                )
+                self._event("Warning", "Failed", f'Failed to pull image "{container.get("image")}": {message}')
                 self._publish()
                 return
         self._publish()
@@ -198,9 +192,7 @@ class PodWorker:
             process = await ContainerProcess.start(argv, self._working_dir(container), env, container_log)
         except (OSError, IndexError) as exc:
             container_log.close()
-            return self._terminated(
-                container, 128, "StartError", started_at, f"failed to start {argv}: {exc}"
-            )
+            return self._terminated(container, 128, "StartError", started_at, f"failed to start {argv}: {exc}")
         self._processes[name] = process
         has_probes = any(container.get(p) for p in ("startupProbe", "readinessProbe", "livenessProbe"))
         status = self._statuses[name]
@@ -215,9 +207,7 @@ class PodWorker:
         self._event("Normal", "Pulled", f'Container image "{container["image"]}" already present on machine')
         self._event("Normal", "Created", f"Created container: {name}")
         self._event("Normal", "Started", f"Started container {name}")
-        log.info(
-            "pod %s/%s: container %s started (pid %d): %s", self.namespace, self.name, name, process.pid, argv
-        )
+        log.info("pod %s/%s: container %s started (pid %d): %s", self.namespace, self.name, name, process.pid, argv)
         self._publish()
         probes = asyncio.create_task(self._supervise(container, process)) if has_probes and not init else None
         try:
@@ -267,9 +257,7 @@ class PodWorker:
             try:
                 return self._env(container, runtime)
             except ContainerConfigError as exc:
-                self._statuses[container["name"]] = _waiting(
-                    container, "CreateContainerConfigError", str(exc)
-                )
+                self._statuses[container["name"]] = _waiting(container, "CreateContainerConfigError", str(exc))
                 self._publish()
                 self._event("Warning", "Failed", f"Error: {exc}")
                 await asyncio.sleep(2)
@@ -304,9 +292,7 @@ class PodWorker:
             }
             return str(fields.get(source["fieldRef"]["fieldPath"], ""))
         kind, ref = (
-            ("Secret", source["secretKeyRef"])
-            if "secretKeyRef" in source
-            else ("ConfigMap", source["configMapKeyRef"])
+            ("Secret", source["secretKeyRef"]) if "secretKeyRef" in source else ("ConfigMap", source["configMapKeyRef"])
         )
         obj = self._store.find(SECRETS if kind == "Secret" else CONFIGMAPS, self.namespace, ref["name"])
         data = (obj or {}).get("data") or {}
@@ -315,9 +301,7 @@ class PodWorker:
                 return None
             if obj is None:
                 raise ContainerConfigError(f'{kind.lower()} "{ref["name"]}" not found')
-            raise ContainerConfigError(
-                f"couldn't find key {ref['key']} in {kind} {self.namespace}/{ref['name']}"
-            )
+            raise ContainerConfigError(f"couldn't find key {ref['key']} in {kind} {self.namespace}/{ref['name']}")
         value = data[ref["key"]]
         return base64.b64decode(value).decode() if kind == "Secret" else str(value)
 
@@ -374,8 +358,6 @@ class PodWorker:
         self._publish(reason=reason, message=message)
 
         def disrupted(pod: Obj) -> None:
-            set_condition(
-                pod["status"], "DisruptionTarget", True, "DeletionByPodGC", "PodGC: node no longer exists"
-            )
+            set_condition(pod["status"], "DisruptionTarget", True, "DeletionByPodGC", "PodGC: node no longer exists")
 
         self._store.mutate(PODS, self.namespace, self.name, disrupted)

@@ -76,9 +76,7 @@ class ProbeSupervisor:
             if passed:
                 return True
             if streak >= probe.get("failureThreshold", 3):
-                await self._restart(
-                    f"Container {self._container['name']} failed startup probe, will be restarted"
-                )
+                await self._restart(f"Container {self._container['name']} failed startup probe, will be restarted")
                 return False
         return False
 
@@ -96,7 +94,5 @@ class ProbeSupervisor:
             return
         async for passed, streak in self._results(probe, "Liveness"):
             if not passed and streak >= probe.get("failureThreshold", 3):
-                await self._restart(
-                    f"Container {self._container['name']} failed liveness probe, will be restarted"
-                )
+                await self._restart(f"Container {self._container['name']} failed liveness probe, will be restarted")
                 return

@@ -54,9 +54,7 @@ class ContainerProcess:
         return self._process.pid
 
     @classmethod
-    async def start(
-        cls, argv: list[str], cwd: Path, env: Mapping[str, str], log: ContainerLog
-    ) -> ContainerProcess:
+    async def start(cls, argv: list[str], cwd: Path, env: Mapping[str, str], log: ContainerLog) -> ContainerProcess:
         """Start `argv` in its own session (so the whole group can be signalled); raises OSError."""
         process = await asyncio.create_subprocess_exec(
             *argv,

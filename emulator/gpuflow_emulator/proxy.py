@@ -52,11 +52,7 @@ def _service_target(cluster: Cluster, namespace: str, name_port: str) -> tuple[i
         and condition_true(pod, "Ready")
         and "deletionTimestamp" not in pod["metadata"]
     ]
-    targets = [
-        (t, pod["metadata"]["name"])
-        for pod in ready
-        if (t := _local_port(cluster, pod, chosen["targetPort"]))
-    ]
+    targets = [(t, pod["metadata"]["name"]) for pod in ready if (t := _local_port(cluster, pod, chosen["targetPort"]))]
     if not targets:
         raise errors.service_unavailable(f'no endpoints available for service "{name}"')
     return targets[next(_round_robin) % len(targets)]

@@ -55,9 +55,7 @@ class Resource:
 
 
 RESOURCES: tuple[Resource, ...] = (
-    Resource(
-        "namespaces", "Namespace", "", "v1", False, ("ns",), ("create", "delete", "get", "list", "watch")
-    ),
+    Resource("namespaces", "Namespace", "", "v1", False, ("ns",), ("create", "delete", "get", "list", "watch")),
     Resource("nodes", "Node", "", "v1", False, ("no",), READ_VERBS, ("status",)),
     Resource("pods", "Pod", "", "v1", True, ("po",), ALL_VERBS, ("status", "log", "proxy")),
     Resource("events", "Event", "", "v1", True, ("ev",)),
@@ -89,9 +87,7 @@ def resource_list(group: str, version: str) -> dict[str, Any]:
     """The `APIResourceList` kubectl reads to map `pods` or `po` to a URL."""
     if (group, version) not in GROUP_VERSIONS:
         raise not_served()
-    entries = [
-        entry for r in RESOURCES if (r.group, r.version) == (group, version) for entry in r.discovery()
-    ]
+    entries = [entry for r in RESOURCES if (r.group, r.version) == (group, version) for entry in r.discovery()]
     group_version = f"{group}/{version}" if group else version
     return {
         "kind": "APIResourceList",

@@ -91,9 +91,7 @@ def _free(node: Mapping[str, Any], bound_pods: Iterable[Mapping[str, Any]]) -> C
     return free
 
 
-def _reasons(
-    pod: Mapping[str, Any], node: Mapping[str, Any], bound_pods: Sequence[Mapping[str, Any]]
-) -> list[str]:
+def _reasons(pod: Mapping[str, Any], node: Mapping[str, Any], bound_pods: Sequence[Mapping[str, Any]]) -> list[str]:
     """Why the node does not fit, worded as the scheduler's plugins word it; empty when it fits."""
     if (node.get("spec") or {}).get("unschedulable"):
         return ["node(s) were unschedulable"]

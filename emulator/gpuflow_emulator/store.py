@@ -96,9 +96,7 @@ class Store:
         found = [
             obj
             for (name, ns, _), obj in sorted(self._objects.items())
-            if name == resource.name
-            and (namespace is None or ns == namespace)
-            and (where is None or where(obj))
+            if name == resource.name and (namespace is None or ns == namespace) and (where is None or where(obj))
         ]
         return copy.deepcopy(found)
 
@@ -110,9 +108,7 @@ class Store:
             raise errors.not_found(resource.name, name, resource.group)
         sent_version = obj["metadata"].get("resourceVersion")
         if sent_version and sent_version != current["metadata"]["resourceVersion"]:
-            why = (
-                "the object has been modified; please apply your changes to the latest version and try again"
-            )
+            why = "the object has been modified; please apply your changes to the latest version and try again"
             raise errors.conflict(resource.name, name, resource.group, why)
         updated = copy.deepcopy(obj)
         updated["apiVersion"], updated["kind"] = resource.api_version, resource.kind
@@ -127,9 +123,7 @@ class Store:
             return copy.deepcopy(current)
         return self._commit("MODIFIED", resource.name, (resource.name, namespace, name), updated)
 
-    def mutate(
-        self, resource: Resource, namespace: str, name: str, change: Callable[[Obj], None]
-    ) -> Obj | None:
+    def mutate(self, resource: Resource, namespace: str, name: str, change: Callable[[Obj], None]) -> Obj | None:
         """Apply `change` to a copy of the object and commit it if anything changed; None if it is gone."""
         current = self._objects.get((resource.name, namespace, name))
         if current is None:
