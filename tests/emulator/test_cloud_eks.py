@@ -88,7 +88,7 @@ def test_node_group_becomes_active_with_labelled_gpu_nodes_and_goes_away(clouds:
         try:
             client.describe_nodegroup(clusterName=CLUSTER, nodegroupName="gpu")
         except ClientError as exc:
-            return exc.response["Error"]["Code"] == "ResourceNotFoundException"
+            return bool(exc.response["Error"]["Code"] == "ResourceNotFoundException")
         return False
 
     eventually(gone, what="node group gone")
@@ -151,7 +151,9 @@ def test_spot_node_is_preempted_with_an_interruption_event(clouds: EmulatorProce
 
     eventually(interruption, what="a SpotInterruption event")
     eventually(
-        lambda: not [n for n in core.list_node().items if n.metadata.labels.get("eks.amazonaws.com/nodegroup") == "spotgpu"],
+        lambda: (
+            not [n for n in core.list_node().items if n.metadata.labels.get("eks.amazonaws.com/nodegroup") == "spotgpu"]
+        ),
         what="the spot node gone",
     )
 
@@ -163,7 +165,9 @@ def test_scaling_down_removes_nodes(clouds: EmulatorProcess) -> None:
     core = kube(clouds, CLUSTER)
 
     def nodes() -> int:
-        return len([n for n in core.list_node().items if n.metadata.labels.get("eks.amazonaws.com/nodegroup") == "scaled"])
+        return len(
+            [n for n in core.list_node().items if n.metadata.labels.get("eks.amazonaws.com/nodegroup") == "scaled"]
+        )
 
     assert nodes() == 2
     client.update_nodegroup_config(clusterName=CLUSTER, nodegroupName="scaled", scalingConfig={"desiredSize": 1})

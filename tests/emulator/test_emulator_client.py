@@ -47,9 +47,7 @@ def test_list_filters_by_label_and_field_selectors(core_v1: CoreV1Api) -> None:
     assert names(label_selector="tier=gpu,checked!=True,!airflow-worker") == ["a"]
     assert names(label_selector="tier in (cpu, tpu)") == ["b"]
     assert names(field_selector="metadata.name=b") == ["b"]
-    eventually(
-        lambda: names(field_selector="status.phase=Succeeded") == ["a", "b", "c"], what="all pods to succeed"
-    )
+    eventually(lambda: names(field_selector="status.phase=Succeeded") == ["a", "b", "c"], what="all pods to succeed")
 
 
 def test_errors_are_status_objects_with_real_codes(core_v1: CoreV1Api) -> None:
@@ -65,9 +63,7 @@ def test_errors_are_status_objects_with_real_codes(core_v1: CoreV1Api) -> None:
     assert (duplicate.value.status, json.loads(duplicate.value.body)["reason"]) == (409, "AlreadyExists")
 
     with pytest.raises(ApiException) as invalid:
-        core_v1.create_namespaced_pod(
-            "default", {"metadata": {"name": "Bad_Name"}, "spec": {"containers": []}}
-        )
+        core_v1.create_namespaced_pod("default", {"metadata": {"name": "Bad_Name"}, "spec": {"containers": []}})
     body = json.loads(invalid.value.body)
     assert (invalid.value.status, body["reason"]) == (422, "Invalid")
     assert {c["field"] for c in body["details"]["causes"]} == {"metadata.name", "spec.containers"}
@@ -89,9 +85,7 @@ def test_patch_merges_labels(core_v1: CoreV1Api) -> None:
 
 
 def test_secrets_configmaps_and_services_round_trip(core_v1: CoreV1Api) -> None:
-    core_v1.create_namespaced_secret(
-        "default", {"metadata": {"name": "hf"}, "stringData": {"token": "s3cret"}}
-    )
+    core_v1.create_namespaced_secret("default", {"metadata": {"name": "hf"}, "stringData": {"token": "s3cret"}})
     core_v1.create_namespaced_config_map("default", {"metadata": {"name": "cfg"}, "data": {"k": "v"}})
     core_v1.create_namespaced_service(
         "default", {"metadata": {"name": "svc"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}

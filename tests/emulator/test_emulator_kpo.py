@@ -42,9 +42,7 @@ def _context() -> Any:  # the few Context keys the operator reads
     return {"ti": FakeTaskInstance(), "run_id": "manual__2026-01-01", "dag": None}
 
 
-def _operator(
-    emulator: EmulatorProcess, code: str, *, deferrable: bool, **kwargs: Any
-) -> KubernetesPodOperator:
+def _operator(emulator: EmulatorProcess, code: str, *, deferrable: bool, **kwargs: Any) -> KubernetesPodOperator:
     return KubernetesPodOperator(
         task_id="train",
         name="train",

@@ -15,9 +15,7 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 
 
 def _gpu_pod(name: str, *, tolerate: bool = True, **spec: Any) -> dict[str, Any]:
-    manifest = python_pod(
-        name, "import time; time.sleep(60)", tolerations=[GPU_TOLERATION] if tolerate else [], **spec
-    )
+    manifest = python_pod(name, "import time; time.sleep(60)", tolerations=[GPU_TOLERATION] if tolerate else [], **spec)
     manifest["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
     return manifest
 
@@ -34,9 +32,7 @@ def _scheduling_message(core_v1: CoreV1Api, name: str) -> str | None:
 def test_pod_stays_pending_when_no_node_has_free_gpu(core_v1: CoreV1Api) -> None:
     core_v1.create_namespaced_pod("default", _gpu_pod("wants-gpu"))
 
-    message = eventually(
-        lambda: _scheduling_message(core_v1, "wants-gpu"), what="the pod to be unschedulable"
-    )
+    message = eventually(lambda: _scheduling_message(core_v1, "wants-gpu"), what="the pod to be unschedulable")
 
     assert message == "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
     assert _pod(core_v1, "wants-gpu").status.phase == "Pending"
@@ -47,9 +43,7 @@ def test_pod_stays_pending_when_no_node_has_free_gpu(core_v1: CoreV1Api) -> None
 def test_gpu_pod_lands_on_the_tainted_gpu_node_it_selects_and_tolerates(
     emulator: EmulatorProcess, core_v1: CoreV1Api
 ) -> None:
-    emulator.add_node(
-        "gpu-0", labels={"pool": "gpu"}, taints=[GPU_TAINT], allocatable={"nvidia.com/gpu": "1"}
-    )
+    emulator.add_node("gpu-0", labels={"pool": "gpu"}, taints=[GPU_TAINT], allocatable={"nvidia.com/gpu": "1"})
     core_v1.create_namespaced_pod("default", _gpu_pod("first", nodeSelector={"pool": "gpu"}))
     core_v1.create_namespaced_pod("default", _gpu_pod("second"))
     core_v1.create_namespaced_pod("default", _gpu_pod("intolerant", tolerate=False))
@@ -84,9 +78,7 @@ def test_deployment_pod_on_a_lost_node_is_recreated_elsewhere_or_left_pending(
     emulator: EmulatorProcess, core_v1: CoreV1Api, apps_v1: AppsV1Api
 ) -> None:
     emulator.add_node("gpu-a", labels={"pool": "gpu"})
-    template = python_pod(
-        "serve", "import time; time.sleep(60)", restart_policy="Always", nodeSelector={"pool": "gpu"}
-    )
+    template = python_pod("serve", "import time; time.sleep(60)", restart_policy="Always", nodeSelector={"pool": "gpu"})
     apps_v1.create_namespaced_deployment(
         "default",
         {

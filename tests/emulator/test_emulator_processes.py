@@ -22,13 +22,10 @@ def _log(core_v1: CoreV1Api, name: str, container: str = "main") -> str:
 
 
 def test_init_container_runs_first_and_env_comes_from_secrets_and_values(core_v1: CoreV1Api) -> None:
-    core_v1.create_namespaced_secret(
-        "default", {"metadata": {"name": "hf"}, "stringData": {"token": "s3cret"}}
-    )
+    core_v1.create_namespaced_secret("default", {"metadata": {"name": "hf"}, "stringData": {"token": "s3cret"}})
     manifest = python_pod(
         "env",
-        "import os; env = os.environ\n"
-        "print(open('init.txt').read(), env['HF_TOKEN'], env['GREETING'], os.getcwd())",
+        "import os; env = os.environ\nprint(open('init.txt').read(), env['HF_TOKEN'], env['GREETING'], os.getcwd())",
         initContainers=[
             {
                 "name": "prepare",
@@ -80,9 +77,7 @@ def test_image_without_a_runtime_waits_in_err_image_pull(core_v1: CoreV1Api) -> 
     assert eventually(lambda: waiting_reason() == "ErrImagePull", what="ErrImagePull")
 
 
-def test_deleting_a_pod_sends_sigterm_then_sigkill_after_the_grace_period(
-    core_v1: CoreV1Api, tmp_path: Path
-) -> None:
+def test_deleting_a_pod_sends_sigterm_then_sigkill_after_the_grace_period(core_v1: CoreV1Api, tmp_path: Path) -> None:
     marker = tmp_path / "got-sigterm"
     code = (
         "import signal, time\n"
@@ -107,9 +102,7 @@ def test_stopping_the_emulator_ends_every_process_it_started(tmp_path: Path) -> 
         core_v1 = CoreV1Api(kubernetes.config.new_client_from_config(config_file=str(emulator.kubeconfig())))
         for name in ("one", "two"):
             core_v1.create_namespaced_pod("default", python_pod(name, spawner))
-        eventually(
-            lambda: len(processes_with_marker(emulator.process.pid)) == 4, what="2 pods with 2 processes each"
-        )
+        eventually(lambda: len(processes_with_marker(emulator.process.pid)) == 4, what="2 pods with 2 processes each")
 
         exit_code = emulator.stop()
 

@@ -121,8 +121,8 @@ class AksApi:
 
     def __init__(self, config: EmulatorConfig, pools: NodePools, emulator: Emulator, scenario: Scenario) -> None:
         self.config, self.pools, self.emulator = config, pools, emulator
-        # Clients wait Retry-After seconds between polls; scale it like every other delay.
-        self.retry_after = f"{max(0.05, scenario.seconds(5)):.2f}"
+        # Clients wait Retry-After seconds between polls; the SDK parses it as a whole number (>= 1).
+        self.retry_after = str(max(1, round(scenario.seconds(10))))
         pools.register(AksFlavor())
 
     def routes(self) -> list[web.RouteDef]:

@@ -40,7 +40,9 @@ def eks(url: str, region: str, max_attempts: int | None = None) -> Any:
 
 def gke(url: str) -> ClusterManagerClient:
     return ClusterManagerClient(
-        transport="rest", client_options=ClientOptions(api_endpoint=url), credentials=AnonymousCredentials()
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=url),
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
     )
 
 
@@ -54,6 +56,4 @@ class StaticToken:
 def aks(url: str, ca_path: str, retry_total: int | None = None) -> ContainerServiceClient:
     """An AKS client trusting only the emulator's CA; `retry_total=0` turns azure-core's retries off."""
     extra: dict[str, Any] = {} if retry_total is None else {"retry_total": retry_total}
-    return ContainerServiceClient(
-        StaticToken(), AZURE_SUBSCRIPTION, base_url=url, connection_verify=ca_path, **extra
-    )
+    return ContainerServiceClient(StaticToken(), AZURE_SUBSCRIPTION, base_url=url, connection_verify=ca_path, **extra)

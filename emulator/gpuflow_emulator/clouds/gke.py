@@ -36,8 +36,15 @@ CODES = {
 }
 HTTP_STATUS_NAMES = {500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 RPC_RESOURCE_EXHAUSTED = 8
-TAINT_EFFECTS = {1: "NoSchedule", 2: "PreferNoSchedule", 3: "NoExecute"}
-TAINT_EFFECTS.update({"NO_SCHEDULE": "NoSchedule", "PREFER_NO_SCHEDULE": "PreferNoSchedule", "NO_EXECUTE": "NoExecute"})
+# Taint effects arrive as numbers (enum-encoding=int) or names.
+TAINT_EFFECTS: dict[int | str, str] = {
+    1: "NoSchedule",
+    2: "PreferNoSchedule",
+    3: "NoExecute",
+    "NO_SCHEDULE": "NoSchedule",
+    "PREFER_NO_SCHEDULE": "PreferNoSchedule",
+    "NO_EXECUTE": "NoExecute",
+}
 POOL_STATUS = {PoolState.CREATING: "PROVISIONING", PoolState.READY: "RUNNING", PoolState.DELETING: "STOPPING"}
 OPERATION_TYPES = {"create": "CREATE_NODE_POOL", "delete": "DELETE_NODE_POOL", "resize": "SET_NODE_POOL_SIZE"}
 # GKE's accelerator names for catalog models (cloud.google.com/gke-accelerator).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -211,7 +212,7 @@ class NodePools:
         flavor = self._flavors[pool.cloud]
         if decision.fault and decision.fault.when != ASYNC:
             error = flavor.failure(pool, decision.fault)
-            raise CloudFault(Fault(error.kind, code=error.code, status=error.status), error.message)
+            raise CloudFault(dataclasses.replace(decision.fault, code=error.code), error.message)
         self._serial += 1
         pool.serial = self._serial
         self._pools[(pool.cloud, pool.cluster, pool.name)] = pool
