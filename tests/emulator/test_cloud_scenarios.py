@@ -114,8 +114,8 @@ def test_flaky_gke_throttles_the_first_create_and_fails_every_third_get(flaky: E
 
 def test_flaky_aks_throttles_the_first_create_and_fails_every_third_get(flaky: EmulatorProcess) -> None:
     urls = flaky.clouds()
-    aks = clients.aks(urls["azure"], urls["azure_ca"], retry_total=0)
-    body = {"properties": {"count": 1, "vmSize": "Standard_NC4as_T4_v3"}}
+    aks: Any = clients.aks(urls["azure"], urls["azure_ca"], retry_total=0)  # parameters given as JSON
+    body: dict[str, Any] = {"properties": {"count": 1, "vmSize": "Standard_NC4as_T4_v3"}}
     with pytest.raises(HttpResponseError) as caught:
         aks.agent_pools.begin_create_or_update("gpuflow", "gpuflow-eastus", "flaky", body)
     assert caught.value.status_code == 429
