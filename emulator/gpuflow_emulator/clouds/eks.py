@@ -46,8 +46,8 @@ _REGION = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/eks/")
 def render(exc: CloudFault) -> web.Response:
     fault = exc.fault
     status, code = CODES.get(fault.kind, (400, fault.kind))
-    code = fault.code or code
-    status = fault.http_status or (503 if code == "ServiceUnavailableException" else status)
+    status = fault.http_status or status
+    code = fault.code or ("ServiceUnavailableException" if status == 503 else code)
     return web.json_response({"message": exc.message}, status=status, headers={"x-amzn-ErrorType": code})
 
 

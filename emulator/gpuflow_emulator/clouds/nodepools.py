@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from gpuflow.core import accelerators
 from gpuflow.core.catalog import load_catalog
-from gpuflow_emulator.clouds.scenarios import ASYNC, Fault, Scenario, Target
+from gpuflow_emulator.clouds.scenarios import ASYNC, Decision, Fault, Scenario, Target
 from gpuflow_emulator.emulator import Emulator
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ class NodePools:
         self._spawn(self._provision(pool, flavor, decision.fault, decision))
         return self.track("create", pool)
 
-    async def _provision(self, pool: Pool, flavor: Flavor, fault: Fault | None, decision: Any) -> None:
+    async def _provision(self, pool: Pool, flavor: Flavor, fault: Fault | None, decision: Decision) -> None:
         await asyncio.sleep(decision.provisioning_seconds)
         if pool.state is not PoolState.CREATING:
             return
