@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gpuflow_emulator import config as config_module
+from gpuflow_emulator.clouds.service import CloudServices
 from gpuflow_emulator.emulator import Emulator
 from gpuflow_emulator.server import build_app
 
@@ -20,17 +21,22 @@ log = logging.getLogger("gpuflow_emulator")
 async def serve(config_path: Path, host: str, port: int) -> None:
     """Serve until a stop signal; on the way out every container process is ended."""
     emulator = Emulator(config_module.load(config_path), f"http://{host}:{port}")
+    clouds = CloudServices(emulator, host)
+    app = build_app(emulator)
+    clouds.add_admin_routes(app)
     # Cancel a handler when its client leaves (watches, log follows); do not wait long for open streams.
-    runner = web.AppRunner(build_app(emulator), handle_signals=False, handler_cancellation=True, shutdown_timeout=2)
+    runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True, shutdown_timeout=2)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     emulator.start()
+    await clouds.start()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     log.info("emulator listening on http://%s:%d (config %s)", host, port, config_path)
     await stop.wait()
     log.info("stopping: ending every container process")
+    await clouds.stop()
     await emulator.shutdown()
     await runner.cleanup()
     log.info("stopped")

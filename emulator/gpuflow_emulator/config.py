@@ -8,8 +8,16 @@ runtimes:
     commands: {python: $GPUFLOW_EMULATOR_PYTHON, python3: $GPUFLOW_EMULATOR_PYTHON}
     entrypoint: [python3]               # used when a container has no `command`
     env: {PYTHONUNBUFFERED: "1"}
+state_dir: .emulator                    # runtime files, e.g. azure-ca.pem (the CA of the Azure listener)
+clouds:                                 # the cloud node-pool APIs (see README "Cloud half"); omit to serve none
+  aws_port: 8090                        # EKS, plain http
+  gcp_port: 8091                        # GKE, plain http
+  azure_port: 8092                      # AKS, https with a CA generated at start
+  scenario: scenarios/default.yaml      # relative to this file
 clusters:
   - name: demo
+    cloud: {provider: gcp, region: us-central1, project: p, location: us-central1,
+            zones: [us-central1-a]}     # aws: subnets {subnet-id: zone-id}; azure: subscription_id, resource_group
     nodes:
       - name: gpu-node-1
         labels: {nvidia.com/gpu.product: H100}
@@ -42,9 +50,37 @@ class NodeSpec:
 
 
 @dataclass(frozen=True)
+class CloudIdentity:
+    """Who a cluster is to its cloud's API: the names a client addresses it by, and where its nodes go.
+
+    `zones` are the zones nodes land in when a request names none (AWS: the zone ids of `subnets`).
+    """
+
+    provider: str
+    region: str
+    zones: tuple[str, ...] = ()
+    subnets: dict[str, str] = field(default_factory=dict)
+    project: str = ""
+    location: str = ""
+    subscription_id: str = ""
+    resource_group: str = ""
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     name: str
     nodes: list[NodeSpec] = field(default_factory=list)
+    cloud: CloudIdentity | None = None
+
+
+@dataclass(frozen=True)
+class CloudsConfig:
+    """Listener ports of the three cloud APIs (0 = do not serve that cloud) and the scenario file."""
+
+    aws_port: int = 0
+    gcp_port: int = 0
+    azure_port: int = 0
+    scenario: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +106,8 @@ class EmulatorConfig:
     runtimes: list[Runtime]
     kubeconfig_dir: Path
     work_dir: Path
+    state_dir: Path = Path(".emulator")
+    clouds: CloudsConfig = CloudsConfig()
 
     def runtime_for(self, image: str) -> Runtime | None:
         return next((runtime for runtime in self.runtimes if image.startswith(runtime.image_prefix)), None)
@@ -88,11 +126,39 @@ def _node(raw: dict[str, Any]) -> NodeSpec:
     )
 
 
+def _identity(raw: dict[str, Any] | None) -> CloudIdentity | None:
+    if not raw:
+        return None
+    subnets = {str(k): str(v) for k, v in (raw.get("subnets") or {}).items()}
+    return CloudIdentity(
+        provider=raw["provider"],
+        region=raw["region"],
+        zones=tuple(raw.get("zones") or sorted(set(subnets.values()))),
+        subnets=subnets,
+        project=raw.get("project", ""),
+        location=raw.get("location", ""),
+        subscription_id=raw.get("subscription_id", ""),
+        resource_group=raw.get("resource_group", ""),
+    )
+
+
+def _clouds(raw: dict[str, Any] | None, base_dir: Path) -> CloudsConfig:
+    raw = raw or {}
+    scenario = raw.get("scenario")
+    return CloudsConfig(
+        aws_port=int(raw.get("aws_port", 0)),
+        gcp_port=int(raw.get("gcp_port", 0)),
+        azure_port=int(raw.get("azure_port", 0)),
+        scenario=base_dir / scenario if scenario else None,
+    )
+
+
 def parse(raw: dict[str, Any], base_dir: Path) -> EmulatorConfig:
     """Build the config from parsed YAML; relative directories are relative to the config file."""
     os.environ.setdefault(PYTHON_VARIABLE, sys.executable)
     clusters = [
-        ClusterSpec(name=c["name"], nodes=[_node(n) for n in c.get("nodes") or []]) for c in raw.get("clusters") or []
+        ClusterSpec(name=c["name"], nodes=[_node(n) for n in c.get("nodes") or []], cloud=_identity(c.get("cloud")))
+        for c in raw.get("clusters") or []
     ]
     runtimes = [
         Runtime(
@@ -108,6 +174,8 @@ def parse(raw: dict[str, Any], base_dir: Path) -> EmulatorConfig:
         runtimes=runtimes,
         kubeconfig_dir=base_dir / raw.get("kubeconfig_dir", ".emulator/kubeconfigs"),
         work_dir=base_dir / raw.get("work_dir", ".emulator/pods"),
+        state_dir=base_dir / raw.get("state_dir", ".emulator"),
+        clouds=_clouds(raw.get("clouds"), base_dir),
     )
 
 

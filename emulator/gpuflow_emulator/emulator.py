@@ -24,9 +24,11 @@ import yaml
 from gpuflow_emulator.cluster import Cluster
 from gpuflow_emulator.config import EmulatorConfig
 from gpuflow_emulator.errors import ApiError
+from gpuflow_emulator.resources import by_kind
 from gpuflow_emulator.store import Obj
 
 log = logging.getLogger(__name__)
+NODES = by_kind("Node")
 
 
 class Emulator:
@@ -88,6 +90,11 @@ class Emulator:
 
     async def remove_node(self, cluster: str, name: str, reason: str = "NodeLost", message: str = "") -> None:
         await self.cluster(cluster).remove_node(name, reason, message)
+
+    def record_node_event(self, cluster: str, node: str, event_type: str, reason: str, message: str) -> None:
+        """An event on a Node, as a cloud's node controller posts one (e.g. a spot interruption notice)."""
+        target = self.cluster(cluster)
+        target.events.record(target.store.get(NODES, "", node), event_type, reason, message, "cloud-node-controller")
 
     async def shutdown(self) -> None:
         """Stop every cluster; every container process is ended before this returns."""

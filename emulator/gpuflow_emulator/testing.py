@@ -28,6 +28,7 @@ import yaml
 T = TypeVar("T")
 DEFAULT_CLUSTER = "test"
 STARTUP_SECONDS = 30
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "include" / "emulator" / "default.yaml"
 
 
 def eventually(probe: Callable[[], T | None], timeout: float = 15, interval: float = 0.1, what: str = "") -> T:
@@ -68,14 +69,21 @@ class EmulatorProcess:
 
     @classmethod
     def start(
-        cls, directory: Path, nodes: list[dict[str, Any]] | None = None, cluster: str = DEFAULT_CLUSTER
+        cls,
+        directory: Path,
+        nodes: list[dict[str, Any]] | None = None,
+        cluster: str = DEFAULT_CLUSTER,
+        extra: dict[str, Any] | None = None,
     ) -> EmulatorProcess:
+        """Start on free ports; `extra` is merged into the config (e.g. `clusters`, `clouds`)."""
         directory.mkdir(parents=True, exist_ok=True)
         config = {
             "kubeconfig_dir": "kubeconfigs",
             "work_dir": "pods",
+            "state_dir": "state",
             "runtimes": [python_runtime()],
             "clusters": [{"name": cluster, "nodes": nodes or []}],
+            **(extra or {}),
         }
         (directory / "emulator.yaml").write_text(yaml.safe_dump(config))
         port = free_port()
@@ -97,6 +105,30 @@ class EmulatorProcess:
         emulator = cls(f"http://127.0.0.1:{port}", directory, process)
         eventually(emulator.healthy, timeout=STARTUP_SECONDS, what="the emulator to answer /healthz")
         return emulator
+
+    @classmethod
+    def start_clouds(cls, directory: Path, scenario: dict[str, Any]) -> EmulatorProcess:
+        """The default config's six clusters, with all three cloud APIs on free ports, under `scenario`."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+        clusters = yaml.safe_load(DEFAULT_CONFIG.read_text())["clusters"]
+        clouds = {
+            "aws_port": free_port(),
+            "gcp_port": free_port(),
+            "azure_port": free_port(),
+            "scenario": "scenario.yaml",
+        }
+        return cls.start(directory, extra={"clusters": clusters, "clouds": clouds})
+
+    def clouds(self) -> dict[str, str]:
+        """{aws, gcp, azure: base URL, azure_ca: path of the CA PEM to trust for azure}."""
+        return dict(self._admin("GET", "clouds"))
+
+    def pools(self) -> list[dict[str, Any]]:
+        return list(self._admin("GET", "pools"))
+
+    def calls(self, cloud: str) -> list[dict[str, Any]]:
+        return list(self._admin("GET", f"clouds/{cloud}/calls"))
 
     def __enter__(self) -> EmulatorProcess:
         return self

@@ -38,3 +38,33 @@ def core_v1(api_client: kubernetes.client.ApiClient) -> kubernetes.client.CoreV1
 @pytest.fixture
 def apps_v1(api_client: kubernetes.client.ApiClient) -> kubernetes.client.AppsV1Api:
     return kubernetes.client.AppsV1Api(api_client)
+
+
+# Pool-name prefixes pick the failure mode, so one emulator per test module serves every case.
+FAILURE_MODES_SCENARIO = {
+    "seed": 7,
+    "time_scale": 100,
+    "defaults": {"provisioning_seconds": 20, "deleting_seconds": 10},
+    "rules": [
+        {"match": {"pool": "syncstock*"}, "capacity": {"nodes": 0, "when": "sync"}},
+        {"match": {"pool": "asyncstock*"}, "capacity": {"nodes": 0, "when": "async"}},
+        {"match": {"pool": "degraded*"}, "capacity": {"nodes": 0, "when": "async", "status": "DEGRADED"}},
+        {"match": {"pool": "syncquota*"}, "quota": {"accelerators": 0, "when": "sync", "metric": "GPUS_ALL_REGIONS"}},
+        {"match": {"pool": "asyncquota*"}, "quota": {"accelerators": 0, "when": "async", "metric": "GPUS_ALL_REGIONS"}},
+        {"match": {"pool": "neverready*"}, "never_ready": True},
+        {"match": {"pool": "spot*"}, "preempt_after_seconds": 150},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def clouds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    """One emulator per module with all three cloud APIs under FAILURE_MODES_SCENARIO."""
+    with EmulatorProcess.start_clouds(tmp_path_factory.mktemp("clouds"), FAILURE_MODES_SCENARIO) as running:
+        yield running
+
+
+def kube(emulator: EmulatorProcess, cluster: str) -> kubernetes.client.CoreV1Api:
+    return kubernetes.client.CoreV1Api(
+        kubernetes.config.new_client_from_config(config_file=str(emulator.kubeconfig(cluster)))
+    )

@@ -1,0 +1,307 @@
+"""Azure AKS in azure-mgmt-containerservice's ARM wire format (`operations/_operations.py`).
+
+Managed cluster get, listClusterUserCredential (a kubeconfig for the emulated cluster), agent pools
+create-or-update/get/list/delete as long-running operations polled through `Azure-AsyncOperation`.
+A failed operation's status body carries ARM's `error.code` (AllocationFailed, ZonalAllocationFailed,
+SkuNotAvailable, OverconstrainedAllocationRequest, QuotaExceeded), which azure-core surfaces as
+`HttpResponseError.error.code`. Served over TLS only: the SDK will not send a bearer token over http.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from gpuflow_emulator.clouds import clusters
+from gpuflow_emulator.clouds.nodepools import CloudFault, NodePools, Operation, Pool, PoolError, PoolState
+from gpuflow_emulator.clouds.scenarios import CAPACITY, QUOTA, SERVER, SYNC, THROTTLED, Fault, Scenario
+from gpuflow_emulator.config import CloudIdentity, EmulatorConfig
+from gpuflow_emulator.emulator import Emulator
+
+NOT_FOUND, INVALID, BUSY = "NOT_FOUND", "INVALID", "BUSY"
+K8S_VERSION = "1.32.2"
+PROVIDER = "providers/Microsoft.ContainerService"
+CODES = {
+    NOT_FOUND: (404, "NotFound"),
+    INVALID: (400, "InvalidParameter"),
+    BUSY: (409, "OperationNotAllowed"),
+    THROTTLED: (429, "TooManyRequests"),
+    SERVER: (500, "InternalServerError"),
+    CAPACITY: (400, "SkuNotAvailable"),
+    QUOTA: (400, "QuotaExceeded"),
+}
+MESSAGES = {
+    "AllocationFailed": "Allocation failed. We do not have sufficient capacity for the requested VM size in this "
+    "region. Read more about improving likelihood of allocation success at http://aka.ms/allocation-guidance",
+    "ZonalAllocationFailed": "Allocation failed. We do not have sufficient capacity for the requested VM size in "
+    "this zone. Read more about improving likelihood of allocation success at http://aka.ms/allocation-guidance",
+    "OverconstrainedAllocationRequest": "Allocation failed. VM(s) with the following constraints cannot be "
+    "allocated, because the condition is too restrictive. Please remove some constraints and try again. "
+    "Constraints applied are: VM Size, Zone.",
+    "SkuNotAvailable": "The requested VM size for resource 'Following SKUs have failed for Capacity Restrictions: "
+    "{vm_size}' is currently not available in location '{region}'. Please try another size or deploy to a "
+    "different location or different zone.",
+    "QuotaExceeded": "Operation could not be completed as it results in exceeding approved {vm_size} Cores quota. "
+    "Additional details - Deployment Model: Resource Manager, Location: {region}, Current Limit: 0.",
+}
+STATES = {
+    PoolState.CREATING: "Creating",
+    PoolState.READY: "Succeeded",
+    PoolState.FAILED: "Failed",
+    PoolState.DELETING: "Deleting",
+}
+
+
+def render(exc: CloudFault) -> web.Response:
+    fault = exc.fault
+    status, code = CODES.get(fault.kind, (400, fault.kind))
+    status = fault.http_status or status
+    code = fault.code or ("ServiceUnavailable" if status == 503 else code)
+    headers = {"Retry-After": "1"} if status == 429 else {}
+    return web.json_response({"error": {"code": code, "message": exc.message}}, status=status, headers=headers)
+
+
+class AksFlavor:
+    """AKS agent pools: VMSS node names, agentpool/scalesetpriority labels, the spot taint AKS adds."""
+
+    cloud = "azure"
+
+    def node_name(self, pool: Pool, index: int, zone: str) -> str:
+        digest = int(hashlib.sha256(f"{pool.cluster}/{pool.name}/{pool.serial}".encode()).hexdigest(), 16)
+        return f"aks-{pool.name}-{digest % 10**8:08d}-vmss{index:06x}"
+
+    def node_labels(self, pool: Pool, zone: str) -> dict[str, str]:
+        labels = {
+            "topology.kubernetes.io/zone": zone,
+            "kubernetes.azure.com/agentpool": pool.name,
+            "agentpool": pool.name,
+            "kubernetes.azure.com/mode": pool.request["properties"].get("mode", "User").lower(),
+        }
+        if pool.spot:
+            labels["kubernetes.azure.com/scalesetpriority"] = "spot"
+        if pool.accelerator:
+            labels["kubernetes.azure.com/accelerator"] = "nvidia"
+        return labels
+
+    def node_taints(self, pool: Pool) -> list[dict[str, str]]:
+        if pool.spot:
+            return [{"key": "kubernetes.azure.com/scalesetpriority", "value": "spot", "effect": "NoSchedule"}]
+        return []
+
+    def failure(self, pool: Pool, fault: Fault) -> PoolError:
+        if fault.kind == CAPACITY and fault.when != SYNC:
+            zonal = bool(pool.request["properties"].get("availabilityZones"))
+            default = "ZonalAllocationFailed" if zonal else "AllocationFailed"
+        else:
+            default = CODES[fault.kind][1]
+        code = fault.code or default
+        message = fault.message or MESSAGES.get(code, code).format(vm_size=pool.instance_type, region=pool.region)
+        return PoolError(fault.kind, code, message)
+
+    def preemption(self, pool: Pool, node: str) -> tuple[str, str]:
+        return "PreemptScheduled", f"Scheduled event: the Spot VM of node {node} will be evicted (Preempt)"
+
+
+def _taint(text: str) -> dict[str, str]:
+    """`key=value:Effect` as AKS takes nodeTaints."""
+    pair, _, effect = text.partition(":")
+    key, _, value = pair.partition("=")
+    return {"key": key, "value": value, "effect": effect}
+
+
+class AksApi:
+    """Routes of the ARM Microsoft.ContainerService API over the shared node-pool engine."""
+
+    CLUSTER = "/subscriptions/{sub}/resourceGroups/{rg}/" + PROVIDER + "/managedClusters/{cluster}"
+    OPERATIONS = "/subscriptions/{sub}/" + PROVIDER + "/locations/{location}"
+
+    def __init__(self, config: EmulatorConfig, pools: NodePools, emulator: Emulator, scenario: Scenario) -> None:
+        self.config, self.pools, self.emulator = config, pools, emulator
+        # Clients wait Retry-After seconds between polls; the SDK parses it as a whole number (>= 1).
+        self.retry_after = str(max(1, round(scenario.seconds(10))))
+        pools.register(AksFlavor())
+
+    def routes(self) -> list[web.RouteDef]:
+        pool = self.CLUSTER + "/agentPools/{pool}"
+        return [
+            web.get(self.CLUSTER, self.get_cluster, name="ManagedClustersGet"),
+            web.post(
+                self.CLUSTER + "/listClusterUserCredential", self.user_credentials, name="ListClusterUserCredentials"
+            ),
+            web.get(self.CLUSTER + "/agentPools", self.list_pools, name="AgentPoolsList"),
+            web.get(pool, self.get_pool, name="AgentPoolsGet"),
+            web.put(pool, self.put_pool, name="AgentPoolsCreateOrUpdate"),
+            web.delete(pool, self.delete_pool, name="AgentPoolsDelete"),
+            web.get(self.OPERATIONS + "/operations/{operation}", self.operation_status, name="OperationStatus"),
+            web.get(self.OPERATIONS + "/operationresults/{operation}", self.operation_result, name="OperationResult"),
+        ]
+
+    def _cluster(self, request: web.Request) -> tuple[str, CloudIdentity]:
+        info = request.match_info
+        found = clusters.find(
+            self.config, "azure", info["cluster"], subscription_id=info["sub"], resource_group=info["rg"]
+        )
+        if found is None:
+            message = (
+                f"The Resource 'Microsoft.ContainerService/managedClusters/{info['cluster']}' under resource "
+                f"group '{info['rg']}' was not found."
+            )
+            raise CloudFault(Fault(NOT_FOUND, code="ResourceNotFound"), message)
+        return found[0].name, found[1]
+
+    def _find_pool(self, request: web.Request) -> Pool | None:
+        cluster, _ = self._cluster(request)
+        pool = self.pools.get("azure", cluster, request.match_info["pool"])
+        return None if pool is None or pool.state is PoolState.GONE else pool
+
+    def _pool(self, request: web.Request) -> Pool:
+        pool = self._find_pool(request)
+        if pool is None:
+            raise CloudFault(Fault(NOT_FOUND), f"Agent pool '{request.match_info['pool']}' not found.")
+        return pool
+
+    async def get_cluster(self, request: web.Request) -> web.Response:
+        name, identity = self._cluster(request)
+        server = self.emulator.server_url(name)
+        body = {
+            "id": request.path,
+            "name": name,
+            "location": identity.region,
+            "type": "Microsoft.ContainerService/ManagedClusters",
+            "properties": {
+                "provisioningState": "Succeeded",
+                "powerState": {"code": "Running"},
+                "kubernetesVersion": K8S_VERSION,
+                "currentKubernetesVersion": K8S_VERSION,
+                "dnsPrefix": name,
+                "fqdn": server.split("://", 1)[1].split("/", 1)[0],
+                "nodeResourceGroup": f"MC_{identity.resource_group}_{name}_{identity.region}",
+                "agentPoolProfiles": [
+                    {"name": p.name, **self._pool_json(request, p)["properties"]}
+                    for p in self.pools.list("azure", name)
+                ],
+            },
+        }
+        return web.json_response(body)
+
+    async def user_credentials(self, request: web.Request) -> web.Response:
+        name, _ = self._cluster(request)
+        kubeconfig = yaml.safe_dump(self.emulator.kubeconfig(name), sort_keys=False).encode()
+        value = base64.b64encode(kubeconfig).decode()
+        return web.json_response({"kubeconfigs": [{"name": "clusterUser", "value": value}]})
+
+    async def list_pools(self, request: web.Request) -> web.Response:
+        cluster, _ = self._cluster(request)
+        return web.json_response({"value": [self._pool_json(request, p) for p in self.pools.list("azure", cluster)]})
+
+    async def get_pool(self, request: web.Request) -> web.Response:
+        return web.json_response(self._pool_json(request, self._pool(request)))
+
+    async def put_pool(self, request: web.Request) -> web.Response:
+        cluster, identity = self._cluster(request)
+        body = await request.json()
+        properties = body.get("properties") or {}
+        existing = self._find_pool(request)
+        if existing is not None:
+            return self._update(request, existing, int(properties.get("count", existing.node_count)))
+        zones = tuple(f"{identity.region}-{z}" for z in properties.get("availabilityZones") or ()) or ("0",)
+        pool = Pool(
+            cloud="azure",
+            cluster=cluster,
+            name=request.match_info["pool"],
+            region=identity.region,
+            zones=zones,
+            instance_type=properties.get("vmSize", "Standard_D2s_v3"),
+            node_count=int(properties.get("count", 1)),
+            spot=properties.get("scaleSetPriority") == "Spot",
+            labels={k: str(v) for k, v in (properties.get("nodeLabels") or {}).items()},
+            taints=[_taint(t) for t in properties.get("nodeTaints") or []],
+            request={"properties": properties},
+        )
+        operation = self.pools.create(pool)
+        return self._accepted(request, operation, 201, self._pool_json(request, pool))
+
+    def _update(self, request: web.Request, pool: Pool, count: int) -> web.Response:
+        if pool.state is PoolState.DELETING:
+            raise CloudFault(Fault(BUSY), f"Operation is not allowed: agent pool {pool.name} is being deleted.")
+        if pool.state is PoolState.READY and count != pool.node_count:
+            pool.request["properties"]["count"] = count
+            operation = self.pools.resize(pool, count)
+        else:
+            operation = self.pools.track("create", pool)
+        return self._accepted(request, operation, 200, self._pool_json(request, pool))
+
+    async def delete_pool(self, request: web.Request) -> web.Response:
+        pool = self._find_pool(request)
+        if pool is None:
+            return web.Response(status=204)
+        operation = self.pools.delete(pool)
+        return self._accepted(request, operation, 202, None, location=True)
+
+    def _operation_url(self, request: web.Request, operation: Operation, kind: str) -> str:
+        pool = operation.pool
+        return (
+            f"{request.scheme}://{request.host}/subscriptions/{request.match_info['sub']}/{PROVIDER}/locations/"
+            f"{pool.region}/{kind}/{operation.id}?api-version={request.query.get('api-version', '')}"
+        )
+
+    def _accepted(
+        self, request: web.Request, operation: Operation, status: int, body: Any, location: bool = False
+    ) -> web.Response:
+        headers = {
+            "Azure-AsyncOperation": self._operation_url(request, operation, "operations"),
+            "Retry-After": self.retry_after,
+        }
+        if location:
+            headers["Location"] = self._operation_url(request, operation, "operationresults")
+        if body is None:
+            return web.Response(status=status, headers=headers)
+        return web.json_response(body, status=status, headers=headers)
+
+    def _operation(self, request: web.Request) -> Operation:
+        operation = self.pools.operations.get(request.match_info["operation"])
+        if operation is None or operation.pool.cloud != "azure":
+            raise CloudFault(Fault(NOT_FOUND), f"Operation {request.match_info['operation']} not found.")
+        return operation
+
+    async def operation_status(self, request: web.Request) -> web.Response:
+        operation = self._operation(request)
+        body: dict[str, Any] = {"id": request.path, "name": operation.id, "status": "InProgress"}
+        if operation.done:
+            body["status"] = "Failed" if operation.error else "Succeeded"
+        if operation.done and operation.error:
+            body["error"] = {"code": operation.error.code, "message": operation.error.message}
+        headers = {} if operation.done else {"Retry-After": self.retry_after}
+        return web.json_response(body, headers=headers)
+
+    async def operation_result(self, request: web.Request) -> web.Response:
+        operation = self._operation(request)
+        if not operation.done:
+            return web.Response(status=202, headers={"Retry-After": self.retry_after})
+        return web.Response(status=204)
+
+    def _pool_json(self, request: web.Request, pool: Pool) -> dict[str, Any]:
+        properties = pool.request["properties"]
+        cluster_path = request.path.split("/agentPools", 1)[0]
+        return {
+            "id": f"{cluster_path}/agentPools/{pool.name}",
+            "name": pool.name,
+            "type": "Microsoft.ContainerService/managedClusters/agentPools",
+            "properties": {
+                "count": pool.node_count,
+                "vmSize": pool.instance_type,
+                "osType": "Linux",
+                "osDiskSizeGB": 128,
+                "type": "VirtualMachineScaleSets",
+                "mode": properties.get("mode", "User"),
+                "orchestratorVersion": K8S_VERSION,
+                "currentOrchestratorVersion": K8S_VERSION,
+                **{k: v for k, v in properties.items() if k not in ("count", "vmSize")},
+                "provisioningState": "Failed" if pool.error else STATES.get(pool.state, "Deleting"),
+                "powerState": {"code": "Running"},
+            },
+        }

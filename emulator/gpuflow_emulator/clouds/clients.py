@@ -1,0 +1,59 @@
+"""The official SDK clients pointed at a running emulator: only endpoint and credentials differ from real use.
+
+These are what tests use and what a backend's connection extras must reproduce:
+    EKS   boto3.client("eks", region_name=R, endpoint_url=<aws url>, aws_access_key_id/secret: any)
+    GKE   ClusterManagerClient(transport="rest", client_options={"api_endpoint": <gcp url>},
+                               credentials=AnonymousCredentials())
+    AKS   ContainerServiceClient(<any TokenCredential>, SUBSCRIPTION, base_url=<azure url>,
+                                 connection_verify=<azure_ca PEM path>)
+URLs and the CA path come from `GET /_emulator/clouds` (or `EmulatorProcess.clouds()`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import boto3
+from azure.core.credentials import AccessToken
+from azure.mgmt.containerservice import ContainerServiceClient
+from botocore.config import Config
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud.container_v1 import ClusterManagerClient
+
+AZURE_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+
+
+def eks(url: str, region: str, max_attempts: int | None = None) -> Any:
+    """A boto3 EKS client; `max_attempts=1` turns botocore's retries off to see the first error."""
+    config = Config(retries={"total_max_attempts": max_attempts}) if max_attempts else None
+    return boto3.client(
+        "eks",
+        region_name=region,
+        endpoint_url=url,
+        aws_access_key_id="emulator",
+        aws_secret_access_key="emulator",
+        config=config,
+    )
+
+
+def gke(url: str) -> ClusterManagerClient:
+    return ClusterManagerClient(
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=url),
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+    )
+
+
+class StaticToken:
+    """A TokenCredential that always returns the same bearer token (the emulator accepts any)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("emulator-token", int(time.time()) + 3600)
+
+
+def aks(url: str, ca_path: str, retry_total: int | None = None) -> ContainerServiceClient:
+    """An AKS client trusting only the emulator's CA; `retry_total=0` turns azure-core's retries off."""
+    extra: dict[str, Any] = {} if retry_total is None else {"retry_total": retry_total}
+    return ContainerServiceClient(StaticToken(), AZURE_SUBSCRIPTION, base_url=url, connection_verify=ca_path, **extra)

@@ -1,0 +1,102 @@
+"""Starting the three cloud listeners next to the Kubernetes one, and their admin routes.
+
+Each cloud API gets its own port because EKS paths (`/clusters/...`) would clash with the Kubernetes
+prefix: AWS and GCP over plain http, Azure over https with a CA made at start (`<state_dir>/azure-ca.pem`).
+
+Admin routes added to the main listener:
+    GET /_emulator/pools                 -> [{cloud, cluster, name, state, labels, nodes, ...}] (live pools)
+    GET /_emulator/clouds                -> {aws: url, gcp: url, azure: url, azure_ca: path, scenario: path}
+    GET /_emulator/clouds/{cloud}/calls  -> [{number, operation, method, path, status, injected}]
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from gpuflow_emulator.clouds import aks, eks, gke, scenarios, tls
+from gpuflow_emulator.clouds.api import CallLog, cloud_app
+from gpuflow_emulator.clouds.nodepools import NodePools
+from gpuflow_emulator.emulator import Emulator
+
+log = logging.getLogger(__name__)
+
+
+class CloudServices:
+    """The node-pool engine, the call log and the three cloud applications of one emulator."""
+
+    def __init__(self, emulator: Emulator, host: str) -> None:
+        config = emulator.config
+        self.host = host
+        self.settings = config.clouds
+        self.scenario = scenarios.load(config.clouds.scenario)
+        self.pools = NodePools(emulator, self.scenario)
+        self.calls = CallLog()
+        self.state_dir = config.state_dir
+        self.apps = {
+            "aws": cloud_app(
+                "aws",
+                self.scenario,
+                self.calls,
+                eks.render,
+                eks.EksApi(config, self.pools, emulator.server_url).routes(),
+            ),
+            "gcp": cloud_app(
+                "gcp",
+                self.scenario,
+                self.calls,
+                gke.render,
+                gke.GkeApi(config, self.pools, emulator.server_url).routes(),
+            ),
+            "azure": cloud_app(
+                "azure",
+                self.scenario,
+                self.calls,
+                aks.render,
+                aks.AksApi(config, self.pools, emulator, self.scenario).routes(),
+            ),
+        }
+        self.urls: dict[str, str] = {}
+        self.azure_ca: str | None = None
+        self._runners: list[web.AppRunner] = []
+
+    async def start(self) -> None:
+        """Listen on every configured port (port 0 leaves that cloud off)."""
+        ports = {"aws": self.settings.aws_port, "gcp": self.settings.gcp_port, "azure": self.settings.azure_port}
+        for cloud, port in ports.items():
+            if not port:
+                continue
+            ssl_context = None
+            scheme = "http"
+            if cloud == "azure":
+                ssl_context, ca_path = tls.server_context(self.state_dir, self.host)
+                self.azure_ca, scheme = str(ca_path), "https"
+            runner = web.AppRunner(self.apps[cloud], handle_signals=False, shutdown_timeout=1)
+            await runner.setup()
+            await web.TCPSite(runner, self.host, port, ssl_context=ssl_context).start()
+            self._runners.append(runner)
+            self.urls[cloud] = f"{scheme}://{self.host}:{port}"
+            log.info("%s API listening on %s", cloud, self.urls[cloud])
+        log.info("scenario: %s", self.settings.scenario or "(none: everything available)")
+
+    async def stop(self) -> None:
+        await self.pools.shutdown()
+        for runner in self._runners:
+            await runner.cleanup()
+
+    def add_admin_routes(self, app: web.Application) -> None:
+        app.router.add_get("/_emulator/pools", self._pools)
+        app.router.add_get("/_emulator/clouds", self._clouds)
+        app.router.add_get("/_emulator/clouds/{cloud}/calls", self._calls)
+
+    async def _pools(self, _request: web.Request) -> web.Response:
+        return web.json_response([pool.to_json() for pool in self.pools.all()])
+
+    async def _clouds(self, _request: web.Request) -> web.Response:
+        body: dict[str, Any] = {**self.urls, "azure_ca": self.azure_ca, "scenario": str(self.settings.scenario or "")}
+        return web.json_response(body)
+
+    async def _calls(self, request: web.Request) -> web.Response:
+        return web.json_response(self.calls.calls.get(request.match_info["cloud"], []))

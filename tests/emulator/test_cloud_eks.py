@@ -1,0 +1,174 @@
+"""EKS through an unmodified boto3 client: node groups, their states and health issues, real error codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import kube
+from gpuflow_emulator.clouds import clients
+from gpuflow_emulator.testing import EmulatorProcess, eventually, python_pod
+
+CLUSTER, REGION = "gpuflow-use1", "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/gpuflow-eks-node"
+
+
+def eks(clouds: EmulatorProcess, max_attempts: int | None = 1) -> Any:
+    return clients.eks(clouds.clouds()["aws"], REGION, max_attempts)
+
+
+def create(client: Any, name: str, **extra: Any) -> dict[str, Any]:
+    request = {
+        "clusterName": CLUSTER,
+        "nodegroupName": name,
+        "scalingConfig": {"minSize": 0, "maxSize": 2, "desiredSize": 1},
+        "subnets": ["subnet-0a11"],
+        "instanceTypes": ["g6.xlarge"],
+        "nodeRole": ROLE,
+        **extra,
+    }
+    return dict(client.create_nodegroup(**request)["nodegroup"])
+
+
+def settled(client: Any, name: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        group = client.describe_nodegroup(clusterName=CLUSTER, nodegroupName=name)["nodegroup"]
+        return None if group["status"] == "CREATING" else dict(group)
+
+    return eventually(probe, timeout=10, what=f"node group {name} to leave CREATING")
+
+
+def test_describe_cluster_returns_the_emulated_kubernetes_endpoint(clouds: EmulatorProcess) -> None:
+    cluster = eks(clouds).describe_cluster(name=CLUSTER)["cluster"]
+    assert cluster["status"] == "ACTIVE"
+    assert cluster["endpoint"].endswith(f"/clusters/{CLUSTER}")
+    kube(clouds, CLUSTER).list_node()
+
+
+def test_describe_cluster_in_another_region_is_not_found(clouds: EmulatorProcess) -> None:
+    with pytest.raises(ClientError) as caught:
+        clients.eks(clouds.clouds()["aws"], "us-west-2", 1).describe_cluster(name=CLUSTER)
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_node_group_becomes_active_with_labelled_gpu_nodes_and_goes_away(clouds: EmulatorProcess) -> None:
+    client = eks(clouds)
+    taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+    created = create(client, "gpu", labels={"gpuflow.io/run": "r1"}, taints=[taint], capacityType="ON_DEMAND")
+    assert created["status"] == "CREATING"
+    assert settled(client, "gpu")["status"] == "ACTIVE"
+    assert "gpu" in client.list_nodegroups(clusterName=CLUSTER)["nodegroups"]
+    core = kube(clouds, CLUSTER)
+    (node,) = [n for n in core.list_node().items if n.metadata.labels.get("eks.amazonaws.com/nodegroup") == "gpu"]
+    labels = node.metadata.labels
+    assert labels["eks.amazonaws.com/capacityType"] == "ON_DEMAND"
+    assert labels["node.kubernetes.io/instance-type"] == "g6.xlarge"
+    assert labels["topology.kubernetes.io/region"] == REGION
+    assert labels["topology.kubernetes.io/zone"] == "use1-az1"
+    assert labels["gpuflow.io/run"] == "r1"
+    assert node.status.allocatable["nvidia.com/gpu"] == "1"
+    assert [(t.key, t.effect) for t in node.spec.taints] == [("nvidia.com/gpu", "NoSchedule")]
+
+    pod = python_pod(
+        "train",
+        "import time; time.sleep(60)",
+        nodeSelector={"eks.amazonaws.com/nodegroup": "gpu"},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    )
+    pod["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
+    core.create_namespaced_pod("default", pod)
+    eventually(lambda: core.read_namespaced_pod("train", "default").status.phase == "Running", what="pod running")
+
+    assert client.delete_nodegroup(clusterName=CLUSTER, nodegroupName="gpu")["nodegroup"]["status"] == "DELETING"
+    eventually(lambda: core.read_namespaced_pod("train", "default").status.phase == "Failed", what="pod failed")
+    assert not [n for n in core.list_node().items if n.metadata.name == node.metadata.name]
+
+    def gone() -> bool:
+        try:
+            client.describe_nodegroup(clusterName=CLUSTER, nodegroupName="gpu")
+        except ClientError as exc:
+            return bool(exc.response["Error"]["Code"] == "ResourceNotFoundException")
+        return False
+
+    eventually(gone, what="node group gone")
+
+
+def test_duplicate_node_group_is_resource_in_use(clouds: EmulatorProcess) -> None:
+    client = eks(clouds)
+    create(client, "dup")
+    with pytest.raises(ClientError) as caught:
+        create(client, "dup")
+    assert caught.value.response["Error"]["Code"] == "ResourceInUseException"
+
+
+def test_sync_stockout_is_insufficient_instance_capacity(clouds: EmulatorProcess) -> None:
+    with pytest.raises(ClientError) as caught:
+        create(eks(clouds), "syncstock")
+    assert caught.value.response["Error"]["Code"] == "InsufficientInstanceCapacity"
+
+
+@pytest.mark.parametrize(("name", "status"), [("asyncstock", "CREATE_FAILED"), ("degraded", "DEGRADED")])
+def test_async_stockout_reports_asg_launch_failure(clouds: EmulatorProcess, name: str, status: str) -> None:
+    client = eks(clouds)
+    create(client, name)
+    group = settled(client, name)
+    assert group["status"] == status
+    (issue,) = group["health"]["issues"]
+    assert issue["code"] == "AsgInstanceLaunchFailures"
+    assert "InsufficientInstanceCapacity" in issue["message"]
+
+
+def test_quota_is_resource_limit_exceeded_sync_and_vcpu_limit_async(clouds: EmulatorProcess) -> None:
+    client = eks(clouds)
+    with pytest.raises(ClientError) as caught:
+        create(client, "syncquota")
+    assert caught.value.response["Error"]["Code"] == "ResourceLimitExceededException"
+    create(client, "asyncquota")
+    (issue,) = settled(client, "asyncquota")["health"]["issues"]
+    assert "VcpuLimitExceeded" in issue["message"]
+
+
+def test_never_ready_node_group_stays_creating_without_nodes(clouds: EmulatorProcess) -> None:
+    client = eks(clouds)
+    create(client, "neverready")
+    calls_before = len(clouds.calls("aws"))
+    eventually(lambda: len(clouds.calls("aws")) > calls_before + 5 or client.list_nodegroups(clusterName=CLUSTER))
+    pool = next(p for p in clouds.pools() if p["name"] == "neverready")
+    assert pool["state"] == "CREATING"
+    assert pool["nodes"] == []
+
+
+def test_spot_node_is_preempted_with_an_interruption_event(clouds: EmulatorProcess) -> None:
+    client = eks(clouds)
+    create(client, "spotgpu", capacityType="SPOT")
+    assert settled(client, "spotgpu")["capacityType"] == "SPOT"
+    core = kube(clouds, CLUSTER)
+
+    def interruption() -> bool:
+        events = core.list_namespaced_event("default").items
+        return any(e.reason == "SpotInterruption" for e in events)
+
+    eventually(interruption, what="a SpotInterruption event")
+    eventually(
+        lambda: (
+            not [n for n in core.list_node().items if n.metadata.labels.get("eks.amazonaws.com/nodegroup") == "spotgpu"]
+        ),
+        what="the spot node gone",
+    )
+
+
+def test_scaling_down_removes_nodes(clouds: EmulatorProcess) -> None:
+    client = eks(clouds)
+    create(client, "scaled", scalingConfig={"minSize": 0, "maxSize": 3, "desiredSize": 2})
+    settled(client, "scaled")
+    core = kube(clouds, CLUSTER)
+
+    def nodes() -> int:
+        return len(
+            [n for n in core.list_node().items if n.metadata.labels.get("eks.amazonaws.com/nodegroup") == "scaled"]
+        )
+
+    assert nodes() == 2
+    client.update_nodegroup_config(clusterName=CLUSTER, nodegroupName="scaled", scalingConfig={"desiredSize": 1})
+    eventually(lambda: nodes() == 1, what="one node left")

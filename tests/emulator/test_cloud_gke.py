@@ -1,0 +1,151 @@
+"""GKE through an unmodified ClusterManagerClient (REST): node pools, operations that fail with GKE codes."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import kube
+from google.api_core import exceptions
+from google.cloud import container_v1
+from gpuflow_emulator.clouds import clients
+from gpuflow_emulator.testing import EmulatorProcess, eventually
+
+CLUSTER = "gpuflow-usc1"
+PARENT = f"projects/gpuflow-demo/locations/us-central1/clusters/{CLUSTER}"
+LOCATION = "projects/gpuflow-demo/locations/us-central1"
+Status = container_v1.NodePool.Status
+
+
+def client(clouds: EmulatorProcess) -> container_v1.ClusterManagerClient:
+    return clients.gke(clouds.clouds()["gcp"])
+
+
+def create(gke: container_v1.ClusterManagerClient, name: str, spot: bool = False) -> container_v1.Operation:
+    pool = container_v1.NodePool(
+        name=name,
+        initial_node_count=1,
+        locations=["us-central1-a"],
+        config=container_v1.NodeConfig(
+            machine_type="g2-standard-4",
+            accelerators=[container_v1.AcceleratorConfig(accelerator_count=1, accelerator_type="nvidia-l4")],
+            labels={"gpuflow.io/run": "r1"},
+            spot=spot,
+        ),
+    )
+    return gke.create_node_pool(parent=PARENT, node_pool=pool)
+
+
+def finished(gke: container_v1.ClusterManagerClient, operation: container_v1.Operation) -> container_v1.Operation:
+    name = f"{LOCATION}/operations/{operation.name}"
+
+    def probe() -> container_v1.Operation | None:
+        current = gke.get_operation(name=name)
+        return current if current.status == container_v1.Operation.Status.DONE else None
+
+    return eventually(probe, timeout=10, what=f"operation {operation.name} DONE")
+
+
+def test_get_cluster_returns_the_emulated_kubernetes_endpoint(clouds: EmulatorProcess) -> None:
+    cluster = client(clouds).get_cluster(name=PARENT)
+    assert cluster.status == container_v1.Cluster.Status.RUNNING
+    assert cluster.endpoint.endswith(f"/clusters/{CLUSTER}")
+
+
+def test_unknown_cluster_is_not_found(clouds: EmulatorProcess) -> None:
+    with pytest.raises(exceptions.NotFound):
+        client(clouds).get_cluster(name=f"{LOCATION}/clusters/nope")
+
+
+def test_node_pool_runs_with_gke_labels_and_is_deleted(clouds: EmulatorProcess) -> None:
+    gke = client(clouds)
+    operation = create(gke, "l4pool")
+    assert operation.operation_type == container_v1.Operation.Type.CREATE_NODE_POOL
+    assert gke.get_node_pool(name=f"{PARENT}/nodePools/l4pool").status == Status.PROVISIONING
+    done = finished(gke, operation)
+    assert not done.error.message
+    assert gke.get_node_pool(name=f"{PARENT}/nodePools/l4pool").status == Status.RUNNING
+    assert "l4pool" in [p.name for p in gke.list_node_pools(parent=PARENT).node_pools]
+
+    core = kube(clouds, CLUSTER)
+    (node,) = [n for n in core.list_node().items if n.metadata.labels.get("cloud.google.com/gke-nodepool") == "l4pool"]
+    labels = node.metadata.labels
+    assert labels["cloud.google.com/gke-accelerator"] == "nvidia-l4"
+    assert labels["topology.kubernetes.io/zone"] == "us-central1-a"
+    assert labels["node.kubernetes.io/instance-type"] == "g2-standard-4"
+    assert "cloud.google.com/gke-spot" not in labels
+    assert node.status.allocatable["nvidia.com/gpu"] == "1"
+    assert [(t.key, t.value, t.effect) for t in node.spec.taints] == [("nvidia.com/gpu", "present", "NoSchedule")]
+
+    deletion = gke.delete_node_pool(name=f"{PARENT}/nodePools/l4pool")
+    assert gke.get_node_pool(name=f"{PARENT}/nodePools/l4pool").status == Status.STOPPING
+    finished(gke, deletion)
+    with pytest.raises(exceptions.NotFound):
+        gke.get_node_pool(name=f"{PARENT}/nodePools/l4pool")
+    assert not [n for n in core.list_node().items if n.metadata.name == node.metadata.name]
+
+
+def test_duplicate_node_pool_is_already_exists(clouds: EmulatorProcess) -> None:
+    gke = client(clouds)
+    create(gke, "dup")
+    with pytest.raises(exceptions.Conflict):
+        create(gke, "dup")
+
+
+def test_sync_stockout_is_a_google_api_error_with_the_gke_reason(clouds: EmulatorProcess) -> None:
+    with pytest.raises(exceptions.TooManyRequests) as caught:
+        create(client(clouds), "syncstock")
+    assert caught.value.reason == "ZONE_RESOURCE_POOL_EXHAUSTED"
+
+
+def test_sync_global_gpu_quota_is_quota_exceeded(clouds: EmulatorProcess) -> None:
+    with pytest.raises(exceptions.Forbidden) as caught:
+        create(client(clouds), "syncquota")
+    assert caught.value.reason == "QUOTA_EXCEEDED"
+    assert caught.value.metadata == {"quota_metric": "GPUS_ALL_REGIONS"}
+
+
+@pytest.mark.parametrize(
+    ("name", "code"), [("asyncstock", "ZONE_RESOURCE_POOL_EXHAUSTED"), ("asyncquota", "GPUS_ALL_REGIONS")]
+)
+def test_async_failure_ends_the_operation_done_with_an_error(clouds: EmulatorProcess, name: str, code: str) -> None:
+    gke = client(clouds)
+    done = finished(gke, create(gke, name))
+    assert done.error.code == 8
+    assert code in done.error.message
+    pool = gke.get_node_pool(name=f"{PARENT}/nodePools/{name}")
+    assert pool.status == Status.ERROR
+    assert code in pool.status_message
+
+
+def test_never_ready_operation_keeps_running(clouds: EmulatorProcess) -> None:
+    gke = client(clouds)
+    operation = create(gke, "neverready")
+    eventually(lambda: any(p["name"] == "neverready" for p in clouds.pools()))
+    name = f"{LOCATION}/operations/{operation.name}"
+    assert gke.get_operation(name=name).status == container_v1.Operation.Status.RUNNING
+    assert gke.get_node_pool(name=f"{PARENT}/nodePools/neverready").status == Status.PROVISIONING
+
+
+def test_spot_pool_nodes_are_labelled_and_preempted(clouds: EmulatorProcess) -> None:
+    gke = client(clouds)
+    finished(gke, create(gke, "spotl4", spot=True))
+    core = kube(clouds, CLUSTER)
+    spot_nodes = [n for n in core.list_node().items if n.metadata.labels.get("cloud.google.com/gke-spot") == "true"]
+    assert [n.metadata.labels["cloud.google.com/gke-nodepool"] for n in spot_nodes] == ["spotl4"]
+    eventually(
+        lambda: any(e.reason == "Preempted" for e in core.list_namespaced_event("default").items),
+        what="a Preempted event",
+    )
+
+
+def test_set_size_scales_down(clouds: EmulatorProcess) -> None:
+    gke = client(clouds)
+    finished(gke, create(gke, "resized"))
+    core = kube(clouds, CLUSTER)
+
+    def nodes() -> int:
+        items = core.list_node().items
+        return len([n for n in items if n.metadata.labels.get("cloud.google.com/gke-nodepool") == "resized"])
+
+    assert nodes() == 1
+    gke.set_node_pool_size(request={"name": f"{PARENT}/nodePools/resized", "node_count": 0})
+    eventually(lambda: nodes() == 0, what="no nodes left")
