@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from airflow.sdk import BaseOperator, TriggerRule
+from airflow.sdk import BaseOperator
 
 from gpuflow.operators.cost import CostReportOperator
 from gpuflow.operators.endpoint import (
@@ -60,9 +60,12 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
     smoke = SmokeTestOperator(task_id="smoke_test")
     benchmark = BenchmarkOperator(task_id="benchmark")
     teardown = TeardownOperator(task_id="teardown")
-    cost_report = CostReportOperator(task_id="cost_report", trigger_rule=TriggerRule.ALL_DONE)
+    cost_report = CostReportOperator(task_id="cost_report")
     plan >> create >> wait >> train >> deploy >> wait_endpoint >> smoke >> benchmark >> teardown >> cost_report
     teardown.as_teardown(setups=create, on_failure_fail_dagrun=True)
+    # Also a teardown: it runs whenever a pool was requested, and (unlike an ALL_DONE task) its success
+    # does not mark a failed run successful.
+    cost_report.as_teardown(setups=create)
     return Pipeline(
         plan=plan,
         create_node_pool=create,

@@ -19,6 +19,7 @@ from gpuflow.triggers import events
 from gpuflow.triggers.nodepool import NodePoolTrigger
 
 DEFAULT_READY_TIMEOUT_S = 20 * 60
+ATTEMPT_XCOM = "attempt"
 
 
 def pool_state(spec: NodePoolSpec, index: int, choice: dict[str, Any], attempts: list[str]) -> dict[str, Any]:
@@ -85,10 +86,11 @@ class WaitNodePoolOperator(BaseOperator):
         self.poll_interval_s = poll_interval_s
 
     def execute(self, context: Context) -> NoReturn:
-        self._defer_on(context["ti"].xcom_pull(task_ids=self.create_task_id))
+        self._defer_on(context, context["ti"].xcom_pull(task_ids=self.create_task_id))
 
-    def execute_complete(self, context: Context, event: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         events.validate(event)
+        state: dict[str, Any] = context["ti"].xcom_pull(task_ids=self.task_id, key=ATTEMPT_XCOM)
         if event["status"] == events.SUCCESS:
             self.log.info("node pool %s is ready (%s nodes)", state["pool"]["name"], event.get("ready_nodes"))
             return state
@@ -100,9 +102,14 @@ class WaitNodePoolOperator(BaseOperator):
         remaining = choices[state["index"] + 1 :]
         spec, offset = p.create_first(remaining)
         index = state["index"] + 1 + offset
-        return self._defer_on(pool_state(spec, index, choices[index], [*state["attempts"], *p.attempts]))
+        attempts = [*state["attempts"], *p.attempts]
+        return self._defer_on(
+            context, {**pool_state(spec, index, choices[index], attempts), "requested_at": state["requested_at"]}
+        )
 
-    def _defer_on(self, state: dict[str, Any]) -> NoReturn:
+    def _defer_on(self, context: Context, state: dict[str, Any]) -> NoReturn:
+        """Wait for the pool of ``state``; the state is kept in XCom, where the resumed task finds it."""
+        context["ti"].xcom_push(key=ATTEMPT_XCOM, value=state)
         trigger = NodePoolTrigger(
             cluster=state["cluster"],
             ref=state["pool"],
@@ -112,6 +119,5 @@ class WaitNodePoolOperator(BaseOperator):
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
-            kwargs={"state": state},
             timeout=timedelta(seconds=self.ready_timeout_s + 60),
         )

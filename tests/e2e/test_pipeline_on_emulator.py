@@ -1,0 +1,83 @@
+"""gpu_train_and_serve end to end on the emulator, in Airflow (dag.test on the session's metadata DB)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.exceptions import ParamValidationError
+from gpuflow_emulator.testing import EmulatorProcess
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from gpuflow.core import naming
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN = (
+    "import json, os, pathlib; out = pathlib.Path(os.environ['OUTPUT_URI']) / 'model'; "
+    "out.mkdir(parents=True, exist_ok=True); (out / 'config.json').write_text(json.dumps({'model_type': 'llama'})); "
+    "print('trained 1 step, loss 0.0')"
+)
+CONF: dict[str, Any] = {
+    "accelerator": "L4",
+    "count": 1,
+    "capacity": "on-demand",
+    "job_name": "e2e",
+    "training_image": "python:3.11-slim",
+    "training_command": ["python", "-c", TRAIN],
+    "served_model_name": "tiny",
+    "benchmark_requests": 4,
+    "benchmark_rate": 20.0,
+}
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_db: Path) -> Any:
+    return DagBag(dag_folder=str(ROOT / "dags" / "gpu_train_and_serve.py")).dags["gpu_train_and_serve"]
+
+
+def task_states(run: Any) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def run_objects(emulator: EmulatorProcess, run: Any) -> list[str]:
+    """Every pool and Kubernetes object on the emulator that carries the run's label."""
+    key = naming.run_key(run.dag_id, run.run_id)
+    pools = [p["name"] for p in emulator.pools() if p.get("labels", {}).get(naming.RUN_LABEL) == key]
+    found = list(pools)
+    for kubeconfig in (emulator.directory / "kubeconfigs").glob("*.yaml"):
+        api = k8s_config.new_client_from_config(str(kubeconfig))
+        selector = f"{naming.RUN_LABEL}={key}"
+        core, apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
+        for listing in (core.list_namespaced_pod, core.list_namespaced_service, core.list_namespaced_secret):
+            found += [i.metadata.name for i in listing("default", label_selector=selector).items]
+        found += [i.metadata.name for i in apps.list_namespaced_deployment("default", label_selector=selector).items]
+        found += [i.metadata.name for i in core.list_node(label_selector=selector).items]
+    return found
+
+
+def test_happy_path_trains_serves_benchmarks_and_leaves_nothing(dag: Any, emulator: EmulatorProcess) -> None:
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp"]})
+    states = task_states(run)
+    assert run.state == "success", states
+    assert set(states.values()) == {"success"}
+    assert run_objects(emulator, run) == []
+    calls = emulator.calls("gcp")
+    assert any(c.get("operation", "").lower().startswith("create") for c in calls), calls[:3]
+
+
+def test_conf_outside_the_form_schema_is_refused_at_trigger(dag: Any, emulator: EmulatorProcess) -> None:
+    with pytest.raises(ParamValidationError, match="job_name"):
+        dag.test(run_conf={**CONF, "job_name": "Not DNS safe!"})
+    assert all(emulator.calls(cloud) == [] for cloud in ("aws", "gcp", "azure"))
+
+
+def test_invalid_request_fails_in_the_first_task_before_any_cloud_call(dag: Any, emulator: EmulatorProcess) -> None:
+    run = dag.test(run_conf={**CONF, "accelerator": "H10"})
+    states = task_states(run)
+    assert run.state == "failed"
+    assert states["plan"] == "failed"
+    assert states["create_node_pool"] != "success"
+    assert all(emulator.calls(cloud) == [] for cloud in ("aws", "gcp", "azure"))
