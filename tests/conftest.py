@@ -9,9 +9,13 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gpuflow_emulator.testing import EmulatorProcess
+
+from tests.support.emulated_clouds import point_airflow_at, start_emulator
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="gpuflow-test-airflow-"))
@@ -35,3 +39,15 @@ def airflow_db() -> Path:
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return AIRFLOW_HOME / "airflow.db"
+
+
+@pytest.fixture
+def clouds_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[EmulatorProcess]:
+    """An emulator with the six clusters and three cloud APIs under a scenario (``indirect`` parameter,
+    default ``default``), and Airflow's connections pointed at it (endpoints and credentials only)."""
+    scenario = getattr(request, "param", "default")
+    with start_emulator(tmp_path / "emulator", scenario) as process:
+        point_airflow_at(process, monkeypatch, tmp_path)
+        yield process

@@ -58,26 +58,28 @@ def run_objects(emulator: EmulatorProcess, run: Any) -> list[str]:
     return found
 
 
-def test_happy_path_trains_serves_benchmarks_and_leaves_nothing(dag: Any, emulator: EmulatorProcess) -> None:
+def test_happy_path_trains_serves_benchmarks_and_leaves_nothing(dag: Any, clouds_emulator: EmulatorProcess) -> None:
     run = dag.test(run_conf={**CONF, "clouds": ["gcp"]})
     states = task_states(run)
     assert run.state == "success", states
     assert set(states.values()) == {"success"}
-    assert run_objects(emulator, run) == []
-    calls = emulator.calls("gcp")
+    assert run_objects(clouds_emulator, run) == []
+    calls = clouds_emulator.calls("gcp")
     assert any(c.get("operation", "").lower().startswith("create") for c in calls), calls[:3]
 
 
-def test_conf_outside_the_form_schema_is_refused_at_trigger(dag: Any, emulator: EmulatorProcess) -> None:
+def test_conf_outside_the_form_schema_is_refused_at_trigger(dag: Any, clouds_emulator: EmulatorProcess) -> None:
     with pytest.raises(ParamValidationError, match="job_name"):
         dag.test(run_conf={**CONF, "job_name": "Not DNS safe!"})
-    assert all(emulator.calls(cloud) == [] for cloud in ("aws", "gcp", "azure"))
+    assert all(clouds_emulator.calls(cloud) == [] for cloud in ("aws", "gcp", "azure"))
 
 
-def test_invalid_request_fails_in_the_first_task_before_any_cloud_call(dag: Any, emulator: EmulatorProcess) -> None:
+def test_invalid_request_fails_in_the_first_task_before_any_cloud_call(
+    dag: Any, clouds_emulator: EmulatorProcess
+) -> None:
     run = dag.test(run_conf={**CONF, "accelerator": "H10"})
     states = task_states(run)
     assert run.state == "failed"
     assert states["plan"] == "failed"
     assert states["create_node_pool"] != "success"
-    assert all(emulator.calls(cloud) == [] for cloud in ("aws", "gcp", "azure"))
+    assert all(clouds_emulator.calls(cloud) == [] for cloud in ("aws", "gcp", "azure"))

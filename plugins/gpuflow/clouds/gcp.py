@@ -29,13 +29,15 @@ STATES = {
     "STOPPING": PoolState.DELETING,
     "ERROR": PoolState.FAILED,
 }
-# Compute Engine / GKE codes, most specific first (GPUS_ALL_REGIONS is a QUOTA_EXCEEDED for the project).
+# Compute Engine / GKE codes in order of preference: the global GPU quota first (it is a QUOTA_EXCEEDED whose
+# metric makes it cloud-wide), then the node pool condition codes GKE sets itself, then the codes Compute
+# Engine puts in messages.
 GCE_CODES: dict[str, tuple[ErrorKind, Scope]] = {
     "GPUS_ALL_REGIONS": (ErrorKind.QUOTA, Scope.CLOUD),
-    "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS": (ErrorKind.CAPACITY, Scope.OFFER),
-    "ZONE_RESOURCE_POOL_EXHAUSTED": (ErrorKind.CAPACITY, Scope.OFFER),
     "GCE_STOCKOUT": (ErrorKind.CAPACITY, Scope.OFFER),
     "GCE_QUOTA_EXCEEDED": (ErrorKind.QUOTA, Scope.REGION),
+    "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS": (ErrorKind.CAPACITY, Scope.OFFER),
+    "ZONE_RESOURCE_POOL_EXHAUSTED": (ErrorKind.CAPACITY, Scope.OFFER),
     "QUOTA_EXCEEDED": (ErrorKind.QUOTA, Scope.REGION),
     "RESOURCE_EXHAUSTED": (ErrorKind.CAPACITY, Scope.OFFER),
     "stockout": (ErrorKind.CAPACITY, Scope.OFFER),
@@ -83,11 +85,11 @@ class GkeBackend:
         return ClusterManagerClient(transport="rest", client_options=options, credentials=self.credentials)
 
     def create_node_pool(self, spec: NodePoolSpec) -> NodePoolRef:
-        from google.api_core.exceptions import AlreadyExists
+        from google.api_core.exceptions import Conflict
 
         try:
             self.client.create_node_pool(parent=self.parent, node_pool=_node_pool(spec))
-        except AlreadyExists:
+        except Conflict:  # 409 ALREADY_EXISTS over REST
             pass  # get-or-create: a retried task finds its own pool
         except Exception as exc:
             raise self.classify(exc) from exc
@@ -144,13 +146,17 @@ class GkeBackend:
     def classify(self, exc: BaseException) -> CloudError:
         message = str(getattr(exc, "message", "") or exc)
         status = getattr(exc, "code", None)
-        reason = str(getattr(exc, "reason", "") or "")
-        return self._error(f"{reason} {message}", message, status if isinstance(status, int) else None)
+        # ErrorInfo details are structured: reason (QUOTA_EXCEEDED...) and metadata (quota_metric...).
+        details = [d for d in getattr(exc, "details", None) or [] if isinstance(d, dict)]
+        structured = [str(getattr(exc, "reason", "") or "")]
+        structured += [str(v) for d in details for v in (d.get("reason"), *(d.get("metadata") or {}).values()) if v]
+        return self._error(" ".join([*structured, message]), message, status if isinstance(status, int) else None)
 
     def _error(self, text: str, message: str, http_status: int | None = None) -> CloudError:
-        found = _CODE_IN_TEXT.search(text)
-        if found:
-            code = found.group(1)
+        """The preferred known code found (``GCE_CODES`` order), else the HTTP status."""
+        found = set(_CODE_IN_TEXT.findall(text))
+        code = next((c for c in GCE_CODES if c in found), None)
+        if code is not None:
             kind, scope = GCE_CODES[code]
         else:
             code = f"HTTP{http_status}" if http_status else "UNKNOWN"

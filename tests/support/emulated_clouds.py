@@ -1,11 +1,9 @@
-"""The pipeline against the emulator: one emulator (six clusters, three cloud APIs) per test module, and the
-Airflow connections that point the real backends at it (endpoints and credentials only)."""
+"""Start the emulator with the six clusters and three cloud APIs, and point Airflow's connections at it."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +59,3 @@ def point_airflow_at(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("GPUFLOW_STATE_URL", f"sqlite:///{state / 'state.db'}")
     monkeypatch.setenv("GPUFLOW_ARTIFACTS_URI", str(state / "artifacts"))
     monkeypatch.setenv("GPUFLOW_POLL_INTERVAL_S", "0.5")
-
-
-@pytest.fixture
-def emulator(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> Iterator[EmulatorProcess]:
-    scenario = getattr(request, "param", "default")
-    with start_emulator(tmp_path / "emulator", scenario) as process:
-        point_airflow_at(process, monkeypatch, tmp_path)
-        yield process

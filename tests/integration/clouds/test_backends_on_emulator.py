@@ -1,0 +1,91 @@
+"""Every backend against the emulator's cloud APIs through the official SDKs, built from Airflow connections."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from gpuflow_emulator.testing import EmulatorProcess
+from kubernetes import client as k8s
+
+from gpuflow.clouds.base import backend_for
+from gpuflow.core import naming
+from gpuflow.core.clusters import Cluster, load_clusters
+from gpuflow.core.errors import CloudError, ErrorKind, Scope
+from gpuflow.core.nodepool import NodePoolSpec, NodePoolStatus, PoolState
+from gpuflow.kube.cluster import api_client
+
+OFFERS: dict[str, dict[str, Any]] = {
+    "aws": {"region": "us-east-1", "availability_zone": "use1-az1", "instance_type": "g6.xlarge"},
+    "gcp": {"region": "us-central1", "availability_zone": "us-central1-a", "instance_type": "g2-standard-4"},
+    "azure": {"region": "eastus", "availability_zone": None, "instance_type": "Standard_NC4as_T4_v3"},
+}
+
+
+def spec_on(cloud: str, run_id: str = "manual__1") -> NodePoolSpec:
+    offer = OFFERS[cloud]
+    choice = {
+        "cloud": cloud,
+        **offer,
+        "accelerator": "T4" if cloud == "azure" else "L4",
+        "accelerator_count": 1,
+        "nodes": 1,
+        "capacity_type": "on-demand",
+    }
+    return NodePoolSpec.from_choice(choice, cluster_of(cloud), dag_id="backend_test", run_id=run_id)
+
+
+def cluster_of(cloud: str) -> Cluster:
+    return load_clusters().for_region(cloud, OFFERS[cloud]["region"])
+
+
+def wait_for(backend: Any, spec: NodePoolSpec, states: set[PoolState], timeout: float = 30) -> NodePoolStatus:
+    deadline = time.monotonic() + timeout
+    while True:
+        status: NodePoolStatus = backend.get_node_pool(spec.ref)
+        if status.state in states or time.monotonic() > deadline:
+            return status
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_create_ready_nodes_visible_list_delete(cloud: str, clouds_emulator: EmulatorProcess) -> None:
+    backend = backend_for(cluster_of(cloud))
+    spec = spec_on(cloud)
+    assert backend.create_node_pool(spec) == spec.ref
+    assert backend.create_node_pool(spec) == spec.ref  # get-or-create
+    assert wait_for(backend, spec, {PoolState.READY}).state is PoolState.READY
+    nodes = k8s.CoreV1Api(api_client(backend.kube_config())).list_node(
+        label_selector=f"{naming.RUN_LABEL}={naming.run_key('backend_test', 'manual__1')}"
+    )
+    assert len(nodes.items) == 1
+    node = nodes.items[0]
+    assert node.status.allocatable[spec.resource_name] == "1"
+    assert any(t.key == spec.resource_name and t.effect == "NoSchedule" for t in node.spec.taints)
+    run = {naming.RUN_LABEL: naming.run_key("backend_test", "manual__1")}
+    assert [s.ref for s in backend.list_node_pools(run)] == [spec.ref]
+    assert backend.list_node_pools({naming.RUN_LABEL: "someone-else"}) == []
+    backend.delete_node_pool(spec.ref)
+    assert wait_for(backend, spec, {PoolState.GONE}).state is PoolState.GONE
+    backend.delete_node_pool(spec.ref)  # already gone: still a success
+
+
+@pytest.mark.parametrize("clouds_emulator", ["stockout-cheapest-region"], indirect=True)
+def test_async_gke_stockout_is_read_as_capacity(clouds_emulator: EmulatorProcess) -> None:
+    backend = backend_for(cluster_of("gcp"))
+    spec = spec_on("gcp")
+    backend.create_node_pool(spec)
+    status = wait_for(backend, spec, {PoolState.FAILED, PoolState.READY})
+    assert status.state is PoolState.FAILED
+    assert status.error is not None
+    assert status.error.kind is ErrorKind.CAPACITY
+    assert "ZONE_RESOURCE_POOL_EXHAUSTED" in status.error.code or status.error.code == "GCE_STOCKOUT"
+
+
+@pytest.mark.parametrize("clouds_emulator", ["quota-exhausted-gcp"], indirect=True)
+def test_global_gpu_quota_is_read_as_cloud_wide(clouds_emulator: EmulatorProcess) -> None:
+    with pytest.raises(CloudError) as info:
+        backend_for(cluster_of("gcp")).create_node_pool(spec_on("gcp"))
+    assert (info.value.kind, info.value.scope) == (ErrorKind.QUOTA, Scope.CLOUD)
+    assert info.value.code == "GPUS_ALL_REGIONS"
