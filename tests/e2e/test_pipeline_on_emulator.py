@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from gpuflow.core import naming
+from gpuflow.state.store import BlockStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = (
@@ -83,3 +85,34 @@ def test_invalid_request_fails_in_the_first_task_before_any_cloud_call(
     assert states["plan"] == "failed"
     assert states["create_node_pool"] != "success"
     assert all(clouds_emulator.calls(cloud) == [] for cloud in ("aws", "gcp", "azure"))
+
+
+@pytest.mark.parametrize("clouds_emulator", ["stockout-cheapest-region"], indirect=True)
+def test_stockout_after_acceptance_fails_over_and_is_remembered(dag: Any, clouds_emulator: EmulatorProcess) -> None:
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp"], "benchmark_requests": 0})
+    assert run.state == "success", task_states(run)
+    ready = next(ti for ti in run.get_task_instances() if ti.task_id == "wait_node_pool").xcom_pull(
+        task_ids="wait_node_pool"
+    )
+    assert ready["choice"]["region"] != "us-central1"
+    assert any("failed after acceptance" in line and "us-central1" in line for line in ready["attempts"])
+    assert run_objects(clouds_emulator, run) == []
+    first = ready["attempts"][0].split()[0]  # cloud/region/zone of the option that stocked out
+    blocked = BlockStore().active(datetime.now(UTC))
+    assert any(f"{b.cloud}/{b.region}/{b.zone}" == first for b in blocked)
+    replanned = dag.test(run_conf={**CONF, "clouds": ["gcp"], "benchmark_requests": 0})
+    plan = next(ti for ti in replanned.get_task_instances() if ti.task_id == "plan").xcom_pull(task_ids="plan")
+    chosen = plan["plan"]["chosen"]
+    assert f"{chosen['cloud']}/{chosen['region']}/{chosen['availability_zone']}" != first
+    assert plan["plan"]["rejected"]["blocked"] >= 1
+
+
+@pytest.mark.parametrize("clouds_emulator", ["quota-exhausted-gcp"], indirect=True)
+def test_global_quota_on_one_cloud_moves_the_run_to_another(dag: Any, clouds_emulator: EmulatorProcess) -> None:
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp", "aws"], "benchmark_requests": 0})
+    assert run.state == "success", task_states(run)
+    ready = next(ti for ti in run.get_task_instances() if ti.task_id == "wait_node_pool").xcom_pull(
+        task_ids="wait_node_pool"
+    )
+    assert ready["choice"]["cloud"] == "aws"
+    assert run_objects(clouds_emulator, run) == []
