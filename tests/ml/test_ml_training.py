@@ -129,6 +129,29 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(ml_python: Path, tmp_path: Pat
     assert f"checkpoint step {max(saved)} " in rest
 
 
+def test_object_store_output_publishes_with_markers_and_resumes(ml_python: Path) -> None:
+    """The cloud path (upload + marker, download to resume) through fsspec's in-memory store, in one process."""
+    code = (
+        "import sys, fsspec\n"
+        "from gpuflow_training.cli import main\n"
+        "args = sys.argv[1:]\n"
+        "assert main([*args, '--steps', '4']) == 0\n"
+        "assert main([*args, '--steps', '6']) == 0\n"
+        "fs = fsspec.filesystem('memory')\n"
+        "print('CHECKPOINTS', sorted(p.rsplit('/', 1)[-1] for p in fs.ls('/run/checkpoints', detail=False)))\n"
+        "print('MARKERS', fs.exists('/run/checkpoints/step-00000006/COMPLETE'), fs.exists('/run/model/COMPLETE'))\n"
+    )
+    args = ["--dataset", str(CORPUS), "--output", "memory://run", *SMALL, "--checkpoint-every", "2"]
+    result = subprocess.run(
+        [str(ml_python), "-c", code, *args], env=ml_env(), capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "resuming from checkpoints/step-00000004 (step 4," in result.stdout
+    assert _steps(result.stdout) == [1, 2, 3, 4, 5, 6]
+    assert "CHECKPOINTS ['step-00000004', 'step-00000006']" in result.stdout  # keep 2
+    assert "MARKERS True True" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("uri", "expected"),
     [
