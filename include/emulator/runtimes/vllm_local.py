@@ -6,7 +6,8 @@ args unchanged (``--model DIR --port 8000 --host 0.0.0.0 ...``). This wrapper:
 - binds the local port the emulator assigned (``GPUFLOW_EMULATOR_PORT_8000``) on 127.0.0.1 instead of the
   container's port and host, so probes and the service proxy reach it;
 - sets ``HF_HUB_OFFLINE=1`` and ``VLLM_CPU_KVCACHE_SPACE`` (GiB) unless set, since nothing is downloaded and a
-  tiny model needs a small KV cache;
+  tiny model needs a small KV cache; and ``VLLM_CACHE_ROOT`` to ``.emulator/vllm-cache`` in the checkout, because
+  the emulator gives each pod a fresh HOME and vLLM's compile cache there would be rebuilt on every deploy;
 - drops flags that only mean something on a GPU (``--gpu-memory-utilization``, ``--tensor-parallel-size``
   above 1 becomes 1: one CPU "device");
 - execs ``.venv-ml``'s ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console script of the
@@ -30,7 +31,11 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_ML_PYTHON = REPO_ROOT / ".venv-ml" / "bin" / "python"
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 EX_CONFIG = 78
-DEFAULT_ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+DEFAULT_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_CACHE_ROOT": str(REPO_ROOT / ".emulator" / "vllm-cache"),
+}
 # flag -> does it take a value; these are GPU-only and the CPU build would refuse or misread them.
 DROPPED_FLAGS = {"--gpu-memory-utilization": True}
 

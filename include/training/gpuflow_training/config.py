@@ -34,7 +34,7 @@ class TrainConfig:
     max_position_embeddings: int = 1024
     seq_len: int = 128
     batch_size: int = 16
-    steps: int = 300
+    steps: int = 200
     lr: float = 3e-3
     warmup_steps: int = 20
     weight_decay: float = 0.01
