@@ -25,10 +25,10 @@ $(STAMP): requirements.lock requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-demo: venv
-	$(BIN)/python -m gpuflow plan --accelerator H100 --count 8 --capacity spot
+demo: venv ml-env
+	$(BIN)/python scripts/demo.py
 
-test: venv lint typecheck unit
+test: venv ml-env lint typecheck unit
 
 lint: venv
 	$(BIN)/ruff check .

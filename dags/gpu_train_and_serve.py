@@ -25,7 +25,9 @@ with DAG(
     default_args={"owner": "gpuflow", "retries": 1, "retry_delay": timedelta(seconds=30)},
     params={
         **planning_params(accelerator="L4", count=1),
-        **job_params(training_image="python:3.11-slim", training_command=["python", "-m", "gpuflow_training"]),
+        **job_params(
+            training_image="ghcr.io/gpuflow/train:0.1.0", training_command=["python", "-m", "gpuflow_training"]
+        ),
     },
     doc_md=__doc__,
 ) as dag:

@@ -39,6 +39,8 @@ from typing import Any
 import yaml
 
 PYTHON_VARIABLE = "GPUFLOW_EMULATOR_PYTHON"
+# The project checkout the emulator runs from, so runtimes can name its launchers and environments.
+PROJECT_VARIABLE = "GPUFLOW_PROJECT_DIR"
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ def _clouds(raw: dict[str, Any] | None, base_dir: Path) -> CloudsConfig:
 def parse(raw: dict[str, Any], base_dir: Path) -> EmulatorConfig:
     """Build the config from parsed YAML; relative directories are relative to the config file."""
     os.environ.setdefault(PYTHON_VARIABLE, sys.executable)
+    os.environ.setdefault(PROJECT_VARIABLE, str(Path(__file__).resolve().parents[2]))
     clusters = [
         ClusterSpec(name=c["name"], nodes=[_node(n) for n in c.get("nodes") or []], cloud=_identity(c.get("cloud")))
         for c in raw.get("clusters") or []

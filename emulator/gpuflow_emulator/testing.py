@@ -127,6 +127,26 @@ class EmulatorProcess:
     def pools(self) -> list[dict[str, Any]]:
         return list(self._admin("GET", "pools"))
 
+    def labelled(self, label: str, value: str, namespace: str = "default") -> list[str]:
+        """Every pool, node, pod, service, secret and deployment on any cluster carrying ``label=value``."""
+        from kubernetes import client as k8s
+        from kubernetes import config as k8s_config
+
+        found = [f"pool/{p['name']}" for p in self.pools() if p.get("labels", {}).get(label) == value]
+        selector = f"{label}={value}"
+        for kubeconfig in sorted((self.directory / "kubeconfigs").glob("*.yaml")):
+            api = k8s_config.new_client_from_config(str(kubeconfig))
+            core, apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
+            listings = {
+                "node": core.list_node(label_selector=selector),
+                "pod": core.list_namespaced_pod(namespace, label_selector=selector),
+                "service": core.list_namespaced_service(namespace, label_selector=selector),
+                "secret": core.list_namespaced_secret(namespace, label_selector=selector),
+                "deployment": apps.list_namespaced_deployment(namespace, label_selector=selector),
+            }
+            found += [f"{kind}/{item.metadata.name}" for kind, listing in listings.items() for item in listing.items]
+        return found
+
     def calls(self, cloud: str) -> list[dict[str, Any]]:
         return list(self._admin("GET", f"clouds/{cloud}/calls"))
 

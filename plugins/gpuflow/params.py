@@ -123,6 +123,43 @@ def job_params(*, training_image: str, training_command: list[str]) -> dict[str,
             description="Where the trained model is written; empty for the run's default location.",
             section=TRAINING,
         ),
+        "serving_image": Param(
+            "vllm/vllm-openai:v0.32.0", type="string", maxLength=255, title="vLLM image (pinned)", section=SERVING
+        ),
+        "served_model_name": Param(
+            "gpuflow-model",
+            type="string",
+            pattern="^\\S+$",
+            title="Served model name",
+            description="The name clients ask for in /v1/completions.",
+            section=SERVING,
+        ),
+        "max_model_len": Param(
+            None, type=["null", "integer"], minimum=1, title="Max model length (tokens)", section=SERVING
+        ),
+        "gpu_memory_utilization": Param(
+            0.9, type="number", exclusiveMinimum=0, maximum=1, title="GPU memory utilization", section=SERVING
+        ),
+        "quantization": Param(
+            None,
+            type=["null", "string"],
+            title="Quantization",
+            description="Empty reads it from the checkpoint; awq is served with the awq_marlin kernel.",
+            section=SERVING,
+        ),
+        "hf_token_conn_id": Param(
+            "",
+            type="string",
+            title="Hugging Face token connection",
+            description="An Airflow connection whose password is the token (for gated models); empty for none.",
+            section=SERVING,
+        ),
+        "benchmark_requests": Param(
+            20, type="integer", minimum=0, maximum=10_000, title="Benchmark requests (0: no benchmark)", section=SERVING
+        ),
+        "benchmark_rate": Param(
+            4.0, type="number", exclusiveMinimum=0, maximum=1000, title="Benchmark rate (requests/s)", section=SERVING
+        ),
         "keep_endpoint_minutes": Param(
             0,
             type="integer",

@@ -10,8 +10,6 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import ParamValidationError
 from gpuflow_emulator.testing import EmulatorProcess
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
 from gpuflow.core import naming
 from gpuflow.state.store import BlockStore
@@ -46,18 +44,7 @@ def task_states(run: Any) -> dict[str, str]:
 
 def run_objects(emulator: EmulatorProcess, run: Any) -> list[str]:
     """Every pool and Kubernetes object on the emulator that carries the run's label."""
-    key = naming.run_key(run.dag_id, run.run_id)
-    pools = [p["name"] for p in emulator.pools() if p.get("labels", {}).get(naming.RUN_LABEL) == key]
-    found = list(pools)
-    for kubeconfig in (emulator.directory / "kubeconfigs").glob("*.yaml"):
-        api = k8s_config.new_client_from_config(str(kubeconfig))
-        selector = f"{naming.RUN_LABEL}={key}"
-        core, apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
-        for listing in (core.list_namespaced_pod, core.list_namespaced_service, core.list_namespaced_secret):
-            found += [i.metadata.name for i in listing("default", label_selector=selector).items]
-        found += [i.metadata.name for i in apps.list_namespaced_deployment("default", label_selector=selector).items]
-        found += [i.metadata.name for i in core.list_node(label_selector=selector).items]
-    return found
+    return emulator.labelled(naming.RUN_LABEL, naming.run_key(run.dag_id, run.run_id))
 
 
 def test_happy_path_trains_serves_benchmarks_and_leaves_nothing(dag: Any, clouds_emulator: EmulatorProcess) -> None:

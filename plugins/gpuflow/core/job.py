@@ -29,7 +29,7 @@ class JobRequest:
 
     plan: PlanRequest
     job_name: str = "gpuflow-job"
-    training_image: str = "python:3.11-slim"
+    training_image: str = "ghcr.io/gpuflow/train:0.1.0"
     training_command: tuple[str, ...] = ("python", "-m", "gpuflow_training")
     dataset_uri: str = ""
     output_uri: str = ""
