@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from gpuflow.clouds.connections import extras
+from gpuflow.clouds.http_status import kind_for_status
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clusters import Cluster
 from gpuflow.core.errors import CloudError, ErrorKind, Scope
@@ -51,13 +52,6 @@ CODES: dict[str, tuple[ErrorKind, Scope]] = {
     "BadRequest": (ErrorKind.INVALID, Scope.OFFER),
     "ResourceNotFound": (ErrorKind.NOT_FOUND, Scope.OFFER),
     "NotFound": (ErrorKind.NOT_FOUND, Scope.OFFER),
-}
-HTTP_STATUS: dict[int, tuple[ErrorKind, Scope]] = {
-    400: (ErrorKind.INVALID, Scope.OFFER),
-    401: (ErrorKind.AUTH, Scope.CLOUD),
-    403: (ErrorKind.AUTH, Scope.CLOUD),
-    404: (ErrorKind.NOT_FOUND, Scope.OFFER),
-    429: (ErrorKind.TRANSIENT, Scope.REGION),
 }
 # AKS wraps VM allocation failures in its own codes (e.g. "ReconcileVMSSAgentPoolFailed") and names the
 # Compute code only in the message; look the known codes up as whole words there.
@@ -186,10 +180,8 @@ class AksBackend:
             kind, scope = CODES[code]
         elif code == "OperationNotAllowed" and _QUOTA_TEXT.search(message):
             kind, scope = ErrorKind.QUOTA, Scope.REGION  # Azure reports core quota this way
-        elif http_status is not None and http_status >= 500:
-            kind, scope = ErrorKind.TRANSIENT, Scope.REGION
         else:
-            kind, scope = HTTP_STATUS.get(http_status or 0, (ErrorKind.CAPACITY, Scope.OFFER))
+            kind, scope = kind_for_status(http_status)
         return CloudError(
             cloud="azure",
             code=code or f"HTTP{http_status}",

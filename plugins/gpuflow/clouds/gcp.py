@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from gpuflow.clouds.connections import extras
+from gpuflow.clouds.http_status import kind_for_status
 from gpuflow.core.accelerators import GKE_ACCELERATOR_TYPES
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clusters import Cluster
@@ -41,13 +42,6 @@ GCE_CODES: dict[str, tuple[ErrorKind, Scope]] = {
     "QUOTA_EXCEEDED": (ErrorKind.QUOTA, Scope.REGION),
     "RESOURCE_EXHAUSTED": (ErrorKind.CAPACITY, Scope.OFFER),
     "stockout": (ErrorKind.CAPACITY, Scope.OFFER),
-}
-HTTP_STATUS: dict[int, tuple[ErrorKind, Scope]] = {
-    400: (ErrorKind.INVALID, Scope.OFFER),
-    401: (ErrorKind.AUTH, Scope.CLOUD),
-    403: (ErrorKind.AUTH, Scope.CLOUD),
-    404: (ErrorKind.NOT_FOUND, Scope.OFFER),
-    429: (ErrorKind.TRANSIENT, Scope.REGION),
 }
 _CODE_IN_TEXT = re.compile(r"\b(" + "|".join(GCE_CODES) + r")\b")
 
@@ -160,12 +154,7 @@ class GkeBackend:
             kind, scope = GCE_CODES[code]
         else:
             code = f"HTTP{http_status}" if http_status else "UNKNOWN"
-            transient = http_status is not None and http_status >= 500
-            kind, scope = (
-                (ErrorKind.TRANSIENT, Scope.REGION)
-                if transient
-                else HTTP_STATUS.get(http_status or 0, (ErrorKind.CAPACITY, Scope.OFFER))
-            )
+            kind, scope = kind_for_status(http_status)
         return CloudError(cloud="gcp", code=code, kind=kind, scope=scope, message=message, resource=self.cluster.name)
 
     def _status(self, ref: NodePoolRef, pool: Any) -> NodePoolStatus:

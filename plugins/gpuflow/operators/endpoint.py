@@ -13,9 +13,8 @@ from gpuflow.core import naming
 from gpuflow.core.job import serving_options
 from gpuflow.core.settings import poll_interval_s
 from gpuflow.kube.cluster import api_client, apply
-from gpuflow.kube.placement import placement
 from gpuflow.kube.serving import EndpointSpec, endpoint_manifests, rclone_downloader
-from gpuflow.operators.runtime import artifacts_uri, kube_config, run_of
+from gpuflow.operators.runtime import artifacts_uri, kube_config, placement_on, run_of
 from gpuflow.serving.benchmark import BenchmarkConfig, format_report, run_benchmark, write_report
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.smoke import smoke_test
@@ -74,13 +73,7 @@ class DeployEndpointOperator(_EndpointTask):
             namespace=NAMESPACE,
             image=job["serving_image"],
             options=serving_options(job, model, int(choice["accelerator_count"])),
-            placement=placement(
-                pool["cluster"]["cloud"],
-                pool["pool"]["name"],
-                choice["accelerator"],
-                int(choice["accelerator_count"]),
-                choice["capacity_type"],
-            ),
+            placement=placement_on(pool),
             labels=naming.ownership_labels(run.dag_id, run.run_id),
             downloader=rclone_downloader(model) if "://" in model and not model.startswith("file://") else None,
         )

@@ -13,6 +13,7 @@ from airflow.sdk import Context
 from gpuflow.core.clusters import Cluster, Clusters, load_clusters
 from gpuflow.core.naming import run_key
 from gpuflow.core.settings import clusters_source
+from gpuflow.kube.placement import Placement, placement
 from gpuflow.provisioning import Provisioner, Run
 from gpuflow.state.store import BlockStore
 
@@ -67,3 +68,15 @@ def artifacts_uri(run: Run) -> str:
         Path(os.environ.get("AIRFLOW_HOME", ".")) / "gpuflow" / "artifacts"
     )
     return f"{base.rstrip('/')}/{run.dag_id}/{run_key(run.dag_id, run.run_id)}"
+
+
+def placement_on(pool: Mapping[str, Any]) -> Placement:
+    """Where a pod must go to land on the ready pool (the ``wait_node_pool`` XCom)."""
+    choice = pool["choice"]
+    return placement(
+        pool["cluster"]["cloud"],
+        pool["pool"]["name"],
+        choice["accelerator"],
+        int(choice["accelerator_count"]),
+        choice["capacity_type"],
+    )

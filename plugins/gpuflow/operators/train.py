@@ -13,9 +13,8 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk import Context
 
 from gpuflow.core import naming
-from gpuflow.kube.placement import placement
 from gpuflow.kube.training import training_pod
-from gpuflow.operators.runtime import artifacts_uri, kube_config_file, run_of
+from gpuflow.operators.runtime import artifacts_uri, kube_config_file, placement_on, run_of
 
 # A GPU node may have to be created and join the cluster before the pod can be scheduled.
 SCHEDULE_TIMEOUT_S = 20 * 60
@@ -54,22 +53,15 @@ class TrainOperator(KubernetesPodOperator):
         ti = context["ti"]
         pool = ti.xcom_pull(task_ids=self.pool_task_id)
         job = ti.xcom_pull(task_ids=self.plan_task_id)["job"]
-        choice, run = pool["choice"], run_of(context)
+        run = run_of(context)
         self.config_file = kube_config_file(pool["cluster"])
-        where = placement(
-            pool["cluster"]["cloud"],
-            pool["pool"]["name"],
-            choice["accelerator"],
-            int(choice["accelerator_count"]),
-            choice["capacity_type"],
-        )
         output_uri = job["output_uri"] or artifacts_uri(run)
         env = {"DATASET_URI": job["dataset_uri"]} if job["dataset_uri"] else {}
         self.pod_template_dict = training_pod(
             name=f"{job['job_name']}-train",
             namespace=self.namespace or NAMESPACE,
             image=job["training_image"],
-            placement=where,
+            placement=placement_on(pool),
             labels=naming.ownership_labels(run.dag_id, run.run_id),
             output_uri=output_uri,
             command=job["training_command"],
