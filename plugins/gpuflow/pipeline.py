@@ -22,6 +22,7 @@ from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S, CreateNodePoolOp
 from gpuflow.operators.plan import PlanOperator
 from gpuflow.operators.teardown import TeardownOperator
 from gpuflow.operators.train import TrainOperator
+from gpuflow.operators.watcher import RunWatcher
 
 GPU_POOL = "gpu"
 
@@ -66,6 +67,8 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
     # Also a teardown: it runs whenever a pool was requested, and (unlike an ALL_DONE task) its success
     # does not mark a failed run successful.
     cost_report.as_teardown(setups=create)
+    # The setup is left out: Airflow requires a setup's direct downstreams to wait for its success.
+    [plan, wait, train, deploy, wait_endpoint, smoke, benchmark] >> RunWatcher(task_id="watcher")
     return Pipeline(
         plan=plan,
         create_node_pool=create,

@@ -103,3 +103,28 @@ def test_global_quota_on_one_cloud_moves_the_run_to_another(dag: Any, clouds_emu
     )
     assert ready["choice"]["cloud"] == "aws"
     assert run_objects(clouds_emulator, run) == []
+
+
+def test_training_that_exits_non_zero_fails_the_run_and_tears_everything_down(
+    dag: Any, clouds_emulator: EmulatorProcess
+) -> None:
+    failing = ["python", "-c", "import sys; print('diverged at step 3'); sys.exit(1)"]
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp"], "training_command": failing})
+    states = task_states(run)
+    assert run.state == "failed"
+    assert states["train"] == "failed"
+    assert states["deploy_endpoint"] == "upstream_failed"
+    assert states["teardown"] == "success"
+    assert run_objects(clouds_emulator, run) == []
+
+
+@pytest.mark.parametrize("clouds_emulator", ["stockout-everywhere"], indirect=True)
+def test_stockout_everywhere_fails_after_trying_every_option_and_leaves_nothing(
+    dag: Any, clouds_emulator: EmulatorProcess
+) -> None:
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp", "azure"], "benchmark_requests": 0})
+    states = task_states(run)
+    assert run.state == "failed"
+    assert states["wait_node_pool"] == "failed"
+    assert states["teardown"] == "success"
+    assert run_objects(clouds_emulator, run) == []
