@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.models.renderedtifields import RenderedTaskInstanceFields
 from airflow.sdk.exceptions import ParamValidationError
 from gpuflow_emulator.testing import EmulatorProcess
 
@@ -127,4 +129,23 @@ def test_stockout_everywhere_fails_after_trying_every_option_and_leaves_nothing(
     assert run.state == "failed"
     assert states["wait_node_pool"] == "failed"
     assert states["teardown"] == "success"
+    assert run_objects(clouds_emulator, run) == []
+
+
+SECRET = "hf_planted_secret_7f3a9c"
+
+
+def test_the_hugging_face_token_reaches_only_the_kubernetes_secret(
+    dag: Any, clouds_emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_GPUFLOW_HF", json.dumps({"conn_type": "generic", "password": SECRET}))
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp"], "hf_token_conn_id": "gpuflow_hf", "benchmark_requests": 0})
+    assert run.state == "success", task_states(run)
+    logs = capfd.readouterr()
+    assert "Secret/" in logs.out + logs.err  # the token did go to the endpoint, as a Kubernetes Secret
+    assert SECRET not in logs.out + logs.err
+    for ti in run.get_task_instances():
+        assert SECRET not in json.dumps(ti.xcom_pull(task_ids=ti.task_id), default=str), ti.task_id
+        rendered = RenderedTaskInstanceFields.get_templated_fields(ti) or {}
+        assert SECRET not in json.dumps(rendered, default=str), ti.task_id
     assert run_objects(clouds_emulator, run) == []
