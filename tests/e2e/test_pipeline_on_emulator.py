@@ -149,3 +149,18 @@ def test_the_hugging_face_token_reaches_only_the_kubernetes_secret(
         rendered = RenderedTaskInstanceFields.get_templated_fields(ti) or {}
         assert SECRET not in json.dumps(rendered, default=str), ti.task_id
     assert run_objects(clouds_emulator, run) == []
+
+
+def test_an_endpoint_that_keeps_crashing_fails_fast_with_its_log(
+    dag: Any, clouds_emulator: EmulatorProcess, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The python image cannot run vLLM's arguments: the container exits at once, again and again.
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp"], "serving_image": "python:3.11-slim"})
+    states = task_states(run)
+    assert run.state == "failed"
+    assert states["wait_endpoint"] == "failed"
+    logs = capfd.readouterr()
+    assert "EndpointCrashLooping" in logs.out + logs.err
+    assert "restarted" in logs.out + logs.err
+    assert states["teardown"] == "success"
+    assert run_objects(clouds_emulator, run) == []

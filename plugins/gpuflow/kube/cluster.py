@@ -104,3 +104,28 @@ def delete_objects(client: Any, namespace: str, objects: Iterable[tuple[str, str
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+def crash_report(client: Any, namespace: str, selector: str, *, restarts: int = 3, tail_lines: int = 5) -> str | None:
+    """Why the selected pods keep failing, once a container has restarted ``restarts`` times: its exit code
+    and last log lines (a bad model path, an out-of-memory kill, a missing runtime); else None."""
+    from kubernetes import client as k8s
+
+    core = k8s.CoreV1Api(client)
+    for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
+        for status in (pod.status.container_statuses or []) if pod.status else []:
+            if status.restart_count < restarts:
+                continue
+            last = status.last_state.terminated if status.last_state else None
+            code = last.exit_code if last else "?"
+            log = core.read_namespaced_pod_log(
+                pod.metadata.name,
+                namespace,
+                container=status.name,
+                previous=False,
+                tail_lines=tail_lines,
+                _preload_content=False,
+            ).data.decode(errors="replace")
+            where = f"container {status.name} of {pod.metadata.name}"
+            return f"{where} restarted {status.restart_count} times (exit {code}): {log.strip()}"
+    return None

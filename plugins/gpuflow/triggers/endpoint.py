@@ -17,6 +17,7 @@ from gpuflow.core.errors import CloudError, ErrorKind, Scope
 from gpuflow.triggers import events
 
 NEVER_SERVED = "EndpointNeverReady"
+CRASHING = "EndpointCrashLooping"
 
 
 class EndpointTrigger(BaseTrigger):
@@ -63,6 +64,7 @@ class EndpointTrigger(BaseTrigger):
         ref = {"cluster": self.cluster["name"], "namespace": self.namespace, "name": self.name}
         deadline = time.monotonic() + self.timeout_s
         last = "not checked yet"
+        code = NEVER_SERVED
         while time.monotonic() < deadline:
             try:
                 serving, last = await asyncio.to_thread(self._serving)
@@ -72,16 +74,27 @@ class EndpointTrigger(BaseTrigger):
             if serving:
                 yield TriggerEvent(events.success(ref))
                 return
+            crash = await asyncio.to_thread(self._crash)
+            if crash:
+                code, last = CRASHING, crash
+                break
             await asyncio.sleep(self.poll_interval_s)
         error = CloudError(
             cloud=self.cluster["cloud"],
-            code=NEVER_SERVED,
-            kind=ErrorKind.CAPACITY,
+            code=code,
+            kind=ErrorKind.CAPACITY if code == NEVER_SERVED else ErrorKind.INVALID,
             scope=Scope.OFFER,
             message=f"endpoint {self.name} did not serve {self.served_model_name} in {self.timeout_s:.0f}s; {last}",
             resource=self.name,
         )
         yield TriggerEvent(events.failed(error, ref))
+
+    def _crash(self) -> str | None:
+        from gpuflow.kube.cluster import api_client, crash_report
+        from gpuflow.operators.runtime import kube_config
+
+        selector = f"app.kubernetes.io/instance={self.name}"
+        return crash_report(api_client(kube_config(self.cluster)), self.namespace, selector)
 
     def _serving(self) -> tuple[bool, str]:
         from gpuflow.kube.cluster import api_client, deployment_status
