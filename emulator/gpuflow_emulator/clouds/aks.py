@@ -303,5 +303,11 @@ class AksApi:
                 **{k: v for k, v in properties.items() if k not in ("count", "vmSize")},
                 "provisioningState": "Failed" if pool.error else STATES.get(pool.state, "Deleting"),
                 "powerState": {"code": "Running"},
+                # AgentPoolStatus.provisioningError: AKS keeps the failure on the pool, not only on the operation.
+                **(
+                    {"status": {"provisioningError": {"code": pool.error.code, "message": pool.error.message}}}
+                    if pool.error
+                    else {}
+                ),
             },
         }

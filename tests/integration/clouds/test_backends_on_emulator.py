@@ -71,16 +71,26 @@ def test_create_ready_nodes_visible_list_delete(cloud: str, clouds_emulator: Emu
     backend.delete_node_pool(spec.ref)  # already gone: still a success
 
 
-@pytest.mark.parametrize("clouds_emulator", ["stockout-cheapest-region"], indirect=True)
-def test_async_gke_stockout_is_read_as_capacity(clouds_emulator: EmulatorProcess) -> None:
-    backend = backend_for(cluster_of("gcp"))
-    spec = spec_on("gcp")
+@pytest.mark.parametrize("clouds_emulator", ["async-stockout-everywhere"], indirect=True)
+@pytest.mark.parametrize(
+    ("cloud", "codes"),
+    [
+        ("aws", {"InsufficientInstanceCapacity"}),
+        ("gcp", {"ZONE_RESOURCE_POOL_EXHAUSTED", "GCE_STOCKOUT"}),
+        ("azure", {"AllocationFailed"}),
+    ],
+)
+def test_async_stockout_is_read_as_capacity_on_every_cloud(
+    clouds_emulator: EmulatorProcess, cloud: str, codes: set[str]
+) -> None:
+    backend = backend_for(cluster_of(cloud))
+    spec = spec_on(cloud)
     backend.create_node_pool(spec)
     status = wait_for(backend, spec, {PoolState.FAILED, PoolState.READY})
     assert status.state is PoolState.FAILED
     assert status.error is not None
-    assert status.error.kind is ErrorKind.CAPACITY
-    assert "ZONE_RESOURCE_POOL_EXHAUSTED" in status.error.code or status.error.code == "GCE_STOCKOUT"
+    assert (status.error.kind, status.error.scope) == (ErrorKind.CAPACITY, Scope.OFFER)
+    assert status.error.code in codes
 
 
 @pytest.mark.parametrize("clouds_emulator", ["quota-exhausted-gcp"], indirect=True)
