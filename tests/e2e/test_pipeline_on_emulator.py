@@ -164,3 +164,15 @@ def test_an_endpoint_that_keeps_crashing_fails_fast_with_its_log(
     assert "restarted" in logs.out + logs.err
     assert states["teardown"] == "success"
     assert run_objects(clouds_emulator, run) == []
+
+
+@pytest.mark.parametrize("clouds_emulator", ["flaky-api"], indirect=True)
+def test_a_flaky_cloud_api_is_ridden_out_without_duplicates(dag: Any, clouds_emulator: EmulatorProcess) -> None:
+    """Throttled creates and a 5xx on every third read: retried where transient, one pool, nothing left."""
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp"], "benchmark_requests": 0})
+    assert run.state == "success", task_states(run)
+    calls = clouds_emulator.calls("gcp")
+    assert any(c.get("injected") for c in calls), "the scenario injected no fault"
+    accepted = [c for c in calls if c["operation"] == "CreateNodePool" and c["status"] == 200]
+    assert len(accepted) == 1, accepted
+    assert run_objects(clouds_emulator, run) == []
