@@ -11,8 +11,9 @@ from airflow.dag_processing.dagbag import DagBag
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def dag(airflow_db: Path) -> Any:
+    """A fresh DAG per test: ``dag.test`` writes a run's conf into the DAG object's params."""
     return DagBag(dag_folder=str(ROOT / "dags" / "gpu_plan.py")).dags["gpu_plan"]
 
 
