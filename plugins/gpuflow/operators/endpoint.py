@@ -14,7 +14,7 @@ from gpuflow.core.job import serving_options
 from gpuflow.core.settings import poll_interval_s
 from gpuflow.kube.cluster import api_client, apply
 from gpuflow.kube.serving import EndpointSpec, endpoint_manifests, rclone_downloader
-from gpuflow.operators.runtime import artifacts_uri, kube_config, placement_on, run_of
+from gpuflow.operators.runtime import JOB_NAMESPACE, artifacts_uri, kube_config, placement_on, run_of
 from gpuflow.serving.benchmark import BenchmarkConfig, format_report, run_benchmark, write_report
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.smoke import smoke_test
@@ -22,7 +22,6 @@ from gpuflow.serving.vllm_args import PORT
 from gpuflow.triggers import events
 from gpuflow.triggers.endpoint import EndpointTrigger
 
-NAMESPACE = "default"
 # Pulling a multi-GB image and loading weights takes minutes on a fresh GPU node.
 DEFAULT_SERVE_TIMEOUT_S = 30 * 60
 
@@ -56,7 +55,7 @@ class _EndpointTask(BaseOperator):
 
     def client(self, context: Context) -> OpenAIClient:
         config = kube_config(self.ready_pool(context)["cluster"])
-        return OpenAIClient(service_proxy_endpoint(config, NAMESPACE, self.name(context), PORT))
+        return OpenAIClient(service_proxy_endpoint(config, JOB_NAMESPACE, self.name(context), PORT))
 
 
 class DeployEndpointOperator(_EndpointTask):
@@ -70,7 +69,7 @@ class DeployEndpointOperator(_EndpointTask):
         model = f"{(job['output_uri'] or artifacts_uri(run)).rstrip('/')}/model"
         spec = EndpointSpec(
             name=self.name(context),
-            namespace=NAMESPACE,
+            namespace=JOB_NAMESPACE,
             image=job["serving_image"],
             options=serving_options(job, model, int(choice["accelerator_count"])),
             placement=placement_on(pool),
@@ -82,7 +81,7 @@ class DeployEndpointOperator(_EndpointTask):
         self.log.info("applied %s on %s", ", ".join(applied), pool["cluster"]["name"])
         return {
             "name": spec.name,
-            "namespace": NAMESPACE,
+            "namespace": JOB_NAMESPACE,
             "model": model,
             "served_model_name": job["served_model_name"],
         }
@@ -100,7 +99,7 @@ class WaitEndpointOperator(_EndpointTask):
     def execute(self, context: Context) -> NoReturn:
         trigger = EndpointTrigger(
             cluster=self.ready_pool(context)["cluster"],
-            namespace=NAMESPACE,
+            namespace=JOB_NAMESPACE,
             name=self.name(context),
             served_model_name=self.job(context)["served_model_name"],
             port=PORT,

@@ -17,6 +17,9 @@ from gpuflow.kube.placement import Placement, placement
 from gpuflow.provisioning import Provisioner, Run
 from gpuflow.state.store import BlockStore
 
+# The namespace every run's pods, endpoint objects and secrets live in; the teardown sweeps it.
+JOB_NAMESPACE = "default"
+
 
 def run_of(context: Context) -> Run:
     return Run(dag_id=context["dag"].dag_id, run_id=context["run_id"])

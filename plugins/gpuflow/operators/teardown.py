@@ -21,8 +21,7 @@ from gpuflow.core.clusters import Cluster, ClusterConfigError
 from gpuflow.core.nodepool import NodePoolStatus, PoolState
 from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
 from gpuflow.kube.cluster import api_client, delete_objects, labelled_objects
-from gpuflow.operators.endpoint import NAMESPACE
-from gpuflow.operators.runtime import clusters, plan_choices, run_of
+from gpuflow.operators.runtime import JOB_NAMESPACE, clusters, plan_choices, run_of
 
 DEFAULT_DELETE_TIMEOUT_S = 15 * 60
 
@@ -75,8 +74,8 @@ class TeardownOperator(BaseOperator):
         """The run's Kubernetes objects on this cluster; a cluster without any is skipped quickly."""
         client = api_client(backend.kube_config())
         selector = ",".join(f"{k}={v}" for k, v in label.items())
-        found = labelled_objects(client, NAMESPACE, selector)
-        delete_objects(client, NAMESPACE, found)
+        found = labelled_objects(client, JOB_NAMESPACE, selector)
+        delete_objects(client, JOB_NAMESPACE, found)
         names = [f"{kind}/{name}" for kind, name in found]
         if names:
             self.log.info("deleted on %s: %s", backend.cluster.name, ", ".join(names))

@@ -14,11 +14,10 @@ from airflow.sdk import Context
 
 from gpuflow.core import naming
 from gpuflow.kube.training import training_pod
-from gpuflow.operators.runtime import artifacts_uri, kube_config_file, placement_on, run_of
+from gpuflow.operators.runtime import JOB_NAMESPACE, artifacts_uri, kube_config_file, placement_on, run_of
 
 # A GPU node may have to be created and join the cluster before the pod can be scheduled.
 SCHEDULE_TIMEOUT_S = 20 * 60
-NAMESPACE = "default"
 
 
 class TrainOperator(KubernetesPodOperator):
@@ -30,7 +29,7 @@ class TrainOperator(KubernetesPodOperator):
 
     def __init__(self, *, pool_task_id: str = "wait_node_pool", plan_task_id: str = "plan", **kwargs: Any) -> None:
         kwargs.setdefault("name", "train")
-        kwargs.setdefault("namespace", NAMESPACE)
+        kwargs.setdefault("namespace", JOB_NAMESPACE)
         kwargs.setdefault("deferrable", True)
         kwargs.setdefault("schedule_timeout_seconds", SCHEDULE_TIMEOUT_S)
         kwargs.setdefault("startup_timeout_seconds", SCHEDULE_TIMEOUT_S)
@@ -59,7 +58,7 @@ class TrainOperator(KubernetesPodOperator):
         env = {"DATASET_URI": job["dataset_uri"]} if job["dataset_uri"] else {}
         self.pod_template_dict = training_pod(
             name=f"{job['job_name']}-train",
-            namespace=self.namespace or NAMESPACE,
+            namespace=self.namespace or JOB_NAMESPACE,
             image=job["training_image"],
             placement=placement_on(pool),
             labels=naming.ownership_labels(run.dag_id, run.run_id),
