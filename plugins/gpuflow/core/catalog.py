@@ -246,13 +246,13 @@ def _indexed(info: CatalogInfo, offers: Sequence[Offer], notes: Iterable[RowNote
 
 def _group(key: tuple[str, str, float | None], members: list[Offer]) -> OfferGroup:
     cloud, region, memory = key
-    on_demand = sorted((rank_key(o, o.on_demand_usd), o) for o in members if o.on_demand_usd is not None)
-    spot = sorted((rank_key(o, o.spot_usd), o) for o in members if o.spot_usd is not None)
-    priced = {
-        CapacityType.ON_DEMAND: PricedOffers(prices=tuple(k[0] for k, _ in on_demand), entries=tuple(on_demand)),
-        CapacityType.SPOT: PricedOffers(prices=tuple(k[0] for k, _ in spot), entries=tuple(spot)),
-    }
+    priced = {capacity: _priced(members, capacity) for capacity in CapacityType}
     return OfferGroup(cloud=cloud, region=region, memory_gib=memory, size=len(members), priced=priced)
+
+
+def _priced(members: list[Offer], capacity: CapacityType) -> PricedOffers:
+    entries = sorted((rank_key(o, p), o) for o in members if (p := o.price(capacity)) is not None)
+    return PricedOffers(prices=tuple(k[0] for k, _ in entries), entries=tuple(entries))
 
 
 def _parse_row(line: int, values: list[str], notes: list[RowNote]) -> Offer | None:
