@@ -1,0 +1,57 @@
+"""One running Airflow (api-server, scheduler, dag-processor, triggerer) on the emulator, shared by the tests of
+this folder: starting it costs about a minute on two cores, so it is started once per session.
+
+The vLLM image runs the OpenAI-compatible double and training a one-line script, so a whole pipeline run takes
+about a minute; the real model is exercised by ``make demo`` and ``tests/e2e/test_real_training_and_serving.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from gpuflow_emulator.connections import airflow_environment
+from gpuflow_emulator.testing import EmulatorProcess, free_port
+
+from scripts.airflow_stack import AirflowStack
+from tests.support.emulated_clouds import start_emulator
+
+TRAIN = (
+    "import json, os, pathlib; out = pathlib.Path(os.environ['OUTPUT_URI']) / 'model'; "
+    "out.mkdir(parents=True, exist_ok=True); (out / 'config.json').write_text(json.dumps({'model_type': 'llama'})); "
+    "print('trained 1 step, loss 0.0')"
+)
+FAST_CONF: dict[str, Any] = {
+    "accelerator": "L4",
+    "count": 1,
+    "capacity": "on-demand",
+    "clouds": ["gcp"],
+    "job_name": "live",
+    "training_image": "python:3.11-slim",
+    "training_command": ["python", "-c", TRAIN],
+    "served_model_name": "tiny",
+    "benchmark_requests": 4,
+    "benchmark_rate": 20.0,
+}
+
+
+@dataclass
+class Live:
+    airflow: AirflowStack
+    emulator: EmulatorProcess
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    state = tmp_path_factory.mktemp("live")
+    with start_emulator(state / "emulator", "default") as emulator:
+        env = {
+            **airflow_environment(emulator.clouds()),
+            "GPUFLOW_STATE_URL": f"sqlite:///{state / 'state.db'}",
+            "GPUFLOW_ARTIFACTS_URI": str(state / "artifacts"),
+            "GPUFLOW_POLL_INTERVAL_S": "1",
+        }
+        with AirflowStack.start(state / "airflow", port=free_port(), env=env) as airflow:
+            yield Live(airflow=airflow, emulator=emulator)
