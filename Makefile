@@ -26,7 +26,7 @@ $(STAMP): requirements.lock requirements.txt requirements-dev.txt
 	@touch $@
 
 demo: venv ml-env
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python -m scripts.demo $(DEMO_ARGS)
 
 test: venv ml-env lint typecheck unit
 

@@ -1,24 +1,30 @@
-"""``make demo``: run gpu_train_and_serve end to end on the emulator, with real training and real vLLM.
+"""``make demo``: gpu_train_and_serve end to end on running Airflow and the emulator, with real training and vLLM.
 
-Starts the emulator (six clusters, EKS/GKE/AKS APIs), points gpuflow's Airflow connections at it, runs the
-DAG in Airflow (``dag.test`` on the checkout's own SQLite metadata DB), then prints a summary and how many
-of the run's resources are still on the emulator (counted from its state, not assumed), and stops the
-emulator and everything it started.
+Starts the emulator (six clusters, EKS/GKE/AKS APIs) and Airflow's own components (api-server, scheduler,
+dag-processor, triggerer; LocalExecutor on ``.airflow/airflow.db``, or the database in
+``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``), triggers the DAG through the REST API, prints progress as tasks
+change state, then a summary whose last line counts the run's resources still on the emulator (from its state,
+not assumed). Everything it started is stopped at the end, unless ``--keep-running`` is given.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import subprocess
+import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from scripts.airflow_stack import AirflowStack, StackError
+
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".emulator" / "demo"
+DAG_ID = "gpu_train_and_serve"
 CONF: dict[str, Any] = {
     "accelerator": "L4",
     "count": 1,
@@ -30,6 +36,9 @@ CONF: dict[str, Any] = {
     "benchmark_requests": 20,
     "benchmark_rate": 4.0,
 }
+LOG_TAIL_LINES = 40
+
+XCom = Callable[[str], Any]
 
 
 def start_emulator() -> Any:
@@ -44,67 +53,169 @@ def start_emulator() -> Any:
     return EmulatorProcess.start(STATE, extra=extra)
 
 
-def summary(run: Any, emulator: Any, seconds: float) -> list[str]:
-    from gpuflow.core import naming
+def api_port(wanted: int) -> int:
+    """``wanted`` when it is free, else any free port (a second demo, or another Airflow on 8080)."""
+    from gpuflow_emulator.testing import free_port
 
-    results = {ti.task_id: ti for ti in run.get_task_instances()}
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", wanted))
+        except OSError:
+            return free_port()
+    return wanted
 
-    def xcom(task_id: str) -> Any:
-        ti = results.get(task_id)
-        return ti.xcom_pull(task_ids=task_id) if ti is not None and ti.state == "success" else None
 
-    lines = [f"run:            {run.run_id} -> {run.state} in {seconds:.0f} s"]
-    planned = xcom("plan")
-    if planned:
-        chosen = planned["plan"]["chosen"]
-        lines.append(
-            f"plan:           {chosen['cloud']}/{chosen['region']} {chosen['instance_type']} "
-            f"{chosen['accelerator']}x{chosen['accelerator_count']} {chosen['capacity_type']} "
-            f"{chosen['hourly_usd']:.2f} USD/h ({planned['plan']['candidates']} options considered)"
-        )
-    pool = xcom("wait_node_pool")
-    if pool:
-        failovers = sum(1 for a in pool["attempts"] if "accepted" not in a)
-        lines.append(f"node pool:      {pool['cluster']['name']}/{pool['pool']['name']} ({failovers} failover(s))")
-    smoke = xcom("smoke_test")
-    if smoke:
-        lines.append(f"endpoint says:  {smoke['completion_text'].strip()[:100]!r}")
-    bench = xcom("benchmark")
-    if bench:
-        ttft, tpot = bench["ttft"], bench["tpot"]
-        lines.append(
-            f"benchmark:      {bench['completed']} requests ({bench['failed']} failed), "
-            f"{bench['output_throughput']:.1f} output tok/s, TTFT p50 {ttft['median_ms']:.0f} ms, "
-            f"TPOT p50 {tpot['median_ms']:.1f} ms"
-        )
-    cost = xcom("cost_report")
-    if cost:
-        lines.append(f"cost:           {cost['cost_usd']:.4f} USD actual vs {cost['estimated_usd']:.4f} USD estimated")
-    failed = [task for task, ti in results.items() if ti.state not in ("success", "skipped")]
+# -- what a finished task has to say -----------------------------------------------------------------------------
+
+
+def plan_line(planned: dict[str, Any]) -> str:
+    chosen = planned["plan"]["chosen"]
+    return (
+        f"{chosen['cloud']}/{chosen['region']} {chosen['instance_type']} "
+        f"{chosen['accelerator']}x{chosen['accelerator_count']} {chosen['capacity_type']} "
+        f"{chosen['hourly_usd']:.2f} USD/h ({planned['plan']['candidates']} options considered)"
+    )
+
+
+def pool_line(pool: dict[str, Any]) -> str:
+    failovers = [a for a in pool["attempts"] if "accepted" not in a]
+    lines = [f"{pool['cluster']['name']}/{pool['pool']['name']} ready ({len(failovers)} failover(s))"]
+    return "; ".join(lines + failovers)
+
+
+def answer_line(smoke: dict[str, Any]) -> str:
+    return repr(smoke["completion_text"].strip()[:100])
+
+
+def benchmark_line(bench: dict[str, Any]) -> str:
+    ttft, tpot = bench["ttft"], bench["tpot"]
+    return (
+        f"{bench['completed']} requests ({bench['failed']} failed), {bench['output_throughput']:.1f} output tok/s, "
+        f"TTFT p50 {ttft['median_ms']:.0f} ms, TPOT p50 {tpot['median_ms']:.1f} ms"
+    )
+
+
+def cost_line(cost: dict[str, Any]) -> str:
+    return f"{cost['cost_usd']:.4f} USD actual vs {cost['estimated_usd']:.4f} USD estimated"
+
+
+def endpoint_line(endpoint: dict[str, Any]) -> str:
+    return (
+        f"vLLM Deployment {endpoint['namespace']}/{endpoint['name']} serves {endpoint['model']} "
+        f"as {endpoint['served_model_name']!r}"
+    )
+
+
+DETAILS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "plan": ("plan", plan_line),
+    "wait_node_pool": ("node pool", pool_line),
+    "wait_endpoint": ("endpoint", endpoint_line),
+    "smoke_test": ("endpoint says", answer_line),
+    "benchmark": ("benchmark", benchmark_line),
+    "cost_report": ("cost", cost_line),
+}
+
+
+def summary(state: str, seconds: float, xcom: XCom, failed: list[str], left: list[str]) -> list[str]:
+    lines = [f"{'run':<17} {state} in {seconds:.0f} s"]
+    for task_id, (title, render) in DETAILS.items():
+        value = xcom(task_id)
+        if value:
+            lines.append(f"{title:<17} {render(value)}")
     if failed:
-        lines.append(f"failed tasks:   {', '.join(sorted(failed))}")
-    left = emulator.labelled(naming.RUN_LABEL, naming.run_key(run.dag_id, run.run_id))
+        lines.append(f"{'failed tasks':<17} {', '.join(sorted(failed))}")
     lines.append(f"leaked resources: {len(left)}" + (f" ({', '.join(left)})" if left else ""))
     return lines
 
 
+# -- the run ----------------------------------------------------------------------------------------------------
+
+
+def follow(airflow: AirflowStack, run_id: str, started: float) -> str:
+    """Print each task's state changes, and what a task found as soon as it succeeds; returns the run state."""
+
+    def progress(ti: dict[str, Any]) -> None:
+        task_id, state = ti["task_id"], ti.get("state")
+        if state is None:
+            return
+        took = f" after {ti['duration']:.0f} s" if ti.get("duration") and state in ("success", "failed") else ""
+        print(f"[{time.monotonic() - started:6.0f} s] {task_id:<17} {state}{took}", flush=True)
+        if state == "success" and task_id in DETAILS:
+            value = airflow.xcom(DAG_ID, run_id, task_id)
+            if value:
+                title, render = DETAILS[task_id]
+                print(f"{'':>10} {title}: {render(value)}", flush=True)
+
+    return airflow.follow(DAG_ID, run_id, on_change=progress, within_s=3600)
+
+
+def print_failures(airflow: AirflowStack, run_id: str, failed: list[dict[str, Any]]) -> None:
+    for ti in failed:
+        log = airflow.task_log(DAG_ID, run_id, ti["task_id"], max(1, ti.get("try_number") or 1))
+        tail = "\n".join(log.splitlines()[-LOG_TAIL_LINES:])
+        print(f"\n==> {ti['task_id']} failed; last {LOG_TAIL_LINES} log lines:\n{tail}", file=sys.stderr)
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep-running", action="store_true", help="leave Airflow and the emulator up for the UI")
+    parser.add_argument("--port", type=int, default=8080, help="the API server / UI port (default 8080)")
+    args = parser.parse_args()
+
     from gpuflow_emulator.connections import airflow_environment
 
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    with start_emulator() as emulator:
-        os.environ.update(airflow_environment(emulator.clouds()))
-        os.environ.setdefault("GPUFLOW_POLL_INTERVAL_S", "2")
-        print(f"==> emulator at {emulator.url}; clouds {emulator.clouds()}", flush=True)
-        from airflow.dag_processing.dagbag import DagBag
+    from gpuflow.core import naming
 
-        dag = DagBag(dag_folder=str(ROOT / "dags" / "gpu_train_and_serve.py")).dags["gpu_train_and_serve"]
-        print(f"==> triggering gpu_train_and_serve with {CONF}", flush=True)
-        started = time.monotonic()
-        run = dag.test(run_conf=CONF)
-        lines = summary(run, emulator, time.monotonic() - started)
-    print("\n==> summary\n" + "\n".join(lines))
-    return 0 if run.state == "success" and lines[-1] == "leaked resources: 0" else 1
+    began = time.monotonic()
+    with start_emulator() as emulator:
+        print(f"==> emulator at {emulator.url}; clouds {emulator.clouds()}", flush=True)
+        env = {**airflow_environment(emulator.clouds()), "GPUFLOW_POLL_INTERVAL_S": "2"}
+        home = Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow"))
+        print(f"==> starting Airflow (api-server, scheduler, dag-processor, triggerer) in {home}", flush=True)
+        database = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        with AirflowStack.start(home, port=api_port(args.port), env=env, database_url=database) as airflow:
+            print(
+                f"==> Airflow healthy after {time.monotonic() - began:.0f} s; UI {airflow.url} "
+                f"(login admin / {airflow.passwords['admin']})",
+                flush=True,
+            )
+            airflow.wait_for_dag(DAG_ID)
+            airflow.unpause(DAG_ID)
+            answer = airflow.trigger(DAG_ID, CONF)
+            if answer.status_code != 200:
+                raise StackError(f"trigger refused: {answer.status_code} {answer.text}")
+            run_id = answer.json()["dag_run_id"]
+            print(f"==> triggered {DAG_ID} run {run_id} through the REST API with {CONF}", flush=True)
+            started = time.monotonic()
+            state = follow(airflow, run_id, started)
+            instances = airflow.task_instances(DAG_ID, run_id)
+            failed = [ti for ti in instances if ti.get("state") not in ("success", "skipped")]
+            if failed:
+                print_failures(airflow, run_id, failed)
+            left = emulator.labelled(naming.RUN_LABEL, naming.run_key(DAG_ID, run_id))
+            lines = summary(
+                state,
+                time.monotonic() - started,
+                lambda task_id: airflow.xcom(DAG_ID, run_id, task_id),
+                [ti["task_id"] for ti in failed],
+                left,
+            )
+            peak = airflow.peak_memory_bytes / 2**30
+            print(f"==> Airflow components' peak memory (PSS): {peak:.2f} GiB", flush=True)
+            if args.keep_running:
+                print(f"==> still running: UI {airflow.url} (admin / {airflow.passwords['admin']}); Ctrl-C stops all")
+                wait_for_interrupt()
+            print("==> stopping Airflow and the emulator", flush=True)
+    print(f"\n==> summary (demo took {time.monotonic() - began:.0f} s)\n" + "\n".join(lines))
+    return 0 if state == "success" and not left else 1
+
+
+def wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

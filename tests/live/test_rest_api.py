@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
+import requests
 
 from gpuflow.core import naming
+from include.examples import trigger_via_rest as example
 from tests.live.conftest import FAST_CONF, Live
 
 DAG_ID = "gpu_train_and_serve"
 pytestmark = pytest.mark.timeout(900)
 
 
-def test_a_token_and_a_conf_run_the_pipeline_to_success_with_nothing_left(live: Live) -> None:
+def test_the_readme_example_runs_the_pipeline_to_success_with_nothing_left(live: Live) -> None:
     airflow = live.airflow
     airflow.wait_for_dag(DAG_ID)
     airflow.unpause(DAG_ID)
-    token = httpx.post(
-        f"{airflow.url}/auth/token", json={"username": "admin", "password": airflow.passwords["admin"]}, timeout=30
-    )
-    assert token.status_code == 201
-    answer = httpx.post(
-        f"{airflow.url}/api/v2/dags/{DAG_ID}/dagRuns",
-        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-        json={"logical_date": None, "conf": FAST_CONF},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    run_id = answer.json()["dag_run_id"]
+    token = example.get_token(airflow.url, "admin", airflow.passwords["admin"])
+    run_id = example.trigger(airflow.url, token, FAST_CONF)
     seen: list[tuple[str, str]] = []
     started = time.monotonic()
 
@@ -37,9 +28,8 @@ def test_a_token_and_a_conf_run_the_pipeline_to_success_with_nothing_left(live: 
         seen.append((str(ti["task_id"]), str(ti["state"])))
         print(f"{time.monotonic() - started:6.1f}s {ti['task_id']} {ti['state']}")
 
-    state = airflow.follow(DAG_ID, run_id, on_change=record)
-    states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(DAG_ID, run_id)}
-    assert state == "success", states
+    assert airflow.follow(DAG_ID, run_id, on_change=record) == "success", seen
+    assert example.wait(airflow.url, token, run_id) == "success"
     assert ("teardown", "success") in seen
     assert airflow.xcom(DAG_ID, run_id, "smoke_test")["completion_text"]
     assert live.emulator.labelled(naming.RUN_LABEL, naming.run_key(DAG_ID, run_id)) == []
@@ -48,9 +38,9 @@ def test_a_token_and_a_conf_run_the_pipeline_to_success_with_nothing_left(live: 
 def test_a_conf_outside_the_form_is_a_400_naming_the_field(live: Live) -> None:
     live.airflow.wait_for_dag(DAG_ID)
     runs_before = live.airflow.call("GET", f"/dags/{DAG_ID}/dagRuns")["total_entries"]
-    answer = live.airflow.trigger(DAG_ID, {**FAST_CONF, "count": -1})
-    assert answer.status_code == 400
-    assert "param count: -1 is less than the minimum of 1" in answer.json()["detail"]
+    token = example.get_token(live.airflow.url, "admin", live.airflow.passwords["admin"])
+    with pytest.raises(ValueError, match="param count: -1 is less than the minimum of 1"):
+        example.trigger(live.airflow.url, token, {**FAST_CONF, "count": -1})
     assert live.airflow.call("GET", f"/dags/{DAG_ID}/dagRuns")["total_entries"] == runs_before
 
 
@@ -62,5 +52,5 @@ def test_a_read_only_user_cannot_trigger(live: Live) -> None:
 
 
 def test_a_wrong_password_gets_no_token(live: Live) -> None:
-    answer = httpx.post(f"{live.airflow.url}/auth/token", json={"username": "admin", "password": "nope"}, timeout=30)
-    assert answer.status_code == 401
+    with pytest.raises(requests.HTTPError, match="401"):
+        example.get_token(live.airflow.url, "admin", "nope")
