@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -77,3 +80,108 @@ def test_image_is_built_from_the_pinned_requirements(compose: dict[str, Any]) ->
     assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
     assert "requirements.txt" in dockerfile
     assert all(s.get("build") == "." for s in airflow_services(compose).values())
+
+
+# The emulator service: built from its own Dockerfile, reached by its service name, sharing state and artifacts.
+EMULATOR = "gpuflow-emulator"
+EMULATOR_CONFIG = ROOT / "include" / "emulator" / "default.yaml"
+IMAGE_ROOT = "/opt/airflow"  # where the project sits in the Airflow image and in the emulator image
+
+
+def emulator_service(compose: dict[str, Any]) -> dict[str, Any]:
+    service: dict[str, Any] = compose["services"][EMULATOR]
+    return service
+
+
+def emulator_args(compose: dict[str, Any]) -> dict[str, str]:
+    command = emulator_service(compose)["command"]
+    assert command[:4] == ["python", "-m", "gpuflow_emulator", "serve"], command
+    flags = command[4:]
+    return {flags[i].removeprefix("--"): str(flags[i + 1]) for i in range(0, len(flags), 2)}
+
+
+def volume_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Source (a named volume or ./folder) -> path in the container, for every volume of a service."""
+    return {m.split(":")[0]: m.split(":")[1] for m in service["volumes"]}
+
+
+def emulator_settings() -> dict[str, Any]:
+    settings: dict[str, Any] = yaml.safe_load(EMULATOR_CONFIG.read_text())
+    return settings
+
+
+def test_emulator_image_is_built_from_its_dockerfile_with_what_the_emulator_imports(compose: dict[str, Any]) -> None:
+    build = emulator_service(compose)["build"]
+    assert build["context"] == "."
+    dockerfile = (ROOT / build["dockerfile"]).read_text()
+    for source in ("emulator/gpuflow_emulator", "plugins/gpuflow/core", "include/catalog", "include/emulator"):
+        assert (ROOT / source).is_dir()
+        assert f"COPY {source} {source}" in dockerfile, f"the emulator image lacks {source}"
+    assert f"WORKDIR {IMAGE_ROOT}" in dockerfile
+
+
+def test_emulator_serves_the_default_config_on_every_address_under_its_service_name(compose: dict[str, Any]) -> None:
+    args = emulator_args(compose)
+    assert (ROOT / args["config"]).is_file()
+    assert args["host"] == "0.0.0.0"
+    assert args["public-host"] == EMULATOR
+    clouds = emulator_settings()["clouds"]
+    published = {int(p.rsplit(":", 1)[1]) for p in emulator_service(compose)["ports"]}
+    assert published == {int(args["port"]), clouds["aws_port"], clouds["gcp_port"], clouds["azure_port"]}
+    assert "healthz" in str(emulator_service(compose)["healthcheck"]["test"])
+
+
+def test_every_airflow_service_waits_for_a_healthy_emulator(compose: dict[str, Any]) -> None:
+    for name, service in airflow_services(compose).items():
+        assert service["depends_on"][EMULATOR] == {"condition": "service_healthy"}, name
+
+
+def test_connections_are_the_emulators_own_under_its_service_name(compose: dict[str, Any]) -> None:
+    from gpuflow_emulator.connections import airflow_environment
+
+    clouds = emulator_settings()["clouds"]
+    state = volume_mounts(emulator_service(compose))["emulator-state"]
+    expected = airflow_environment(
+        {
+            "aws": f"http://{EMULATOR}:{clouds['aws_port']}",
+            "gcp": f"http://{EMULATOR}:{clouds['gcp_port']}",
+            "azure": f"https://{EMULATOR}:{clouds['azure_port']}",
+            "azure_ca": f"{state}/azure-ca.pem",
+        }
+    )
+    for name, service in airflow_services(compose).items():
+        env = service["environment"]
+        for key, value in expected.items():
+            decoded = json.loads(value) if key.startswith("AIRFLOW_CONN_") else value
+            assert (json.loads(env[key]) if key.startswith("AIRFLOW_CONN_") else env[key]) == decoded, (name, key)
+
+
+def test_emulator_state_and_artifacts_are_at_the_same_paths_on_both_sides(compose: dict[str, Any]) -> None:
+    emulator = volume_mounts(emulator_service(compose))
+    # The emulator writes its state (the Azure CA, kubeconfigs) where its config says, relative to the config file.
+    state_dir = Path(IMAGE_ROOT) / Path(emulator_args(compose)["config"]).parent / emulator_settings()["state_dir"]
+    assert Path(os.path.normpath(state_dir)) == Path(emulator["emulator-state"])
+    for name, service in airflow_services(compose).items():
+        mounts = volume_mounts(service)
+        assert mounts["emulator-state"] == emulator["emulator-state"], name
+        assert f"emulator-state:{emulator['emulator-state']}:ro" in service["volumes"], name
+        # Training pods run in the emulator and write the model where the workers' paths say.
+        assert (
+            mounts["gpuflow-artifacts"]
+            == emulator["gpuflow-artifacts"]
+            == service["environment"]["GPUFLOW_ARTIFACTS_URI"]
+        ), name
+        assert mounts["./include"] == emulator["./include"], name  # e.g. the retraining config's dataset path
+    assert set(compose["volumes"]) >= {"emulator-state", "gpuflow-artifacts"}
+
+
+def test_init_creates_the_gpu_pool_counting_deferred_tasks(compose: dict[str, Any]) -> None:
+    from airflow.cli.cli_parser import get_parser
+
+    from gpuflow.pipeline import GPU_POOL
+
+    script = compose["services"]["airflow-init"]["command"][-1]
+    (pools,) = [part for part in script.split("&&") if "airflow pools set" in part]
+    args = get_parser().parse_args(shlex.split(pools)[1:])  # the installed Airflow's own CLI parser
+    assert (args.pool, args.include_deferred) == (GPU_POOL, True)
+    assert args.slots >= 1

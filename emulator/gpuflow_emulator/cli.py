@@ -1,4 +1,9 @@
-"""`python -m gpuflow_emulator serve --config FILE --port N`: run the emulator until SIGTERM or SIGINT."""
+"""`python -m gpuflow_emulator serve --config FILE --port N`: run the emulator until SIGTERM or SIGINT.
+
+`--host` is the address to listen on; `--public-host` is the name clients use to reach it, written into
+every URL the emulator hands out (kubeconfigs, cluster endpoints, the cloud API URLs) and into the Azure
+listener's certificate. They differ in a container: listen on 0.0.0.0, be reached as the service name.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +23,11 @@ from gpuflow_emulator.server import build_app
 log = logging.getLogger("gpuflow_emulator")
 
 
-async def serve(config_path: Path, host: str, port: int) -> None:
+async def serve(config_path: Path, host: str, port: int, public_host: str | None = None) -> None:
     """Serve until a stop signal; on the way out every container process is ended."""
-    emulator = Emulator(config_module.load(config_path), f"http://{host}:{port}")
-    clouds = CloudServices(emulator, host)
+    public_host = public_host or host
+    emulator = Emulator(config_module.load(config_path), f"http://{public_host}:{port}")
+    clouds = CloudServices(emulator, host, public_host)
     app = build_app(emulator)
     clouds.add_admin_routes(app)
     # Cancel a handler when its client leaves (watches, log follows); do not wait long for open streams.
@@ -33,7 +39,7 @@ async def serve(config_path: Path, host: str, port: int) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    log.info("emulator listening on http://%s:%d (config %s)", host, port, config_path)
+    log.info("emulator listening on %s:%d as %s (config %s)", host, port, emulator.base_url, config_path)
     await stop.wait()
     log.info("stopping: ending every container process")
     await clouds.stop()
@@ -48,9 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser = commands.add_parser("serve", help="serve the emulated clusters")
     serve_parser.add_argument("--config", type=Path, required=True)
     serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--public-host", help="the name clients reach the emulator by (default: --host)")
     serve_parser.add_argument("--port", type=int, default=8089)
     serve_parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    asyncio.run(serve(args.config, args.host, args.port))
+    asyncio.run(serve(args.config, args.host, args.port, args.public_host))

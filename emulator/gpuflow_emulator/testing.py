@@ -74,8 +74,10 @@ class EmulatorProcess:
         nodes: list[dict[str, Any]] | None = None,
         cluster: str = DEFAULT_CLUSTER,
         extra: dict[str, Any] | None = None,
+        serve_args: tuple[str, ...] = (),
     ) -> EmulatorProcess:
-        """Start on free ports; `extra` is merged into the config (e.g. `clusters`, `clouds`)."""
+        """Start on free ports; `extra` is merged into the config (e.g. `clusters`, `clouds`), `serve_args`
+        are added to the command line (e.g. `--host`, `--public-host`)."""
         directory.mkdir(parents=True, exist_ok=True)
         config = {
             "kubeconfig_dir": "kubeconfigs",
@@ -98,6 +100,7 @@ class EmulatorProcess:
                     str(directory / "emulator.yaml"),
                     "--port",
                     str(port),
+                    *serve_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

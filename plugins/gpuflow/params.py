@@ -6,6 +6,7 @@ The JSON schemas reject out-of-range values before a run starts; the first task 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import Param
@@ -169,4 +170,19 @@ def job_params(*, training_image: str, training_command: list[str]) -> dict[str,
             description="0 tears the endpoint down at the end of the run.",
             section=SERVING,
         ),
+    }
+
+
+def with_defaults(params: Mapping[str, Param], defaults: Mapping[str, Any], *, source: str) -> dict[str, Param]:
+    """The same form with other default values (e.g. a config file's, named by ``source``). Each field keeps its
+    schema; Airflow checks every default against it when a scheduled DAG is defined (its runs take the defaults)."""
+    unknown = sorted(set(defaults) - set(params))
+    if unknown:
+        name = unknown[0]
+        raise ValueError(
+            f"{source}: {name}={defaults[name]!r} is not a field of the trigger form ({', '.join(params)})"
+        )
+    return {
+        name: Param(defaults[name], param.description, schema=param.schema) if name in defaults else param
+        for name, param in params.items()
     }

@@ -27,9 +27,10 @@ log = logging.getLogger(__name__)
 class CloudServices:
     """The node-pool engine, the call log and the three cloud applications of one emulator."""
 
-    def __init__(self, emulator: Emulator, host: str) -> None:
+    def __init__(self, emulator: Emulator, host: str, public_host: str | None = None) -> None:
         config = emulator.config
-        self.host = host
+        self.host = host  # listened on
+        self.public_host = public_host or host  # in the URLs handed out and the Azure certificate
         self.settings = config.clouds
         self.scenario = scenarios.load(config.clouds.scenario)
         self.pools = NodePools(emulator, self.scenario)
@@ -71,13 +72,13 @@ class CloudServices:
             ssl_context = None
             scheme = "http"
             if cloud == "azure":
-                ssl_context, ca_path = tls.server_context(self.state_dir, self.host)
+                ssl_context, ca_path = tls.server_context(self.state_dir, self.public_host)
                 self.azure_ca, scheme = str(ca_path), "https"
             runner = web.AppRunner(self.apps[cloud], handle_signals=False, shutdown_timeout=1)
             await runner.setup()
             await web.TCPSite(runner, self.host, port, ssl_context=ssl_context).start()
             self._runners.append(runner)
-            self.urls[cloud] = f"{scheme}://{self.host}:{port}"
+            self.urls[cloud] = f"{scheme}://{self.public_host}:{port}"
             log.info("%s API listening on %s", cloud, self.urls[cloud])
         log.info("scenario: %s", self.settings.scenario or "(none: everything available)")
 

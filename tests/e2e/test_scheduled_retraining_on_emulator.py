@@ -1,0 +1,51 @@
+"""gpu_scheduled_retraining end to end on the emulator (dag.test): the config's job, with a trivial training
+command in place of the real one, trains, serves, benchmarks and leaves nothing behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from gpuflow_emulator.testing import EmulatorProcess
+
+from gpuflow.core import naming
+from gpuflow.core.retraining import load_retraining_config
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN = (
+    "import json, os, pathlib; out = pathlib.Path(os.environ['OUTPUT_URI']) / 'model'; "
+    "out.mkdir(parents=True, exist_ok=True); (out / 'config.json').write_text(json.dumps({'model_type': 'llama'})); "
+    "print('retrained on', os.environ.get('DATASET_URI'))"
+)
+
+
+@pytest.fixture
+def dag(airflow_db: Path) -> Any:
+    return DagBag(dag_folder=str(ROOT / "dags" / "gpu_scheduled_retraining.py")).dags["gpu_scheduled_retraining"]
+
+
+def test_a_retraining_run_with_the_configured_job_succeeds_and_leaves_nothing(
+    dag: Any, clouds_emulator: EmulatorProcess
+) -> None:
+    # The training command needs no ML environment; one cloud and a short benchmark keep the test fast (the teardown
+    # sweeps every cluster of the allowed clouds). The rest (accelerator, capacity, budget, serving) is the config's.
+    conf = {
+        "training_image": "python:3.11-slim",
+        "training_command": ["python", "-c", TRAIN],
+        "clouds": ["gcp"],
+        "benchmark_requests": 4,
+        "benchmark_rate": 20.0,
+    }
+    run = dag.test(run_conf=conf)
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert states.pop("watcher") == "skipped"
+    assert set(states.values()) == {"success"}
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    job = tis["plan"].xcom_pull(task_ids="plan")["job"]
+    config = load_retraining_config()
+    assert job["served_model_name"] == config.job.served_model_name
+    assert job["dataset_uri"] == config.job.dataset_uri
+    assert clouds_emulator.labelled(naming.RUN_LABEL, naming.run_key(run.dag_id, run.run_id)) == []
