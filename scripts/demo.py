@@ -100,10 +100,7 @@ def cost_line(cost: dict[str, Any]) -> str:
 
 
 def endpoint_line(endpoint: dict[str, Any]) -> str:
-    return (
-        f"vLLM Deployment {endpoint['namespace']}/{endpoint['name']} serves {endpoint['model']} "
-        f"as {endpoint['served_model_name']!r}"
-    )
+    return f"vLLM Service {endpoint['namespace']}/{endpoint['name']} on cluster {endpoint['cluster']} is serving"
 
 
 DETAILS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
@@ -116,12 +113,20 @@ DETAILS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
 }
 
 
+def detail(task_id: str, value: Any) -> str:
+    """What a task's XCom says, in one line; an unexpected shape is shown raw rather than stopping the demo."""
+    try:
+        return DETAILS[task_id][1](value)
+    except (KeyError, TypeError, ValueError):
+        return repr(value)[:200]
+
+
 def summary(state: str, seconds: float, xcom: XCom, failed: list[str], left: list[str]) -> list[str]:
     lines = [f"{'run':<17} {state} in {seconds:.0f} s"]
-    for task_id, (title, render) in DETAILS.items():
+    for task_id, (title, _) in DETAILS.items():
         value = xcom(task_id)
         if value:
-            lines.append(f"{title:<17} {render(value)}")
+            lines.append(f"{title:<17} {detail(task_id, value)}")
     if failed:
         lines.append(f"{'failed tasks':<17} {', '.join(sorted(failed))}")
     lines.append(f"leaked resources: {len(left)}" + (f" ({', '.join(left)})" if left else ""))
@@ -143,8 +148,7 @@ def follow(airflow: AirflowStack, run_id: str, started: float) -> str:
         if state == "success" and task_id in DETAILS:
             value = airflow.xcom(DAG_ID, run_id, task_id)
             if value:
-                title, render = DETAILS[task_id]
-                print(f"{'':>10} {title}: {render(value)}", flush=True)
+                print(f"{'':>10} {DETAILS[task_id][0]}: {detail(task_id, value)}", flush=True)
 
     return airflow.follow(DAG_ID, run_id, on_change=progress, within_s=3600)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from gpuflow_emulator.connections import airflow_environment
 from gpuflow_emulator.testing import EmulatorProcess, free_port
 
@@ -37,6 +39,19 @@ FAST_CONF: dict[str, Any] = {
 }
 
 
+RETRAINING_CONFIG = Path(__file__).resolve().parents[2] / "include" / "config" / "retraining.yaml"
+
+
+def fast_retraining_config(directory: Path) -> Path:
+    """The shipped retraining config with the fast job of these tests (read by the DAG processor at parse time)."""
+    config = yaml.safe_load(RETRAINING_CONFIG.read_text())
+    fast = {key: value for key, value in FAST_CONF.items() if key != "job_name"}
+    config["job"] = {**config["job"], **fast, "dataset_uri": "", "served_model_name": "tiny-retrained"}
+    path = directory / "retraining.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @dataclass
 class Live:
     airflow: AirflowStack
@@ -52,6 +67,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             "GPUFLOW_STATE_URL": f"sqlite:///{state / 'state.db'}",
             "GPUFLOW_ARTIFACTS_URI": str(state / "artifacts"),
             "GPUFLOW_POLL_INTERVAL_S": "1",
+            "GPUFLOW_RETRAINING_CONFIG": str(fast_retraining_config(state)),
         }
         with AirflowStack.start(state / "airflow", port=free_port(), env=env) as airflow:
             yield Live(airflow=airflow, emulator=emulator)

@@ -20,6 +20,7 @@ from croniter import croniter
 
 from gpuflow.core.errors import GpuflowError, RequestError
 from gpuflow.core.job import JobRequest
+from gpuflow.core.settings import retraining_source
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 TOP_LEVEL = ("cron", "timezone", "training_data_asset", "job")
@@ -56,7 +57,8 @@ class RetrainingConfig:
 
 
 def default_retraining_path() -> Path:
-    return PROJECT_ROOT / "include" / "config" / "retraining.yaml"
+    """``GPUFLOW_RETRAINING_CONFIG`` where set, else the shipped ``include/config/retraining.yaml``."""
+    return Path(retraining_source() or PROJECT_ROOT / "include" / "config" / "retraining.yaml")
 
 
 def load_retraining_config(path: str | Path | None = None) -> RetrainingConfig:

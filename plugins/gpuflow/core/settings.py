@@ -27,3 +27,11 @@ DEFAULT_POLL_INTERVAL_S = 10.0
 def poll_interval_s() -> float:
     """Seconds between polls of clouds and clusters (``GPUFLOW_POLL_INTERVAL_S``; tests and demos shorten it)."""
     return float(os.environ.get(POLL_INTERVAL_ENV) or DEFAULT_POLL_INTERVAL_S)
+
+
+RETRAINING_ENV = "GPUFLOW_RETRAINING_CONFIG"
+
+
+def retraining_source() -> str | None:
+    """The retraining config file set by the operator (``GPUFLOW_RETRAINING_CONFIG``), or None for the shipped one."""
+    return os.environ.get(RETRAINING_ENV) or None
