@@ -11,8 +11,9 @@ the cost report and the watcher stay out of it: cleanup must never wait for a sl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, WeightRule
 
 from gpuflow.operators.cost import CostReportOperator
 from gpuflow.operators.endpoint import (
@@ -32,7 +33,7 @@ GPU_POOL = "gpu"
 # For the tasks in ``GPU_POOL``: each run holds at most one slot at a time, and releases it between two of its
 # tasks. Ranking a task by its upstream count lets a run already holding a node pool take the slot back before
 # a newer run's create_node_pool takes it (the default ranks the other way round, by downstream count).
-GPU_SLOT = {"pool": GPU_POOL, "weight_rule": "upstream"}
+GPU_SLOT: dict[str, Any] = {"pool": GPU_POOL, "weight_rule": WeightRule.UPSTREAM}
 
 
 @dataclass(frozen=True)
