@@ -35,10 +35,11 @@ def clear_and_rerun(dag: Any, run: DagRun, task_id: str, *, mark_success_pattern
 
 
 def run_to_end(dag: Any, run_id: str, mark_success_pattern: str | None = None) -> DagRun:
+    """``dag.test``'s loop on an existing run, with a wall-clock limit."""
     skip = re.compile(mark_success_pattern) if mark_success_pattern else None
     deadline = time.monotonic() + TIMEOUT_S
     with create_session() as session:
-        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id))
+        run: DagRun | None = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id))
         assert run is not None
         run.dag = SerializedDagModel.get_dag(dag.dag_id, session=session)
         while run.state == DagRunState.RUNNING:
