@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 USERS = ("admin", "viewer")
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
-GPU_POOL_SLOTS = 4
 
 
 class StackError(RuntimeError):
@@ -61,7 +60,8 @@ class AirflowStack:
         parallelism: int = 4,
         healthy_within_s: float = 120,
     ) -> AirflowStack:
-        """Migrate the DB, create the ``gpu`` pool, start the four components and wait until all are healthy.
+        """Migrate the DB, create the ``gpu`` pool (``include/config/pools.json``), start the four components and
+        wait until all are healthy.
 
         The metadata DB is ``database_url`` (e.g. Postgres), else a SQLite file in ``home``.
         """
@@ -94,7 +94,7 @@ class AirflowStack:
         }
         stack = cls(home=home, url=url, passwords=passwords, env=stack_env)
         stack._airflow("db", "migrate")
-        stack._airflow("pools", "set", "gpu", str(GPU_POOL_SLOTS), "GPU jobs running at once", "--include-deferred")
+        stack._airflow("pools", "import", str(ROOT / "include" / "config" / "pools.json"))
         try:
             for component in COMPONENTS:
                 stack._spawn(component)

@@ -2,13 +2,18 @@
 
 plan -> create_node_pool (setup) -> wait_node_pool -> train -> deploy_endpoint -> wait_endpoint -> smoke_test
 -> benchmark -> teardown (teardown of create_node_pool; runs whatever happened) -> cost_report
+
+The tasks from create_node_pool through benchmark hold GPUs, so they run in the Airflow pool ``gpu``
+(``include/config/pools.json``: its slots are how many GPU jobs run at once; deferred tasks count). The teardown,
+the cost report and the watcher stay out of it: cleanup must never wait for a slot.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, WeightRule
 
 from gpuflow.operators.cost import CostReportOperator
 from gpuflow.operators.endpoint import (
@@ -25,6 +30,10 @@ from gpuflow.operators.train import TrainOperator
 from gpuflow.operators.watcher import RunWatcher
 
 GPU_POOL = "gpu"
+# For the tasks in ``GPU_POOL``: each run holds at most one slot at a time, and releases it between two of its
+# tasks. Ranking a task by its upstream count lets a run already holding a node pool take the slot back before
+# a newer run's create_node_pool takes it (the default ranks the other way round, by downstream count).
+GPU_SLOT: dict[str, Any] = {"pool": GPU_POOL, "weight_rule": WeightRule.UPSTREAM}
 
 
 @dataclass(frozen=True)
@@ -53,13 +62,13 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
     """Add the pipeline's tasks to the DAG being defined and wire them; returns them for extension."""
     timing = timing or Timing()
     plan = PlanOperator(task_id="plan", for_provisioning=True)
-    create = CreateNodePoolOperator(task_id="create_node_pool")
-    wait = WaitNodePoolOperator(task_id="wait_node_pool", ready_timeout_s=timing.ready_timeout_s)
-    train = TrainOperator(task_id="train")
-    deploy = DeployEndpointOperator(task_id="deploy_endpoint")
-    wait_endpoint = WaitEndpointOperator(task_id="wait_endpoint", serve_timeout_s=timing.serve_timeout_s)
-    smoke = SmokeTestOperator(task_id="smoke_test")
-    benchmark = BenchmarkOperator(task_id="benchmark")
+    create = CreateNodePoolOperator(task_id="create_node_pool", **GPU_SLOT)
+    wait = WaitNodePoolOperator(task_id="wait_node_pool", ready_timeout_s=timing.ready_timeout_s, **GPU_SLOT)
+    train = TrainOperator(task_id="train", **GPU_SLOT)
+    deploy = DeployEndpointOperator(task_id="deploy_endpoint", **GPU_SLOT)
+    wait_endpoint = WaitEndpointOperator(task_id="wait_endpoint", serve_timeout_s=timing.serve_timeout_s, **GPU_SLOT)
+    smoke = SmokeTestOperator(task_id="smoke_test", **GPU_SLOT)
+    benchmark = BenchmarkOperator(task_id="benchmark", **GPU_SLOT)
     teardown = TeardownOperator(task_id="teardown")
     cost_report = CostReportOperator(task_id="cost_report")
     plan >> create >> wait >> train >> deploy >> wait_endpoint >> smoke >> benchmark >> teardown >> cost_report

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,9 +15,13 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.models.renderedtifields import RenderedTaskInstanceFields
 from airflow.sdk.exceptions import ParamValidationError
 from gpuflow_emulator.testing import EmulatorProcess
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 
 from gpuflow.core import naming
+from gpuflow.operators.runtime import JOB_NAMESPACE
 from gpuflow.state.store import BlockStore
+from tests.support.rerun import clear_and_rerun
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = (
@@ -177,4 +184,98 @@ def test_a_flaky_cloud_api_is_ridden_out_without_duplicates(dag: Any, clouds_emu
     assert any(c.get("injected") for c in calls), "the scenario injected no fault"
     accepted = [c for c in calls if c["operation"] == "CreateNodePool" and c["status"] == 200]
     assert len(accepted) == 1, accepted
+    assert run_objects(clouds_emulator, run) == []
+
+
+def cluster_clients(emulator: EmulatorProcess) -> list[Any]:
+    """A Kubernetes API client for each emulated cluster."""
+    kubeconfigs = sorted((emulator.directory / "kubeconfigs").glob("*.yaml"))
+    return [k8s_config.new_client_from_config(str(kubeconfig)) for kubeconfig in kubeconfigs]
+
+
+@contextmanager
+def pods_killed_when_running(emulator: EmulatorProcess, selector: str) -> Iterator[list[str]]:
+    """While the block runs, delete every pod matching the label ``selector`` on any cluster as soon as it runs,
+    as an eviction or ``kubectl delete pod`` would; yields the uids of the pods killed so far."""
+    apis = [k8s.CoreV1Api(client) for client in cluster_clients(emulator)]
+    killed: list[str] = []
+    done = threading.Event()
+
+    def kill() -> None:
+        while not done.wait(0.2):
+            for api in apis:
+                for pod in api.list_namespaced_pod(JOB_NAMESPACE, label_selector=selector).items:
+                    if pod.status.phase == "Running" and pod.metadata.uid not in killed:
+                        api.delete_namespaced_pod(pod.metadata.name, JOB_NAMESPACE)
+                        killed.append(pod.metadata.uid)
+
+    killer = threading.Thread(target=kill, daemon=True)
+    killer.start()
+    try:
+        yield killed
+    finally:
+        done.set()
+        killer.join()
+
+
+def test_a_training_pod_killed_on_every_try_fails_the_run_and_tears_everything_down(
+    dag: Any, clouds_emulator: EmulatorProcess
+) -> None:
+    """The pod running the train task is deleted underneath it mid-run, on the first try and on the retry."""
+    endless = ["python", "-c", "import time; print('training step 1', flush=True); time.sleep(120)"]
+    with pods_killed_when_running(clouds_emulator, "task_id=train") as killed:  # KubernetesPodOperator's label
+        run = dag.test(run_conf={**CONF, "clouds": ["gcp"], "training_command": endless, "benchmark_requests": 0})
+    states = task_states(run)
+    assert run.state == "failed", states
+    train = next(ti for ti in run.get_task_instances() if ti.task_id == "train")
+    assert (train.state, train.try_number) == ("failed", 2)
+    assert len(killed) == 2, killed  # one pod per try, each killed while it ran
+    assert train.duration < 60, "the last try waited for its pod's command instead of failing when it was killed"
+    assert states["deploy_endpoint"] == "upstream_failed"
+    assert states["teardown"] == "success"
+    assert run_objects(clouds_emulator, run) == []
+
+
+def endpoint_objects(emulator: EmulatorProcess, run: Any) -> dict[str, str]:
+    """``kind/name`` -> uid of the run's Deployments, Services and Secrets on every cluster."""
+    selector = f"{naming.RUN_LABEL}={naming.run_key(run.dag_id, run.run_id)}"
+    found = {}
+    for client in cluster_clients(emulator):
+        core, apps = k8s.CoreV1Api(client), k8s.AppsV1Api(client)
+        for kind, listing in (
+            ("deployment", apps.list_namespaced_deployment(JOB_NAMESPACE, label_selector=selector)),
+            ("service", core.list_namespaced_service(JOB_NAMESPACE, label_selector=selector)),
+            ("secret", core.list_namespaced_secret(JOB_NAMESPACE, label_selector=selector)),
+        ):
+            found.update({f"{kind}/{item.metadata.name}": item.metadata.uid for item in listing.items})
+    return found
+
+
+def test_clearing_deploy_endpoint_mid_run_reruns_it_without_duplicates(
+    dag: Any, clouds_emulator: EmulatorProcess
+) -> None:
+    """Clear deploy_endpoint and its downstream while the run's pool and endpoint exist, as a retry mid-run would
+    (Airflow re-runs the setup create_node_pool with it): the same pool and the same endpoint objects are found
+    and updated in place; then the teardown removes them."""
+    in_flight = "teardown|cost_report"  # marked done without running, so the run's resources stay up
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp"], "benchmark_requests": 0}, mark_success_pattern=in_flight)
+    assert run.state == "success", task_states(run)
+    pools = [p["name"] for p in clouds_emulator.pools()]
+    endpoint = endpoint_objects(clouds_emulator, run)
+    assert len(pools) == 1
+    assert {key.split("/")[0] for key in endpoint} == {"deployment", "service"}
+
+    rerun = clear_and_rerun(dag, run, "deploy_endpoint", mark_success_pattern=in_flight)
+    tries = {ti.task_id: (ti.state, ti.try_number) for ti in rerun.get_task_instances()}
+    assert rerun.state == "success", tries
+    for task_id in ("create_node_pool", "deploy_endpoint", "wait_endpoint", "smoke_test"):
+        assert tries[task_id] == ("success", 2), (task_id, tries)
+    assert tries["train"] == ("success", 1)
+    assert [p["name"] for p in clouds_emulator.pools()] == pools
+    assert endpoint_objects(clouds_emulator, run) == endpoint  # same uids: replaced in place, not recreated
+    creates = [c["status"] for c in clouds_emulator.calls("gcp") if c["operation"] == "CreateNodePool"]
+    assert creates == [200, 409]  # the re-run's create found the run's pool (same name) and used it
+
+    done = clear_and_rerun(dag, run, "teardown")
+    assert done.state == "success", task_states(done)
     assert run_objects(clouds_emulator, run) == []
