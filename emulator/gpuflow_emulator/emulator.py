@@ -93,9 +93,7 @@ class Emulator:
     async def remove_node(self, cluster: str, name: str, reason: str = "NodeLost", message: str = "") -> None:
         await self.cluster(cluster).remove_node(name, reason, message)
 
-    def relabel_node(
-        self, cluster: str, name: str, labels: dict[str, str], removed: Iterable[str] = ()
-    ) -> Obj | None:
+    def relabel_node(self, cluster: str, name: str, labels: dict[str, str], removed: Iterable[str] = ()) -> Obj | None:
         """Set ``labels`` and drop ``removed`` on a node, as a cloud does when its pool's labels change."""
 
         def change(node: Obj) -> None:

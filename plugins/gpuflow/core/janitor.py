@@ -34,8 +34,9 @@ from enum import StrEnum
 
 from gpuflow.core import naming
 from gpuflow.core.catalog import CapacityType, Offer
+from gpuflow.core.settings import DEFAULT_JANITOR_GRACE_HOURS
 
-DEFAULT_GRACE = timedelta(hours=6)
+DEFAULT_GRACE = timedelta(hours=DEFAULT_JANITOR_GRACE_HOURS)
 NODE_POOL = "NodePool"
 
 

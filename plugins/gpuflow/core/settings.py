@@ -27,3 +27,12 @@ DEFAULT_POLL_INTERVAL_S = 10.0
 def poll_interval_s() -> float:
     """Seconds between polls of clouds and clusters (``GPUFLOW_POLL_INTERVAL_S``; tests and demos shorten it)."""
     return float(os.environ.get(POLL_INTERVAL_ENV) or DEFAULT_POLL_INTERVAL_S)
+
+
+JANITOR_GRACE_ENV = "GPUFLOW_JANITOR_GRACE_HOURS"
+DEFAULT_JANITOR_GRACE_HOURS = 6.0
+
+
+def janitor_grace_hours() -> float:
+    """How long the janitor spares resources of a run Airflow does not know (``GPUFLOW_JANITOR_GRACE_HOURS``)."""
+    return float(os.environ.get(JANITOR_GRACE_ENV) or DEFAULT_JANITOR_GRACE_HOURS)

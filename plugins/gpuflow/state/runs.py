@@ -58,6 +58,4 @@ class RunRegistry(StateStore):
             if new:
                 connection.execute(insert(runs_table), new)
             rows = connection.execute(select(runs_table).where(among)).all()
-        return {
-            row.run_key: RegisteredRun(row.run_key, row.dag_id, row.run_id, aware(row.known_since)) for row in rows
-        }
+        return {row.run_key: RegisteredRun(row.run_key, row.dag_id, row.run_id, aware(row.known_since)) for row in rows}
