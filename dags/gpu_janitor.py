@@ -23,7 +23,8 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["gpuflow", "cleanup"],
-    default_args={"owner": "gpuflow", "retries": 0},
+    # A retry sweeps again (the sweep is idempotent): a cluster that failed transiently is not left for 15 minutes.
+    default_args={"owner": "gpuflow", "retries": 1, "retry_delay": timedelta(minutes=1)},
     doc_md=__doc__,
 ) as dag:
     JanitorOperator(task_id="sweep")

@@ -40,6 +40,16 @@ class Keep:
     pool: NodePoolRef
     until: datetime
 
+    def to_dict(self, objects: list[str]) -> dict[str, Any]:
+        """For XCom: the cost report reads how long the kept pool goes on costing."""
+        epoch = int(self.until.timestamp())
+        return {
+            "pool": self.pool.to_dict(),
+            "objects": objects,
+            "expires_at": self.until.isoformat(),
+            "expires_at_epoch": epoch,
+        }
+
 
 class TeardownOperator(BaseOperator):
     """Delete every Kubernetes object and node pool labelled with this run (keeping a served endpoint and its
@@ -79,12 +89,13 @@ class TeardownOperator(BaseOperator):
         label = {naming.RUN_LABEL: naming.run_key(run.dag_id, run.run_id)}
         keep = self._keep(context)
         backends = [backend_for(c) for c in self._clusters(context)]
-        deleted_objects, kept_objects = [], []
+        deleted_objects: list[str] = []
+        kept_objects: list[str] = []
         for backend in backends:
             deleted, kept = self._sweep_objects(backend, label, keep)
             deleted_objects += deleted
             kept_objects += kept
-        deleted = []
+        deleted_pools = []
         for backend in backends:
             for status in backend.list_node_pools(label):
                 if keep is not None and status.ref == keep.pool:
@@ -92,31 +103,25 @@ class TeardownOperator(BaseOperator):
                     continue
                 self.log.info("deleting node pool %s on %s", status.ref.name, backend.cluster.name)
                 backend.delete_node_pool(status.ref)
-                deleted.append(status.ref.to_dict())
+                deleted_pools.append(status.ref.to_dict())
         left = self._wait_until_gone(backends, label, keep)
         if left:
             names = ", ".join(f"{s.ref.cloud}/{s.ref.cluster}/{s.ref.name} ({s.state.value})" for s in left)
             raise AirflowException(
                 f"teardown left {len(left)} node pool(s) after {self.delete_timeout_s:.0f}s: {names}"
             )
-        self.log.info("teardown complete: %d node pool(s) deleted, none left", len(deleted))
-        result: dict[str, Any] = {"deleted_pools": deleted, "deleted_objects": deleted_objects, "kept": None}
+        self.log.info("teardown complete: %d node pool(s) deleted, none left", len(deleted_pools))
+        kept = None
         if keep is not None:
-            until = keep.until.strftime("%Y-%m-%d %H:%M:%S UTC")
+            kept = keep.to_dict(kept_objects)
             self.log.info(
                 "kept until %s: node pool %s on %s and %s; the gpu_janitor DAG deletes them after that",
-                until,
+                keep.until.strftime("%Y-%m-%d %H:%M:%S UTC"),
                 keep.pool.name,
                 keep.pool.cluster,
                 ", ".join(kept_objects) or "no endpoint object",
             )
-            result["kept"] = {
-                "pool": keep.pool.to_dict(),
-                "objects": kept_objects,
-                "expires_at": keep.until.isoformat(),
-                "expires_at_epoch": int(keep.until.timestamp()),
-            }
-        return result
+        return {"deleted_pools": deleted_pools, "deleted_objects": deleted_objects, "kept": kept}
 
     def _keep(self, context: Context) -> Keep | None:
         """What to keep: the serving pool, when the request asked for keep-time and the endpoint served."""

@@ -24,13 +24,15 @@ NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 RUN = naming.run_key("gpu_train_and_serve", "manual__1")
 
 
-def pool(run: str | None = RUN, gpus: int = 4, hourly: float | None = 8.0, **extra: str) -> Found:
-    labels = {naming.MANAGED_LABEL: "true", **({naming.RUN_LABEL: run} if run else {}), **extra}
+def pool(
+    run: str | None = RUN, gpus: int = 4, hourly: float | None = 8.0, extra: dict[str, str] | None = None
+) -> Found:
+    labels = {naming.MANAGED_LABEL: "true", **({naming.RUN_LABEL: run} if run else {}), **(extra or {})}
     return Found(NODE_POOL, "gcp", "gpuflow-usc1", f"gf-{run}", labels, gpus=gpus, hourly_usd=hourly)
 
 
-def endpoint(run: str = RUN, **extra: str) -> Found:
-    labels = {naming.MANAGED_LABEL: "true", naming.RUN_LABEL: run, **extra}
+def endpoint(run: str = RUN, extra: dict[str, str] | None = None) -> Found:
+    labels = {naming.MANAGED_LABEL: "true", naming.RUN_LABEL: run, **(extra or {})}
     return Found("Deployment", "gcp", "gpuflow-usc1", "e2e-1234", labels)
 
 
@@ -50,7 +52,7 @@ def test_a_resource_without_our_managed_label_is_never_judged() -> None:
 
 def test_an_expiry_in_the_future_keeps_the_whole_run_even_after_it_ended() -> None:
     until = NOW + timedelta(minutes=30)
-    verdicts = judge([pool(**expiry(until)), endpoint()], {RUN: RunInfo(RunState.SUCCESS)}, NOW)
+    verdicts = judge([pool(extra=expiry(until)), endpoint()], {RUN: RunInfo(RunState.SUCCESS)}, NOW)
     verdict = only(verdicts)
     assert not verdict.delete
     assert verdict.reason == "kept until 2026-11-29 12:30 UTC"
@@ -58,7 +60,9 @@ def test_an_expiry_in_the_future_keeps_the_whole_run_even_after_it_ended() -> No
 
 def test_an_expiry_in_the_past_deletes_even_a_running_run() -> None:
     ended = NOW - timedelta(minutes=5)
-    verdict = only(judge([pool(**expiry(ended)), endpoint(**expiry(ended))], {RUN: RunInfo(RunState.RUNNING)}, NOW))
+    verdict = only(
+        judge([pool(extra=expiry(ended)), endpoint(extra=expiry(ended))], {RUN: RunInfo(RunState.RUNNING)}, NOW)
+    )
     assert verdict.delete
     assert verdict.due_since == ended
     assert verdict.reason == "keep-time ended 2026-11-29 11:55 UTC"
@@ -104,11 +108,11 @@ def test_a_managed_resource_without_a_run_label_goes_only_when_its_own_expiry_pa
     kept = only(judge([pool(run=None)], {}, NOW))
     assert not kept.delete
     assert kept.reason == "no run label: not attributable"
-    assert only(judge([pool(run=None, **expiry(NOW - timedelta(seconds=1)))], {}, NOW)).delete
+    assert only(judge([pool(run=None, extra=expiry(NOW - timedelta(seconds=1)))], {}, NOW)).delete
 
 
 def test_an_unreadable_expiry_is_ignored() -> None:
-    verdict = only(judge([pool(**{naming.EXPIRES_LABEL: "tomorrow"})], {RUN: RunInfo(RunState.SUCCESS)}, NOW))
+    verdict = only(judge([pool(extra={naming.EXPIRES_LABEL: "tomorrow"})], {RUN: RunInfo(RunState.SUCCESS)}, NOW))
     assert verdict.reason == "run success"
 
 
@@ -122,7 +126,7 @@ def test_summary_counts_released_gpus_price_and_overdue_hours_where_known() -> N
     ended = NOW - timedelta(hours=2)
     crashed = naming.run_key("gpu_train_and_serve", "crashed")
     verdicts = judge(
-        [pool(**expiry(ended)), endpoint(**expiry(ended)), pool(run=crashed, gpus=8, hourly=None)],
+        [pool(extra=expiry(ended)), endpoint(extra=expiry(ended)), pool(run=crashed, gpus=8, hourly=None)],
         {RUN: RunInfo(RunState.SUCCESS), crashed: RunInfo(RunState.FAILED)},
         NOW,
     )
