@@ -92,9 +92,9 @@ class TeardownOperator(BaseOperator):
         deleted_objects: list[str] = []
         kept_objects: list[str] = []
         for backend in backends:
-            deleted, kept = self._sweep_objects(backend, label, keep)
-            deleted_objects += deleted
-            kept_objects += kept
+            deleted_here, kept_here = self._sweep_objects(backend, label, keep)
+            deleted_objects += deleted_here
+            kept_objects += kept_here
         deleted_pools = []
         for backend in backends:
             for status in backend.list_node_pools(label):
