@@ -4,6 +4,7 @@ Interface for the cloud half, to be called inside the emulator's event loop:
 
     emulator.add_node(cluster, name, labels=None, taints=None, allocatable=None) -> dict   # the Node
     await emulator.remove_node(cluster, name, reason="NodeLost", message="")
+    emulator.relabel_node(cluster, name, labels, removed=())
 
 `add_node` registers a Ready node; `allocatable` holds extended resources such as
 {"nvidia.com/gpu": "8"}; taints are dicts like {"key": "nvidia.com/gpu", "value": "present",
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,17 @@ class Emulator:
 
     async def remove_node(self, cluster: str, name: str, reason: str = "NodeLost", message: str = "") -> None:
         await self.cluster(cluster).remove_node(name, reason, message)
+
+    def relabel_node(self, cluster: str, name: str, labels: dict[str, str], removed: Iterable[str] = ()) -> Obj | None:
+        """Set ``labels`` and drop ``removed`` on a node, as a cloud does when its pool's labels change."""
+
+        def change(node: Obj) -> None:
+            current = node["metadata"].setdefault("labels", {})
+            for key in removed:
+                current.pop(key, None)
+            current.update(labels)
+
+        return self.cluster(cluster).store.mutate(NODES, "", name, change)
 
     def record_node_event(self, cluster: str, node: str, event_type: str, reason: str, message: str) -> None:
         """An event on a Node, as a cloud's node controller posts one (e.g. a spot interruption notice)."""

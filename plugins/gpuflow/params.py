@@ -167,7 +167,8 @@ def job_params(*, training_image: str, training_command: list[str]) -> dict[str,
             minimum=0,
             maximum=MAX_KEEP_ENDPOINT_MINUTES,
             title="Keep the endpoint (minutes)",
-            description="0 tears the endpoint down at the end of the run.",
+            description="0 tears the endpoint down at the end of the run; N keeps it serving (and its GPU pool "
+            "costing) N more minutes, after which the gpu_janitor DAG deletes it.",
             section=SERVING,
         ),
     }

@@ -151,3 +151,22 @@ def test_put_with_a_lower_count_scales_down(clouds: EmulatorProcess) -> None:
     assert nodes() == 2
     create(aks, "scaled", count=1)
     assert nodes() == 1
+
+
+def test_put_of_an_existing_pool_updates_its_node_labels_in_place(clouds: EmulatorProcess) -> None:
+    aks = client(clouds)
+    create(aks, "relabel")
+    pool = aks.agent_pools.get(RG, CLUSTER, "relabel")
+    pool.node_labels = {**pool.node_labels, "gpuflow.io/expires-at": "1900000000"}
+    updated = aks.agent_pools.begin_create_or_update(RG, CLUSTER, "relabel", pool).result()
+    assert updated.properties.provisioning_state == "Succeeded"
+    assert aks.agent_pools.get(RG, CLUSTER, "relabel").node_labels == {
+        "gpuflow.io/run": "r1",
+        "gpuflow.io/expires-at": "1900000000",
+    }
+    nodes = [
+        n
+        for n in kube(clouds, CLUSTER).list_node().items
+        if n.metadata.labels.get("kubernetes.azure.com/agentpool") == "relabel"
+    ]
+    assert [n.metadata.labels["gpuflow.io/expires-at"] for n in nodes] == ["1900000000"]

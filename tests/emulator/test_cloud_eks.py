@@ -172,3 +172,32 @@ def test_scaling_down_removes_nodes(clouds: EmulatorProcess) -> None:
     assert nodes() == 2
     client.update_nodegroup_config(clusterName=CLUSTER, nodegroupName="scaled", scalingConfig={"desiredSize": 1})
     eventually(lambda: nodes() == 1, what="one node left")
+
+
+def test_update_config_labels_merge_into_the_node_group_and_its_nodes(clouds: EmulatorProcess) -> None:
+    client = eks(clouds)
+    create(client, "relabel", labels={"gpuflow.io/run": "r1", "team": "ml"})
+    settled(client, "relabel")
+    update = client.update_nodegroup_config(
+        clusterName=CLUSTER,
+        nodegroupName="relabel",
+        labels={"addOrUpdateLabels": {"gpuflow.io/expires-at": "1900000000"}, "removeLabels": ["team"]},
+    )["update"]
+    assert update["type"] == "ConfigUpdate"
+    labels = client.describe_nodegroup(clusterName=CLUSTER, nodegroupName="relabel")["nodegroup"]["labels"]
+    assert labels == {"gpuflow.io/run": "r1", "gpuflow.io/expires-at": "1900000000"}
+    (node,) = [
+        n
+        for n in kube(clouds, CLUSTER).list_node().items
+        if n.metadata.labels.get("eks.amazonaws.com/nodegroup") == "relabel"
+    ]
+    assert node.metadata.labels["gpuflow.io/expires-at"] == "1900000000"
+    assert "team" not in node.metadata.labels
+
+
+def test_update_config_of_a_missing_node_group_is_not_found(clouds: EmulatorProcess) -> None:
+    with pytest.raises(ClientError) as caught:
+        eks(clouds).update_nodegroup_config(
+            clusterName=CLUSTER, nodegroupName="nope", labels={"addOrUpdateLabels": {"a": "b"}}
+        )
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"

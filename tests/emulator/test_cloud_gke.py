@@ -149,3 +149,36 @@ def test_set_size_scales_down(clouds: EmulatorProcess) -> None:
     assert nodes() == 1
     gke.set_node_pool_size(request={"name": f"{PARENT}/nodePools/resized", "node_count": 0})
     eventually(lambda: nodes() == 0, what="no nodes left")
+
+
+def test_update_node_pool_replaces_node_labels_on_the_pool_and_its_nodes(clouds: EmulatorProcess) -> None:
+    gke = client(clouds)
+    finished(gke, create(gke, "relabel"))
+    name = f"{PARENT}/nodePools/relabel"
+    pool = gke.get_node_pool(name=name)
+    request = container_v1.UpdateNodePoolRequest(
+        name=name,
+        node_version=pool.version,
+        image_type=pool.config.image_type,
+        labels=container_v1.NodeLabels(labels={"gpuflow.io/run": "r1", "gpuflow.io/expires-at": "1900000000"}),
+    )
+    operation = finished(gke, gke.update_node_pool(request=request))
+    assert operation.operation_type == container_v1.Operation.Type.UPGRADE_NODES
+    assert dict(gke.get_node_pool(name=name).config.labels) == {
+        "gpuflow.io/run": "r1",
+        "gpuflow.io/expires-at": "1900000000",
+    }
+    (node,) = [
+        n
+        for n in kube(clouds, CLUSTER).list_node().items
+        if n.metadata.labels.get("cloud.google.com/gke-nodepool") == "relabel"
+    ]
+    assert node.metadata.labels["gpuflow.io/expires-at"] == "1900000000"
+
+
+def test_update_of_a_missing_node_pool_is_not_found(clouds: EmulatorProcess) -> None:
+    request = container_v1.UpdateNodePoolRequest(
+        name=f"{PARENT}/nodePools/nope", labels=container_v1.NodeLabels(labels={"a": "b"})
+    )
+    with pytest.raises(exceptions.NotFound):
+        client(clouds).update_node_pool(request=request)

@@ -60,6 +60,11 @@ def sequence(eks: Any) -> dict[str, Any]:
         key: described[key] for key in ("status", "capacityType", "labels", "taints", "scalingConfig", "instanceTypes")
     }
     results["list"] = eks.list_nodegroups(clusterName=CLUSTER)["nodegroups"]
+    relabel = {"addOrUpdateLabels": {"gpuflow.io/expires-at": "1900000000"}}
+    results["relabel"] = outcome(
+        lambda: eks.update_nodegroup_config(clusterName=CLUSTER, nodegroupName="parity", labels=relabel)
+    )
+    results["relabelled"] = eks.describe_nodegroup(clusterName=CLUSTER, nodegroupName="parity")["nodegroup"]["labels"]
     results["duplicate"] = outcome(lambda: eks.create_nodegroup(**request))
     results["missing"] = outcome(lambda: eks.describe_nodegroup(clusterName=CLUSTER, nodegroupName="nope"))
     results["missing_cluster"] = outcome(lambda: eks.describe_cluster(name="nope"))
@@ -77,7 +82,7 @@ def moto_results() -> dict[str, Any]:
 def test_eks_call_sequence_matches_moto(clouds: EmulatorProcess) -> None:
     expected = moto_results()
     actual = sequence(clients.eks(clouds.clouds()["aws"], REGION, max_attempts=1))
-    for step in ("duplicate", "missing", "missing_cluster", "values", "list"):
+    for step in ("duplicate", "missing", "missing_cluster", "values", "list", "relabel", "relabelled"):
         assert actual[step] == expected[step], step
     for step in ("create", "delete"):
         moto_fields = expected[step]["nodegroup"]

@@ -60,6 +60,9 @@ class ScriptedBackend:
     def list_node_pools(self, labels: Mapping[str, str]) -> list[NodePoolStatus]:
         return []
 
+    def label_node_pool(self, ref: NodePoolRef, labels: Mapping[str, str]) -> None:
+        raise NotImplementedError
+
     def kube_config(self) -> dict[str, Any]:
         return {}
 

@@ -207,7 +207,7 @@ class AksApi:
         properties = body.get("properties") or {}
         existing = self._find_pool(request)
         if existing is not None:
-            return self._update(request, existing, int(properties.get("count", existing.node_count)))
+            return self._update(request, existing, properties)
         zones = tuple(f"{identity.region}-{z}" for z in properties.get("availabilityZones") or ()) or ("0",)
         pool = Pool(
             cloud="azure",
@@ -225,9 +225,15 @@ class AksApi:
         operation = self.pools.create(pool)
         return self._accepted(request, operation, 201, self._pool_json(request, pool))
 
-    def _update(self, request: web.Request, pool: Pool, count: int) -> web.Response:
+    def _update(self, request: web.Request, pool: Pool, properties: dict[str, Any]) -> web.Response:
+        """A PUT of an existing pool: its count and node labels may change (AKS relabels nodes in place)."""
         if pool.state is PoolState.DELETING:
             raise CloudFault(Fault(BUSY), f"Operation is not allowed: agent pool {pool.name} is being deleted.")
+        count = int(properties.get("count", pool.node_count))
+        labels = {k: str(v) for k, v in (properties.get("nodeLabels") or {}).items()}
+        if "nodeLabels" in properties and labels != pool.labels:
+            pool.request["properties"]["nodeLabels"] = labels
+            self.pools.relabel(pool, labels)
         if pool.state is PoolState.READY and count != pool.node_count:
             pool.request["properties"]["count"] = count
             operation = self.pools.resize(pool, count)

@@ -8,6 +8,7 @@ after acceptance is CREATE_FAILED (or DEGRADED) with an `AsgInstanceLaunchFailur
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -184,16 +185,31 @@ class EksApi:
         return web.json_response({"nodegroups": sorted(p.name for p in self.pools.list("aws", cluster))})
 
     async def update_config(self, request: web.Request) -> web.Response:
+        """Scaling and labels (``addOrUpdateLabels`` merged, ``removeLabels`` dropped), as EKS applies them."""
         pool = self._pool(request)
+        if pool.state is PoolState.DELETING:
+            raise CloudFault(Fault(CONFLICT), f"Nodegroup {pool.name} is currently in DELETING state")
         body = await request.json()
-        scaling = {**pool.request["scalingConfig"], **(body.get("scalingConfig") or {})}
-        pool.request["scalingConfig"] = scaling
-        self.pools.resize(pool, int(scaling["desiredSize"]))
+        params = []
+        if body.get("scalingConfig"):
+            scaling = {**pool.request["scalingConfig"], **body["scalingConfig"]}
+            pool.request["scalingConfig"] = scaling
+            self.pools.resize(pool, int(scaling["desiredSize"]))
+            params.append({"type": "DesiredSize", "value": str(scaling["desiredSize"])})
+        if body.get("labels"):
+            change = body["labels"]
+            added = {k: str(v) for k, v in (change.get("addOrUpdateLabels") or {}).items()}
+            removed = set(change.get("removeLabels") or ())
+            labels = {k: v for k, v in pool.labels.items() if k not in removed} | added
+            pool.request["labels"] = labels
+            self.pools.relabel(pool, labels)
+            params += [{"type": "LabelsToAdd", "value": json.dumps(added)}] if added else []
+            params += [{"type": "LabelsToRemove", "value": json.dumps(sorted(removed))}] if removed else []
         update = {
             "id": str(uuid.uuid4()),
             "status": "InProgress",
             "type": "ConfigUpdate",
-            "params": [{"type": "DesiredSize", "value": str(scaling["desiredSize"])}],
+            "params": params,
             "createdAt": time.time(),
             "errors": [],
         }

@@ -46,7 +46,12 @@ TAINT_EFFECTS: dict[int | str, str] = {
     "NO_EXECUTE": "NoExecute",
 }
 POOL_STATUS = {PoolState.CREATING: "PROVISIONING", PoolState.READY: "RUNNING", PoolState.DELETING: "STOPPING"}
-OPERATION_TYPES = {"create": "CREATE_NODE_POOL", "delete": "DELETE_NODE_POOL", "resize": "SET_NODE_POOL_SIZE"}
+OPERATION_TYPES = {
+    "create": "CREATE_NODE_POOL",
+    "delete": "DELETE_NODE_POOL",
+    "resize": "SET_NODE_POOL_SIZE",
+    "update": "UPGRADE_NODES",  # what GKE reports for UpdateNodePool
+}
 # GKE's accelerator names for catalog models (cloud.google.com/gke-accelerator).
 GKE_ACCELERATORS = {
     "T4": "nvidia-tesla-t4",
@@ -158,6 +163,7 @@ class GkeApi:
             web.post(cluster + "/nodePools", self.create_node_pool, name="CreateNodePool"),
             web.get(cluster + "/nodePools", self.list_node_pools, name="ListNodePools"),
             web.get(pool, self.get_node_pool, name="GetNodePool"),
+            web.put(pool, self.update_node_pool, name="UpdateNodePool"),
             web.delete(pool, self.delete_node_pool, name="DeleteNodePool"),
             web.post(pool + ":setSize", self.set_size, name="SetNodePoolSize"),
             web.get(self.PREFIX + "/operations/{operation}", self.get_operation, name="GetOperation"),
@@ -242,6 +248,18 @@ class GkeApi:
         count = int((await request.json()).get("nodeCount", 0))
         pool.request["initialNodeCount"] = count
         return web.json_response(self._operation_json(request, self.pools.resize(pool, count * len(pool.zones))))
+
+    async def update_node_pool(self, request: web.Request) -> web.Response:
+        """Node labels only: ``labels.labels`` replaces the pool's node labels, as GKE documents it."""
+        pool = self._pool(request)
+        body = await request.json()
+        if pool.state is PoolState.DELETING:
+            raise CloudFault(Fault(INVALID), f"Node pool {pool.name} is being deleted.")
+        if "labels" not in body:
+            return web.json_response(self._operation_json(request, self.pools.track("update", pool)))
+        labels = {k: str(v) for k, v in (body["labels"].get("labels") or {}).items()}
+        pool.request.setdefault("config", {})["labels"] = labels
+        return web.json_response(self._operation_json(request, self.pools.relabel(pool, labels)))
 
     async def delete_node_pool(self, request: web.Request) -> web.Response:
         return web.json_response(self._operation_json(request, self.pools.delete(self._pool(request))))

@@ -155,7 +155,7 @@ class Operation:
     """A long-running operation over one pool (GKE operations, Azure async operations)."""
 
     id: str
-    kind: str  # create | delete | resize
+    kind: str  # create | delete | resize | update
     pool: Pool
     started_at: float = field(default_factory=time.time)
     target_nodes: int = 0
@@ -283,6 +283,16 @@ class NodePools:
         await asyncio.sleep(self.scenario.decide(pool.target, []).provisioning_seconds)
         if pool.state is PoolState.READY:
             self._add_nodes(pool, flavor, count)
+
+    def relabel(self, pool: Pool, labels: dict[str, str]) -> Operation:
+        """Replace the pool's own labels; its nodes change with it, in place (no node is recreated)."""
+        removed = [key for key in pool.labels if key not in labels]
+        pool.labels = dict(labels)
+        pool.modified_at = time.time()
+        for node in pool.nodes:
+            self.emulator.relabel_node(pool.cluster, node, pool.labels, removed)
+        log.info("%s pool %s/%s relabelled: %s", pool.cloud, pool.cluster, pool.name, pool.labels)
+        return self.track("update", pool)
 
     def delete(self, pool: Pool) -> Operation:
         """Start deleting: nodes go at once (their pods fail), the pool itself after the deleting delay."""

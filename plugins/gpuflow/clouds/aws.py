@@ -130,6 +130,15 @@ class EksBackend:
                     found.append(status)
         return found
 
+    def label_node_pool(self, ref: NodePoolRef, labels: Mapping[str, str]) -> None:
+        """UpdateNodegroupConfig ``labels.addOrUpdateLabels``: EKS merges them into the node group's labels."""
+        try:
+            self.client.update_nodegroup_config(
+                clusterName=ref.cluster, nodegroupName=ref.name, labels={"addOrUpdateLabels": dict(labels)}
+            )
+        except Exception as exc:
+            raise self.classify(exc) from exc
+
     def kube_config(self) -> dict[str, Any]:
         """Server and CA from DescribeCluster; the user runs the AWS provider's EKS token helper.
 
@@ -156,8 +165,17 @@ class EksBackend:
         error = self._error(issues[0]["code"], issues[0].get("message", "")) if issues else None
         if state is PoolState.FAILED and error is None:
             error = self._error(group["status"], f"node group {ref.name} is {group['status']}")
-        ready = group.get("scalingConfig", {}).get("desiredSize", 0) if state is PoolState.READY else 0
-        return NodePoolStatus(ref, state, ready_nodes=ready, error=error, labels=group.get("labels", {}))
+        size = int(group.get("scalingConfig", {}).get("desiredSize", 0))
+        return NodePoolStatus(
+            ref,
+            state,
+            ready_nodes=size if state is PoolState.READY else 0,
+            error=error,
+            labels=group.get("labels", {}),
+            instance_type=(group.get("instanceTypes") or [""])[0],
+            node_count=size,
+            spot=group.get("capacityType") == "SPOT",
+        )
 
 
 def _code(exc: BaseException) -> str | None:

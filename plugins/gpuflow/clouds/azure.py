@@ -157,6 +157,15 @@ class AksBackend:
         ]
         return [s for s in statuses if labels.items() <= s.labels.items()]
 
+    def label_node_pool(self, ref: NodePoolRef, labels: Mapping[str, str]) -> None:
+        """An agent pool update is a PUT of the whole pool: read it, merge the node labels, write it back."""
+        try:
+            pool = self.client.agent_pools.get(self.resource_group, ref.cluster, ref.name)
+            pool.node_labels = {**(pool.node_labels or {}), **labels}
+            self.client.agent_pools.begin_create_or_update(self.resource_group, ref.cluster, ref.name, pool)
+        except Exception as exc:
+            raise self.classify(exc) from exc
+
     def kube_config(self) -> dict[str, Any]:
         try:
             credentials = self.client.managed_clusters.list_cluster_user_credentials(
@@ -198,8 +207,17 @@ class AksBackend:
         if state is PoolState.FAILED:
             code = getattr(problem, "code", None) or "ProvisioningFailed"
             error = self._error(code, getattr(problem, "message", None) or f"agent pool {ref.name} failed")
-        ready = (pool.count or 0) if state is PoolState.READY else 0
-        return NodePoolStatus(ref, state, ready_nodes=ready, error=error, labels=dict(pool.node_labels or {}))
+        size = pool.count or 0
+        return NodePoolStatus(
+            ref,
+            state,
+            ready_nodes=size if state is PoolState.READY else 0,
+            error=error,
+            labels=dict(pool.node_labels or {}),
+            instance_type=pool.vm_size or "",
+            node_count=size,
+            spot=pool.scale_set_priority == "Spot",
+        )
 
 
 def _agent_pool(spec: NodePoolSpec) -> Any:

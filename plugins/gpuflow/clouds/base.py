@@ -39,6 +39,10 @@ class CloudBackend(Protocol):
         """Pools of the cluster whose labels include all of ``labels``."""
         ...
 
+    def label_node_pool(self, ref: NodePoolRef, labels: Mapping[str, str]) -> None:
+        """Add or update ``labels`` on the pool (and so on its nodes); its other labels stay as they are."""
+        ...
+
     def kube_config(self) -> dict[str, Any]:
         """A kubeconfig (as a dict) that reaches the cluster's Kubernetes API."""
         ...

@@ -118,6 +118,24 @@ class GkeBackend:
         statuses = [self._status(NodePoolRef("gcp", self.cluster.region, self.cluster.name, p.name), p) for p in pools]
         return [s for s in statuses if labels.items() <= s.labels.items()]
 
+    def label_node_pool(self, ref: NodePoolRef, labels: Mapping[str, str]) -> None:
+        """UpdateNodePool replaces the node labels, so the current ones are read and merged first. The pool's
+        own node version and image type are sent back unchanged (both are required; "-" would upgrade)."""
+        from google.cloud.container_v1 import types
+
+        name = f"{self.parent}/nodePools/{ref.name}"
+        try:
+            pool = self.client.get_node_pool(name=name)
+            request = types.UpdateNodePoolRequest(
+                name=name,
+                node_version=pool.version,
+                image_type=pool.config.image_type,
+                labels=types.NodeLabels(labels={**pool.config.labels, **labels}),
+            )
+            self.client.update_node_pool(request=request)
+        except Exception as exc:
+            raise self.classify(exc) from exc
+
     def kube_config(self) -> dict[str, Any]:
         """Endpoint and CA from GetCluster; the user authenticates with the connection's access token."""
         try:
@@ -163,8 +181,17 @@ class GkeBackend:
         if state is PoolState.FAILED:
             conditions = " ".join(f"{c.code.name} {c.message}" for c in pool.conditions)
             error = self._error(f"{conditions} {pool.status_message}", pool.status_message or conditions)
-        ready = pool.initial_node_count * max(1, len(pool.locations)) if state is PoolState.READY else 0
-        return NodePoolStatus(ref, state, ready_nodes=ready, error=error, labels=dict(pool.config.labels))
+        size = pool.initial_node_count * max(1, len(pool.locations))
+        return NodePoolStatus(
+            ref,
+            state,
+            ready_nodes=size if state is PoolState.READY else 0,
+            error=error,
+            labels=dict(pool.config.labels),
+            instance_type=pool.config.machine_type,
+            node_count=size,
+            spot=bool(pool.config.spot or pool.config.preemptible),
+        )
 
 
 def _node_pool(spec: NodePoolSpec) -> Any:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 MANAGED_LABEL = "gpuflow.io/managed"
 DAG_LABEL = "gpuflow.io/dag"
@@ -70,6 +72,17 @@ def label_value(text: str) -> str:
     if len(value) > _LABEL_VALUE_MAX or value != text:
         value = f"{value[: _LABEL_VALUE_MAX - 11].strip('-')}-{digest(text)}".strip("-")
     return value or digest(text)
+
+
+def expiry_label(until: datetime) -> dict[str, str]:
+    """The label that keeps a resource until ``until`` (whole epoch seconds: a valid label value everywhere)."""
+    return {EXPIRES_LABEL: str(int(until.timestamp()))}
+
+
+def expires_at(labels: Mapping[str, str]) -> datetime | None:
+    """When a resource's keep-time ends, or None when it has no (readable) expiry label."""
+    value = labels.get(EXPIRES_LABEL, "")
+    return datetime.fromtimestamp(int(value), UTC) if value.isdigit() else None
 
 
 def ownership_labels(dag_id: str, run_id: str, expires_at_epoch: int | None = None) -> dict[str, str]:

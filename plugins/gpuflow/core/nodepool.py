@@ -58,11 +58,16 @@ class NodePoolRef:
 
 @dataclass(frozen=True, slots=True)
 class NodePoolStatus:
+    """A pool as its cloud describes it; size and machine let the janitor say what a leaked pool costs."""
+
     ref: NodePoolRef
     state: PoolState
     ready_nodes: int = 0
     error: CloudError | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    instance_type: str = ""
+    node_count: int = 0
+    spot: bool = False
 
 
 @dataclass(frozen=True, slots=True)

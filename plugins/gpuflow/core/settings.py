@@ -35,3 +35,12 @@ RETRAINING_ENV = "GPUFLOW_RETRAINING_CONFIG"
 def retraining_source() -> str | None:
     """The retraining config file set by the operator (``GPUFLOW_RETRAINING_CONFIG``), or None for the shipped one."""
     return os.environ.get(RETRAINING_ENV) or None
+
+
+JANITOR_GRACE_ENV = "GPUFLOW_JANITOR_GRACE_HOURS"
+DEFAULT_JANITOR_GRACE_HOURS = 6.0
+
+
+def janitor_grace_hours() -> float:
+    """How long the janitor spares resources of a run Airflow does not know (``GPUFLOW_JANITOR_GRACE_HOURS``)."""
+    return float(os.environ.get(JANITOR_GRACE_ENV) or DEFAULT_JANITOR_GRACE_HOURS)

@@ -7,10 +7,14 @@ imported lazily (it takes seconds) and built from a kubeconfig dict, as the clou
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-# (kind, API group version) of every object a run may leave behind, in deletion order.
+# The kind of every object a run may leave behind, in deletion order.
 RUN_OBJECT_KINDS = ("Deployment", "Service", "Secret", "Pod")
+# The kinds an endpoint is made of (its pods belong to its Deployment).
+ENDPOINT_KINDS = ("Deployment", "Service", "Secret")
 
 
 def api_client(kube_config: Mapping[str, Any]) -> Any:
@@ -68,8 +72,28 @@ def deployment_status(client: Any, namespace: str, name: str) -> dict[str, Any] 
     return status
 
 
-def labelled_objects(client: Any, namespace: str, selector: str) -> list[tuple[str, str]]:
-    """(kind, name) of every run object carrying the label selector."""
+@dataclass(frozen=True, slots=True)
+class KubeObject:
+    """One labelled object of a run, as the teardown and the janitor need to judge it.
+
+    ``owned``: a controller (the Deployment) owns it and deletes it with itself, so it is not judged alone.
+    ``deleting``: deletion has started (a terminating pod); it is on its way out.
+    """
+
+    kind: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    owned: bool = False
+    deleting: bool = False
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def labelled_objects(client: Any, namespace: str, selector: str) -> list[KubeObject]:
+    """Every run object (``RUN_OBJECT_KINDS``) carrying the label selector, in deletion order."""
     from kubernetes import client as k8s
 
     core, apps = k8s.CoreV1Api(client), k8s.AppsV1Api(client)
@@ -80,14 +104,21 @@ def labelled_objects(client: Any, namespace: str, selector: str) -> list[tuple[s
         "Pod": core.list_namespaced_pod,
     }
     return [
-        (kind, item.metadata.name)
+        KubeObject(
+            kind=kind,
+            name=item.metadata.name,
+            labels=dict(item.metadata.labels or {}),
+            created_at=item.metadata.creation_timestamp,
+            owned=any(ref.controller for ref in item.metadata.owner_references or []),
+            deleting=item.metadata.deletion_timestamp is not None,
+        )
         for kind in RUN_OBJECT_KINDS
         for item in listings[kind](namespace, label_selector=selector).items
     ]
 
 
-def delete_objects(client: Any, namespace: str, objects: Iterable[tuple[str, str]]) -> None:
-    """Delete each (kind, name); one already gone counts as deleted."""
+def delete_objects(client: Any, namespace: str, objects: Iterable[KubeObject]) -> None:
+    """Delete each object; one already gone counts as deleted."""
     from kubernetes import client as k8s
     from kubernetes.client.exceptions import ApiException
 
@@ -98,12 +129,28 @@ def delete_objects(client: Any, namespace: str, objects: Iterable[tuple[str, str
         "Secret": core.delete_namespaced_secret,
         "Pod": core.delete_namespaced_pod,
     }
-    for kind, name in objects:
+    for obj in objects:
         try:
-            deletions[kind](name, namespace)
+            deletions[obj.kind](obj.name, namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+def label_objects(client: Any, namespace: str, objects: Iterable[KubeObject], labels: Mapping[str, str]) -> None:
+    """Add or update ``labels`` on each object's metadata (a merge patch: a Deployment's pods do not roll)."""
+    from kubernetes import client as k8s
+
+    core, apps = k8s.CoreV1Api(client), k8s.AppsV1Api(client)
+    patches = {
+        "Deployment": apps.patch_namespaced_deployment,
+        "Service": core.patch_namespaced_service,
+        "Secret": core.patch_namespaced_secret,
+        "Pod": core.patch_namespaced_pod,
+    }
+    body = {"metadata": {"labels": dict(labels)}}
+    for obj in objects:
+        patches[obj.kind](obj.name, namespace, body)
 
 
 def crash_report(client: Any, namespace: str, selector: str, *, restarts: int = 3, tail_lines: int = 5) -> str | None:

@@ -15,6 +15,7 @@ from gpuflow.core.nodepool import NodePoolSpec
 from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
 from gpuflow.operators.runtime import cluster_dict, plan_choices, provisioner
 from gpuflow.provisioning import Provisioner
+from gpuflow.state.runs import RunRegistry
 from gpuflow.triggers import events
 from gpuflow.triggers.nodepool import NodePoolTrigger
 
@@ -50,7 +51,10 @@ class CreateNodePoolOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         choices = plan_choices(context["ti"].xcom_pull(task_ids=self.plan_task_id)["plan"])
         p = provisioner(context)
-        requested_at = datetime.now(UTC).isoformat()
+        now = datetime.now(UTC)
+        # Before any cloud call: whatever this run leaves behind, the janitor can find whose it was.
+        RunRegistry().register(p.run.dag_id, p.run.run_id, now=now)
+        requested_at = now.isoformat()
         spec, index = p.create_first(choices)
         self.log.info(
             "requested node pool %s on %s (option %d of %d)", spec.name, spec.cluster.name, index, len(choices)

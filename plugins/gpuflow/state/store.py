@@ -1,8 +1,9 @@
-"""Shared state: the failover memory (offers blocked after stockouts and quota errors) and the cost ledger.
+"""Shared state: the failover memory (offers blocked after stockouts and quota errors), the cost ledger and the
+registry of runs (which run a resource's run label stands for).
 
 A SQL database reached through SQLAlchemy (``GPUFLOW_STATE_URL``; default a SQLite file beside the
-Airflow home), not Airflow's metadata DB: Airflow 3 tasks may not touch that one. Rows are only ever
-inserted, and expired ones ignored (and pruned), so concurrent runs recording failures at the same time
+Airflow home), not Airflow's metadata DB: Airflow 3 tasks may not touch that one. Blocks and costs are only
+ever inserted, and expired blocks ignored (and pruned), so concurrent runs recording failures at the same time
 never overwrite each other; each write is one short transaction.
 """
 
@@ -72,6 +73,17 @@ ledger_table = Table(
 )
 
 
+runs_table = Table(
+    "gpuflow_runs",
+    metadata,
+    Column("run_key", String(64), primary_key=True),
+    # Null when the janitor saw the key on a resource before (or without) any run registering it.
+    Column("dag_id", String(250)),
+    Column("run_id", String(250)),
+    Column("known_since", DateTime(timezone=True), nullable=False),
+)
+
+
 def default_state_url() -> str:
     home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
     return os.environ.get(STATE_URL_ENV) or f"sqlite:///{home / 'gpuflow-state.db'}"
@@ -121,14 +133,14 @@ class BlockStore(StateStore):
                 zone=row.zone,
                 instance_type=row.instance_type,
                 capacity_type=CapacityType(row.capacity_type) if row.capacity_type else None,
-                expires_at=_aware(row.expires_at),
+                expires_at=aware(row.expires_at),
                 reason=row.reason,
             )
             for row in rows
         ]
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     """SQLite returns naive datetimes; every time gpuflow stores is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

@@ -100,3 +100,19 @@ def test_missing_cluster_is_classified_not_found(cluster: Cluster) -> None:
     with pytest.raises(CloudError) as info:
         EksBackend(missing).create_node_pool(spec_for(missing))
     assert (info.value.code, info.value.kind) == ("ResourceNotFoundException", ErrorKind.NOT_FOUND)
+
+
+def test_label_node_pool_merges_the_expiry_into_the_node_group_labels(cluster: Cluster) -> None:
+    backend = EksBackend(cluster)
+    spec = spec_for(cluster)
+    ref = backend.create_node_pool(spec)
+    backend.label_node_pool(ref, {naming.EXPIRES_LABEL: "1900000000"})
+    status = backend.get_node_pool(ref)
+    assert status.labels == {**spec.labels, naming.EXPIRES_LABEL: "1900000000"}
+    assert (status.instance_type, status.node_count, status.spot) == ("g6.xlarge", 2, True)
+
+
+def test_label_node_pool_of_a_missing_group_is_classified_not_found(cluster: Cluster) -> None:
+    with pytest.raises(CloudError) as info:
+        EksBackend(cluster).label_node_pool(spec_for(cluster).ref, {naming.EXPIRES_LABEL: "1"})
+    assert info.value.kind is ErrorKind.NOT_FOUND

@@ -71,6 +71,22 @@ def test_create_ready_nodes_visible_list_delete(cloud: str, clouds_emulator: Emu
     backend.delete_node_pool(spec.ref)  # already gone: still a success
 
 
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_label_node_pool_adds_a_label_and_keeps_the_others(cloud: str, clouds_emulator: EmulatorProcess) -> None:
+    backend = backend_for(cluster_of(cloud))
+    spec = spec_on(cloud)
+    backend.create_node_pool(spec)
+    wait_for(backend, spec, {PoolState.READY})
+    backend.label_node_pool(spec.ref, {naming.EXPIRES_LABEL: "1900000000"})
+    (status,) = backend.list_node_pools({naming.EXPIRES_LABEL: "1900000000"})
+    assert status.labels == {**spec.labels, naming.EXPIRES_LABEL: "1900000000"}
+    assert (status.instance_type, status.node_count, status.spot) == (spec.instance_type, 1, False)
+    nodes = k8s.CoreV1Api(api_client(backend.kube_config())).list_node(
+        label_selector=f"{naming.EXPIRES_LABEL}=1900000000"
+    )
+    assert len(nodes.items) == 1
+
+
 @pytest.mark.parametrize("clouds_emulator", ["async-stockout-everywhere"], indirect=True)
 @pytest.mark.parametrize(
     ("cloud", "codes"),

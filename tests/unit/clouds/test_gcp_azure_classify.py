@@ -136,7 +136,12 @@ def test_aks_failed_pool_wrapping_a_compute_code_is_read_for_it() -> None:
         message='Code="ZonalAllocationFailed" Message="Allocation failed. We do not have sufficient capacity."',
     )
     pool = SimpleNamespace(
-        provisioning_state="Failed", status=SimpleNamespace(provisioning_error=problem), count=1, node_labels={}
+        provisioning_state="Failed",
+        status=SimpleNamespace(provisioning_error=problem),
+        count=1,
+        node_labels={},
+        vm_size="Standard_NC4as_T4_v3",
+        scale_set_priority="Regular",
     )
     status = AksBackend(AKS)._status(NodePoolRef("azure", "eastus", "gpuflow-eastus", "gfpool"), pool)
     assert status.error is not None

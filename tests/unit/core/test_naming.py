@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -44,3 +45,15 @@ def test_ownership_labels_identify_the_run_and_expiry() -> None:
     assert labels[naming.RUN_LABEL] == naming.run_key(DAG, RUN)
     assert labels[naming.EXPIRES_LABEL] == "1800000000"
     assert all(len(v) <= 63 for v in labels.values())
+
+
+def test_expiry_label_round_trips_in_whole_utc_seconds() -> None:
+    until = datetime(2026, 11, 29, 12, 30, 15, 900_000, tzinfo=UTC)
+    label = naming.expiry_label(until)
+    assert label == {naming.EXPIRES_LABEL: str(int(until.timestamp()))}
+    assert naming.expires_at(label) == until.replace(microsecond=0)
+
+
+def test_a_missing_or_unreadable_expiry_is_none() -> None:
+    assert naming.expires_at({}) is None
+    assert naming.expires_at({naming.EXPIRES_LABEL: "soon"}) is None
