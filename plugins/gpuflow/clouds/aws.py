@@ -11,8 +11,10 @@ import re
 import sys
 from collections.abc import Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+from gpuflow.clouds import eks_token
 from gpuflow.core.accelerators import NEURON
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clusters import Cluster
@@ -202,18 +204,18 @@ def _kube_config(cluster: Cluster, server: str, ca_data: str) -> dict[str, Any]:
                 "name": "gpuflow",
                 "user": {
                     "exec": {
-                        "apiVersion": "client.authentication.k8s.io/v1beta1",
+                        "apiVersion": eks_token.EXEC_API_VERSION,
                         "command": sys.executable,
                         "args": [
                             "-m",
-                            "airflow.providers.amazon.aws.utils.eks_get_token",
+                            eks_token.__name__,
                             "--cluster-name",
                             cluster.name,
                             "--region-name",
                             cluster.region,
-                            "--sts-url",
-                            f"https://sts.{cluster.region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15",
                         ],
+                        # The exec plugin is a new process: make gpuflow importable there as it is here.
+                        "env": [{"name": "PYTHONPATH", "value": str(Path(eks_token.__file__).parents[2])}],
                         "interactiveMode": "Never",
                     }
                 },
