@@ -43,13 +43,15 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture
-def page(live: Live) -> Iterator[Page]:
+def page(live: Live, capsys: pytest.CaptureFixture[str]) -> Iterator[Page]:
     """A fresh headless Chromium page, tall enough that the whole trigger dialog fits in a screenshot."""
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed: `make browser` (run by `make test`) installs Debian's chromium")
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
+    with capsys.disabled():
+        print(f"\nUI screenshots: {ARTIFACTS}")
     expect.set_options(timeout=UI_TIMEOUT_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -63,9 +65,7 @@ def page(live: Live) -> Iterator[Page]:
             browser.close()
 
 
-def test_the_trigger_form_shows_its_sections_and_runs_a_fast_job_to_success(
-    live: Live, page: Page, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_trigger_form_shows_its_sections_and_runs_a_fast_job_to_success(live: Live, page: Page) -> None:
     airflow = live.airflow
     airflow.wait_for_dag(DAG_ID)
     params: dict[str, Any] = airflow.call("GET", f"/dags/{DAG_ID}/details")["params"]
@@ -98,8 +98,6 @@ def test_the_trigger_form_shows_its_sections_and_runs_a_fast_job_to_success(
     page.reload()
     expect(run_state).to_have_text(state.capitalize())
     page.screenshot(path=ARTIFACTS / "10-run-ended.png")
-    with capsys.disabled():
-        print(f"\nUI screenshots: {ARTIFACTS}")
 
     conf = airflow.call("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["conf"]
     assert {name: conf[name] for name in FAST_CONF} == FAST_CONF
