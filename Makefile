@@ -12,7 +12,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv demo test lint typecheck unit bench lock clean
+.PHONY: venv browser demo test lint typecheck unit bench lock clean
 
 venv: $(STAMP)
 
@@ -28,7 +28,15 @@ $(STAMP): requirements.lock requirements.txt requirements-dev.txt
 demo: venv ml-env
 	$(BIN)/python -m scripts.demo $(DEMO_ARGS)
 
-test: venv ml-env lint typecheck unit
+test: venv ml-env browser lint typecheck unit
+
+# Debian's Chromium for the UI test (tests/live/test_ui_trigger_form.py), driven by Playwright without its own
+# browser download (which cannot reach its host from here). Installed only when missing; about 40 s the first time.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium >/dev/null || { echo "==> installing Debian's chromium (headless browser for the UI test)"; \
+		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends chromium; }
 
 lint: venv
 	$(BIN)/ruff check .
