@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ class AirflowStack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _tokens: dict[str, str] = field(default_factory=dict)
     peak_memory_bytes: int = 0
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
     def start(
@@ -212,12 +214,18 @@ class AirflowStack:
         return answer.json() if answer.content else None
 
     def wait_for_dag(self, dag_id: str, within_s: float = 120) -> None:
-        """Until the DAG processor has parsed the DAG and the API knows it; a parse error fails at once."""
+        """Until this stack's DAG processor has parsed the DAG (a DB kept from an earlier session knows it already,
+        but a run can only be created once it is serialized again); a parse error fails at once."""
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
-            if self.api("GET", f"/dags/{dag_id}").status_code == 200:
+            answer = self.api("GET", f"/dags/{dag_id}")
+            if answer.status_code == 200 and _parsed_since(answer.json(), self.started_at):
                 return
-            errors = self.call("GET", "/importErrors").get("import_errors", [])
+            errors = [
+                error
+                for error in self.call("GET", "/importErrors").get("import_errors", [])
+                if datetime.fromisoformat(error["timestamp"]) >= self.started_at
+            ]
             if errors:
                 raise StackError(f"DAG import errors: {errors}")
             time.sleep(1)
@@ -289,6 +297,11 @@ class AirflowStack:
 
 
 _HEALTH_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+def _parsed_since(dag: Mapping[str, Any], moment: datetime) -> bool:
+    parsed = dag.get("last_parsed_time")
+    return isinstance(parsed, str) and not dag.get("is_stale") and datetime.fromisoformat(parsed) >= moment
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
