@@ -6,7 +6,7 @@ imported lazily (it takes seconds) and built from a kubeconfig dict, as the clou
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -92,17 +92,18 @@ class KubeObject:
         return f"{self.kind}/{self.name}"
 
 
-def labelled_objects(client: Any, namespace: str, selector: str) -> list[KubeObject]:
-    """Every run object (``RUN_OBJECT_KINDS``) carrying the label selector, in deletion order."""
+def _per_kind(client: Any, verb: str) -> dict[str, Callable[..., Any]]:
+    """The typed client's ``<verb>_namespaced_<kind>`` method for each kind of run object."""
     from kubernetes import client as k8s
 
     core, apps = k8s.CoreV1Api(client), k8s.AppsV1Api(client)
-    listings = {
-        "Deployment": apps.list_namespaced_deployment,
-        "Service": core.list_namespaced_service,
-        "Secret": core.list_namespaced_secret,
-        "Pod": core.list_namespaced_pod,
-    }
+    api_of = {"Deployment": apps, "Service": core, "Secret": core, "Pod": core}
+    return {kind: getattr(api, f"{verb}_namespaced_{kind.lower()}") for kind, api in api_of.items()}
+
+
+def labelled_objects(client: Any, namespace: str, selector: str) -> list[KubeObject]:
+    """Every run object (``RUN_OBJECT_KINDS``) carrying the label selector, in deletion order."""
+    listings = _per_kind(client, "list")
     return [
         KubeObject(
             kind=kind,
@@ -119,16 +120,9 @@ def labelled_objects(client: Any, namespace: str, selector: str) -> list[KubeObj
 
 def delete_objects(client: Any, namespace: str, objects: Iterable[KubeObject]) -> None:
     """Delete each object; one already gone counts as deleted."""
-    from kubernetes import client as k8s
     from kubernetes.client.exceptions import ApiException
 
-    core, apps = k8s.CoreV1Api(client), k8s.AppsV1Api(client)
-    deletions = {
-        "Deployment": apps.delete_namespaced_deployment,
-        "Service": core.delete_namespaced_service,
-        "Secret": core.delete_namespaced_secret,
-        "Pod": core.delete_namespaced_pod,
-    }
+    deletions = _per_kind(client, "delete")
     for obj in objects:
         try:
             deletions[obj.kind](obj.name, namespace)
@@ -139,15 +133,7 @@ def delete_objects(client: Any, namespace: str, objects: Iterable[KubeObject]) -
 
 def label_objects(client: Any, namespace: str, objects: Iterable[KubeObject], labels: Mapping[str, str]) -> None:
     """Add or update ``labels`` on each object's metadata (a merge patch: a Deployment's pods do not roll)."""
-    from kubernetes import client as k8s
-
-    core, apps = k8s.CoreV1Api(client), k8s.AppsV1Api(client)
-    patches = {
-        "Deployment": apps.patch_namespaced_deployment,
-        "Service": core.patch_namespaced_service,
-        "Secret": core.patch_namespaced_secret,
-        "Pod": core.patch_namespaced_pod,
-    }
+    patches = _per_kind(client, "patch")
     body = {"metadata": {"labels": dict(labels)}}
     for obj in objects:
         patches[obj.kind](obj.name, namespace, body)
