@@ -234,6 +234,9 @@ class AirflowStack:
     def unpause(self, dag_id: str) -> None:
         self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
+    def pause(self, dag_id: str) -> None:
+        self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+
     def trigger(self, dag_id: str, conf: Mapping[str, Any], *, user: str = "admin") -> httpx.Response:
         """``POST /dags/{dag_id}/dagRuns`` with a conf; returns the raw answer (a bad conf is a 400)."""
         return self.api("POST", f"/dags/{dag_id}/dagRuns", user=user, json={"logical_date": None, "conf": dict(conf)})

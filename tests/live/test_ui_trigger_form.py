@@ -68,6 +68,8 @@ def page(live: Live, capsys: pytest.CaptureFixture[str]) -> Iterator[Page]:
 def test_the_trigger_form_shows_its_sections_and_runs_a_fast_job_to_success(live: Live, page: Page) -> None:
     airflow = live.airflow
     airflow.wait_for_dag(DAG_ID)
+    # Paused, as a new DAG is: the form then offers "Unpause on trigger" (another test may have unpaused it).
+    airflow.pause(DAG_ID)
     params: dict[str, Any] = airflow.call("GET", f"/dags/{DAG_ID}/details")["params"]
     run_id = f"ui_form__{int(time.time())}"
 
