@@ -3,15 +3,19 @@ the same factory as gpu_train_and_serve."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pendulum
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
 from airflow.serialization.definitions.assets import SerializedAsset
 from airflow.serialization.serialized_objects import DagSerialization
 from airflow.timetables.assets import AssetOrTimeSchedule as SchedulerAssetOrTimeSchedule
+from airflow.timetables.base import TimeRestriction
+from croniter import croniter
 
 from gpuflow.core.job import JobRequest
 from gpuflow.core.retraining import RetrainingConfig, load_retraining_config
@@ -71,3 +75,19 @@ def test_the_form_defaults_are_the_validated_job_of_the_config(dag: Any, config:
     assert defaults == config.conf
     assert JobRequest.from_mapping(defaults) == config.job
     assert dag.params.validate() == defaults  # every default passes its form field's schema
+
+
+def test_unpausing_runs_the_most_recent_tick_once_and_never_the_ones_before(dag: Any, config: RetrainingConfig) -> None:
+    """What the README promises of an unpause: the latest tick of the cron (catchup is off), not a backlog."""
+    scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    now = pendulum.now("UTC")
+    restriction = TimeRestriction(earliest=dag.start_date, latest=None, catchup=False)
+    first = scheduled.timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    latest_tick = croniter(config.cron, now.in_timezone(config.timezone)).get_prev(datetime)
+    assert first is not None
+    assert first.run_after == latest_tick
+    following = scheduled.timetable.next_dagrun_info(
+        last_automated_data_interval=first.data_interval, restriction=restriction
+    )
+    assert following is not None
+    assert following.run_after > now

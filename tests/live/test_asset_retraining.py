@@ -34,9 +34,11 @@ def test_an_asset_event_through_the_rest_api_starts_a_retraining_run_that_succee
     airflow.call("POST", "/assets/events", json={"asset_id": asset["id"], "extra": {"source": "test"}})
 
     run = wait_for_run(live)
-    assert run["run_type"] == "asset_triggered"
+    assert run["run_type"] == "asset_triggered", run
     state = airflow.follow(DAG_ID, str(run["dag_run_id"]))
     states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(DAG_ID, str(run["dag_run_id"]))}
     assert state == "success", states
     assert airflow.xcom(DAG_ID, str(run["dag_run_id"]), "smoke_test")["completion_text"]
     assert live.emulator.labelled(naming.RUN_LABEL, naming.run_key(DAG_ID, str(run["dag_run_id"]))) == []
+    runs = airflow.call("GET", f"/dags/{DAG_ID}/dagRuns")["dag_runs"]
+    assert [r["run_type"] for r in runs] == ["asset_triggered"]  # the one event, one run
