@@ -1,46 +1,88 @@
-"""Where the operator's configuration comes from, when it is not given explicitly."""
+"""Where the operator's configuration comes from, when it is not given explicitly: ``GPUFLOW_*`` variables.
+
+Each is read when it is needed (never at import), so a component picks up the environment it runs in. A value
+that cannot be used is an error naming the variable, the value and what would be accepted, not a bare
+``ValueError`` from deep inside a task.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
+
+from gpuflow.core.errors import GpuflowError
 
 CATALOG_ENV = "GPUFLOW_CATALOG"
+CLUSTERS_ENV = "GPUFLOW_CLUSTERS"
+RETRAINING_ENV = "GPUFLOW_RETRAINING_CONFIG"
+POLL_INTERVAL_ENV = "GPUFLOW_POLL_INTERVAL_S"
+DEFAULT_POLL_INTERVAL_S = 10.0
+JANITOR_GRACE_ENV = "GPUFLOW_JANITOR_GRACE_HOURS"
+DEFAULT_JANITOR_GRACE_HOURS = 6.0
+STATE_URL_ENV = "GPUFLOW_STATE_URL"
+ARTIFACTS_ENV = "GPUFLOW_ARTIFACTS_URI"
+
+
+class SettingsError(GpuflowError, ValueError):
+    """A ``GPUFLOW_*`` environment variable holds a value gpuflow cannot use."""
 
 
 def catalog_source() -> str | None:
     """The catalog path or URI set by the operator (``GPUFLOW_CATALOG``), or None for the shipped one."""
-    return os.environ.get(CATALOG_ENV) or None
-
-
-CLUSTERS_ENV = "GPUFLOW_CLUSTERS"
+    return _source(CATALOG_ENV)
 
 
 def clusters_source() -> str | None:
     """The clusters file set by the operator (``GPUFLOW_CLUSTERS``), or None for the shipped one."""
-    return os.environ.get(CLUSTERS_ENV) or None
-
-
-POLL_INTERVAL_ENV = "GPUFLOW_POLL_INTERVAL_S"
-DEFAULT_POLL_INTERVAL_S = 10.0
-
-
-def poll_interval_s() -> float:
-    """Seconds between polls of clouds and clusters (``GPUFLOW_POLL_INTERVAL_S``; tests and demos shorten it)."""
-    return float(os.environ.get(POLL_INTERVAL_ENV) or DEFAULT_POLL_INTERVAL_S)
-
-
-RETRAINING_ENV = "GPUFLOW_RETRAINING_CONFIG"
+    return _source(CLUSTERS_ENV)
 
 
 def retraining_source() -> str | None:
     """The retraining config file set by the operator (``GPUFLOW_RETRAINING_CONFIG``), or None for the shipped one."""
-    return os.environ.get(RETRAINING_ENV) or None
+    return _source(RETRAINING_ENV)
 
 
-JANITOR_GRACE_ENV = "GPUFLOW_JANITOR_GRACE_HOURS"
-DEFAULT_JANITOR_GRACE_HOURS = 6.0
+def airflow_home() -> Path:
+    """``AIRFLOW_HOME``, else Airflow's own default ``~/airflow``: where gpuflow's local files go by default."""
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+
+
+def state_url() -> str:
+    """The SQLAlchemy URL of gpuflow's state (``GPUFLOW_STATE_URL``), else a SQLite file in ``AIRFLOW_HOME``."""
+    return _source(STATE_URL_ENV) or f"sqlite:///{airflow_home() / 'gpuflow-state.db'}"
+
+
+def artifacts_base() -> str:
+    """Where runs' outputs go when a request names none (``GPUFLOW_ARTIFACTS_URI``), else in ``AIRFLOW_HOME``."""
+    return _source(ARTIFACTS_ENV) or str(airflow_home() / "gpuflow" / "artifacts")
+
+
+def poll_interval_s() -> float:
+    """Seconds between polls of clouds and clusters (``GPUFLOW_POLL_INTERVAL_S``; tests and demos shorten it)."""
+    return _positive_number(POLL_INTERVAL_ENV, DEFAULT_POLL_INTERVAL_S, unit="seconds")
 
 
 def janitor_grace_hours() -> float:
     """How long the janitor spares resources of a run Airflow does not know (``GPUFLOW_JANITOR_GRACE_HOURS``)."""
-    return float(os.environ.get(JANITOR_GRACE_ENV) or DEFAULT_JANITOR_GRACE_HOURS)
+    return _positive_number(JANITOR_GRACE_ENV, DEFAULT_JANITOR_GRACE_HOURS, unit="hours")
+
+
+def _source(name: str) -> str | None:
+    """An operator-set path or URI; unset and empty both mean the shipped default."""
+    return os.environ.get(name) or None
+
+
+def _positive_number(name: str, default: float, *, unit: str) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise SettingsError(
+            f"{name}={raw!r} is invalid: a positive number of {unit}, e.g. {default:g}; unset it for the default"
+        )
+    return value

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Context
 
 from gpuflow.core.clusters import Cluster, Clusters, load_clusters
 from gpuflow.core.naming import run_key
-from gpuflow.core.settings import clusters_source
+from gpuflow.core.settings import airflow_home, artifacts_base, clusters_source
 from gpuflow.kube.placement import Placement, placement
 from gpuflow.provisioning import Provisioner, Run
 from gpuflow.state.store import BlockStore
@@ -57,7 +55,7 @@ def kube_config_file(cluster: Mapping[str, Any]) -> str:
     """
     import yaml
 
-    directory = Path(os.environ.get("AIRFLOW_HOME", ".")) / "gpuflow" / "kubeconfigs"
+    directory = airflow_home() / "gpuflow" / "kubeconfigs"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{cluster['cloud']}-{cluster['region']}-{cluster['name']}.yaml"
     path.touch(mode=0o600, exist_ok=True)
@@ -66,11 +64,8 @@ def kube_config_file(cluster: Mapping[str, Any]) -> str:
 
 
 def artifacts_uri(run: Run) -> str:
-    """Where a run's outputs go when the request names none: ``GPUFLOW_ARTIFACTS_URI`` or ``$AIRFLOW_HOME``."""
-    base = os.environ.get("GPUFLOW_ARTIFACTS_URI") or str(
-        Path(os.environ.get("AIRFLOW_HOME", ".")) / "gpuflow" / "artifacts"
-    )
-    return f"{base.rstrip('/')}/{run.dag_id}/{run_key(run.dag_id, run.run_id)}"
+    """Where a run's outputs go when the request names none: a folder of the run under ``artifacts_base()``."""
+    return f"{artifacts_base().rstrip('/')}/{run.dag_id}/{run_key(run.dag_id, run.run_id)}"
 
 
 def placement_on(pool: Mapping[str, Any]) -> Placement:

@@ -1,7 +1,7 @@
 """Shared state: the failover memory (offers blocked after stockouts and quota errors), the cost ledger and the
 registry of runs (which run a resource's run label stands for).
 
-A SQL database reached through SQLAlchemy (``GPUFLOW_STATE_URL``; default a SQLite file beside the
+A SQL database reached through SQLAlchemy (``GPUFLOW_STATE_URL``; default a SQLite file in the
 Airflow home), not Airflow's metadata DB: Airflow 3 tasks may not touch that one. Blocks and costs are only
 ever inserted, and expired blocks ignored (and pruned), so concurrent runs recording failures at the same time
 never overwrite each other; each write is one short transaction.
@@ -9,10 +9,8 @@ never overwrite each other; each write is one short transaction.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import (
     Column,
@@ -32,8 +30,7 @@ from sqlalchemy.engine import Engine
 
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.request import Block
-
-STATE_URL_ENV = "GPUFLOW_STATE_URL"
+from gpuflow.core.settings import state_url
 
 metadata = MetaData()
 blocks_table = Table(
@@ -84,16 +81,11 @@ runs_table = Table(
 )
 
 
-def default_state_url() -> str:
-    home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
-    return os.environ.get(STATE_URL_ENV) or f"sqlite:///{home / 'gpuflow-state.db'}"
-
-
 class StateStore:
     """The shared database; creates its tables on first use."""
 
     def __init__(self, url: str | None = None) -> None:
-        self.engine = _engine(url or default_state_url())
+        self.engine = _engine(url or state_url())
         metadata.create_all(self.engine)
 
 
