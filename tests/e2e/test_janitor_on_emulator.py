@@ -17,8 +17,7 @@ from gpuflow_emulator.testing import EmulatorProcess, eventually
 
 from gpuflow.clouds.base import backend_for
 from gpuflow.core import naming
-from gpuflow.core.clusters import Cluster, load_clusters
-from gpuflow.core.nodepool import NodePoolRef, NodePoolSpec
+from gpuflow.core.nodepool import NodePoolRef
 from gpuflow.kube.cluster import api_client, apply, label_objects, labelled_objects
 from gpuflow.kube.objects import metadata
 from gpuflow.operators.runtime import JOB_NAMESPACE
@@ -26,14 +25,10 @@ from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.vllm_args import PORT
 from gpuflow.state.runs import RunRegistry
 from tests.e2e.test_pipeline_on_emulator import CONF, run_objects, task_states
+from tests.support.offers import cluster_of, one_gpu_pool_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = "gpu_train_and_serve"
-CHOICES: dict[str, dict[str, Any]] = {
-    "aws": {"region": "us-east-1", "availability_zone": "use1-az1", "instance_type": "g6.xlarge"},
-    "gcp": {"region": "us-central1", "availability_zone": "us-central1-a", "instance_type": "g2-standard-4"},
-    "azure": {"region": "eastus", "availability_zone": None, "instance_type": "Standard_NC4as_T4_v3"},
-}
 
 
 def dag_from(file: str, dag_id: str) -> Any:
@@ -50,21 +45,9 @@ def pipeline(airflow_db: Path) -> Any:
     return dag_from("gpu_train_and_serve.py", PIPELINE)
 
 
-def cluster_of(cloud: str) -> Cluster:
-    return load_clusters().for_region(cloud, CHOICES[cloud]["region"])
-
-
 def plant_pool(cloud: str, run_id: str, labels: dict[str, str] | None = None) -> NodePoolRef:
     """A 1-node GPU pool requested through the cloud's backend; ``labels`` replace the run's own labels."""
-    choice = {
-        "cloud": cloud,
-        **CHOICES[cloud],
-        "accelerator": "T4" if cloud == "azure" else "L4",
-        "accelerator_count": 1,
-        "nodes": 1,
-        "capacity_type": "on-demand",
-    }
-    spec = NodePoolSpec.from_choice(choice, cluster_of(cloud), dag_id=PIPELINE, run_id=run_id)
+    spec = one_gpu_pool_spec(cloud, dag_id=PIPELINE, run_id=run_id)
     if labels is not None:
         spec = dataclasses.replace(spec, labels=labels)
     return backend_for(spec.cluster).create_node_pool(spec)

@@ -11,33 +11,14 @@ from kubernetes import client as k8s
 
 from gpuflow.clouds.base import backend_for
 from gpuflow.core import naming
-from gpuflow.core.clusters import Cluster, load_clusters
 from gpuflow.core.errors import CloudError, ErrorKind, Scope
 from gpuflow.core.nodepool import NodePoolSpec, NodePoolStatus, PoolState
 from gpuflow.kube.cluster import api_client
-
-OFFERS: dict[str, dict[str, Any]] = {
-    "aws": {"region": "us-east-1", "availability_zone": "use1-az1", "instance_type": "g6.xlarge"},
-    "gcp": {"region": "us-central1", "availability_zone": "us-central1-a", "instance_type": "g2-standard-4"},
-    "azure": {"region": "eastus", "availability_zone": None, "instance_type": "Standard_NC4as_T4_v3"},
-}
+from tests.support.offers import cluster_of, one_gpu_pool_spec
 
 
 def spec_on(cloud: str, run_id: str = "manual__1") -> NodePoolSpec:
-    offer = OFFERS[cloud]
-    choice = {
-        "cloud": cloud,
-        **offer,
-        "accelerator": "T4" if cloud == "azure" else "L4",
-        "accelerator_count": 1,
-        "nodes": 1,
-        "capacity_type": "on-demand",
-    }
-    return NodePoolSpec.from_choice(choice, cluster_of(cloud), dag_id="backend_test", run_id=run_id)
-
-
-def cluster_of(cloud: str) -> Cluster:
-    return load_clusters().for_region(cloud, OFFERS[cloud]["region"])
+    return one_gpu_pool_spec(cloud, dag_id="backend_test", run_id=run_id)
 
 
 def wait_for(backend: Any, spec: NodePoolSpec, states: set[PoolState], timeout: float = 30) -> NodePoolStatus:

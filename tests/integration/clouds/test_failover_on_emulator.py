@@ -18,23 +18,7 @@ from gpuflow.core.planner import plan
 from gpuflow.core.request import PlanRequest
 from gpuflow.provisioning import Provisioner, Run
 from gpuflow.state.store import BlockStore
-
-CHOICES: list[dict[str, Any]] = [
-    {"cloud": "aws", "region": "us-east-1", "availability_zone": "use1-az1", "instance_type": "g6.xlarge"},
-    {"cloud": "gcp", "region": "us-central1", "availability_zone": "us-central1-a", "instance_type": "g2-standard-4"},
-    {"cloud": "azure", "region": "eastus", "availability_zone": None, "instance_type": "Standard_NC4as_T4_v3"},
-]
-
-
-def choice(index: int) -> dict[str, Any]:
-    accelerator = "T4" if CHOICES[index]["cloud"] == "azure" else "L4"
-    return {
-        **CHOICES[index],
-        "accelerator": accelerator,
-        "accelerator_count": 1,
-        "nodes": 1,
-        "capacity_type": "on-demand",
-    }
+from tests.support.offers import CLOUDS, one_gpu_choice
 
 
 def provisioner(tmp_path: Path) -> Provisioner:
@@ -59,7 +43,7 @@ def settle(spec: NodePoolSpec, timeout: float = 30) -> Any:
 @pytest.mark.parametrize("clouds_emulator", ["stockout-two-clouds"], indirect=True)
 def test_sync_then_async_stockout_ends_on_the_third_offer(clouds_emulator: EmulatorProcess, tmp_path: Path) -> None:
     p = provisioner(tmp_path)
-    choices = [choice(i) for i in range(3)]
+    choices = [one_gpu_choice(cloud) for cloud in CLOUDS]
     spec, index = p.create_first(choices)
     assert index == 1  # AWS refused synchronously; GCP accepted
     status = settle(spec)
@@ -90,7 +74,7 @@ def test_throttled_create_is_retried_without_a_duplicate_pool(
     """The SDKs retry throttling themselves (botocore, azure-core); where one does not (GKE over REST), the
     provisioner does. Either way the create is sent again and exactly one pool exists."""
     p = provisioner(tmp_path)
-    spec, index = p.create_first([choice(cloud_index)])
+    spec, index = p.create_first([one_gpu_choice(CLOUDS[cloud_index])])
     assert index == 0
     creates = [c for c in clouds_emulator.calls(spec.cluster.cloud) if "create" in str(c.get("operation", "")).lower()]
     assert len(creates) >= 2, creates
