@@ -57,6 +57,10 @@ CODES: dict[str, tuple[ErrorKind, Scope]] = {
 # Compute code only in the message; look the known codes up as whole words there.
 _CODE_IN_TEXT = re.compile(r"\b(" + "|".join(sorted(CODES, key=len, reverse=True)) + r")\b")
 _QUOTA_TEXT = re.compile(r"\bquota\b", re.IGNORECASE)
+# Long-running operations are sent, not followed: the pipeline polls the pool itself (get_node_pool, in a
+# trigger). azure-core's default poller would start a thread per call that keeps polling ARM, against the
+# subscription's read throttle, until the operation ends or the process exits.
+FIRE_AND_FORGET = False
 
 
 class StaticTokenCredential:
@@ -120,7 +124,7 @@ class AksBackend:
         """PUT is create-or-update, so a retried create finds and keeps its own pool."""
         try:
             self.client.agent_pools.begin_create_or_update(
-                self.resource_group, self.cluster.name, spec.name, _agent_pool(spec)
+                self.resource_group, self.cluster.name, spec.name, _agent_pool(spec), polling=FIRE_AND_FORGET
             )
         except Exception as exc:
             raise self.classify(exc) from exc
@@ -141,7 +145,7 @@ class AksBackend:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            self.client.agent_pools.begin_delete(self.resource_group, ref.cluster, ref.name)
+            self.client.agent_pools.begin_delete(self.resource_group, ref.cluster, ref.name, polling=FIRE_AND_FORGET)
         except ResourceNotFoundError:
             pass
         except Exception as exc:
@@ -162,7 +166,9 @@ class AksBackend:
         try:
             pool = self.client.agent_pools.get(self.resource_group, ref.cluster, ref.name)
             pool.node_labels = {**(pool.node_labels or {}), **labels}
-            self.client.agent_pools.begin_create_or_update(self.resource_group, ref.cluster, ref.name, pool)
+            self.client.agent_pools.begin_create_or_update(
+                self.resource_group, ref.cluster, ref.name, pool, polling=FIRE_AND_FORGET
+            )
         except Exception as exc:
             raise self.classify(exc) from exc
 

@@ -96,3 +96,17 @@ def test_global_gpu_quota_is_read_as_cloud_wide(clouds_emulator: EmulatorProcess
         backend_for(cluster_of("gcp")).create_node_pool(spec_on("gcp"))
     assert (info.value.kind, info.value.scope) == (ErrorKind.QUOTA, Scope.CLOUD)
     assert info.value.code == "GPUS_ALL_REGIONS"
+
+
+def test_azure_sends_long_running_operations_without_following_them(clouds_emulator: EmulatorProcess) -> None:
+    """The pipeline polls the pool itself; the SDK's default poller would poll ARM from a thread per call."""
+    backend = backend_for(cluster_of("azure"))
+    spec = spec_on("azure")
+    backend.create_node_pool(spec)
+    wait_for(backend, spec, {PoolState.READY})
+    backend.label_node_pool(spec.ref, {naming.EXPIRES_LABEL: "1900000000"})
+    backend.delete_node_pool(spec.ref)
+    wait_for(backend, spec, {PoolState.GONE})
+    time.sleep(2)  # azure-core's poller would have asked for the operations' status by now
+    operations = {call["operation"] for call in clouds_emulator.calls("azure")}
+    assert "OperationStatus" not in operations, operations
