@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.models.renderedtifields import RenderedTaskInstanceFields
 from airflow.sdk.exceptions import ParamValidationError
-from gpuflow_emulator.testing import EmulatorProcess
+from gpuflow_emulator.testing import EmulatorProcess, free_port
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -126,6 +127,25 @@ def test_training_that_exits_non_zero_fails_the_run_and_tears_everything_down(
     assert states["train"] == "failed"
     assert states["deploy_endpoint"] == "upstream_failed"
     assert states["teardown"] == "success"
+    assert run_objects(clouds_emulator, run) == []
+
+
+def test_a_fallback_cloud_that_cannot_be_reached_does_not_spare_the_run_s_pool(
+    dag: Any, clouds_emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS is only a fallback of the plan, and its API is down (expired credentials would do the same): the
+    teardown still deletes the GCP pool and endpoint, then fails the run naming the cluster it could not check."""
+    aws = json.loads(os.environ["AIRFLOW_CONN_GPUFLOW_AWS"])
+    aws["extra"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("AIRFLOW_CONN_GPUFLOW_AWS", json.dumps(aws))
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp", "aws"], "benchmark_requests": 0})
+    states = task_states(run)
+    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan").xcom_pull(task_ids="plan")
+    assert plan["plan"]["chosen"]["cloud"] == "gcp"
+    assert any(option["cloud"] == "aws" for option in plan["plan"]["fallbacks"])
+    assert states["smoke_test"] == "success"
+    assert states["teardown"] == "failed"
+    assert run.state == "failed"
     assert run_objects(clouds_emulator, run) == []
 
 

@@ -5,6 +5,8 @@ nodes still exist; then the node pools.
 
 It does not trust XCom for what exists: failover may have created several pools, and a task may have
 died before recording one. It lists by the run's label on every cluster of the plan's options instead.
+A cluster it cannot reach (an API down, expired credentials) does not spare the others: every step runs on
+every cluster, and the task then fails naming what it could not do.
 
 Keep-time: when the request asked to keep the endpoint N minutes (``keep_endpoint_minutes``) and the endpoint
 did serve, its Deployment (with its pods), Service and Secret and the pool serving them stay, each labelled
@@ -15,6 +17,8 @@ other clusters) is deleted as usual. The ``gpu_janitor`` DAG deletes the kept on
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -89,26 +93,31 @@ class TeardownOperator(BaseOperator):
         label = {naming.RUN_LABEL: naming.run_key(run.dag_id, run.run_id)}
         keep = self._keep(context)
         backends = [backend_for(c) for c in self._clusters(context)]
+        # One cluster's failure (expired credentials, an API down) must not spare another cluster's GPUs:
+        # every step runs on every cluster, and what failed is raised at the end, with what is left.
+        failures: dict[str, str] = {}
         deleted_objects: list[str] = []
         kept_objects: list[str] = []
         for backend in backends:
-            deleted_here, kept_here = self._sweep_objects(backend, label, keep)
-            deleted_objects += deleted_here
-            kept_objects += kept_here
-        deleted_pools = []
+            with _noted(failures, f"deleting objects on {_where(backend)}", self.log):
+                deleted_here, kept_here = self._sweep_objects(backend, label, keep)
+                deleted_objects += deleted_here
+                kept_objects += kept_here
+        deleted_pools: list[dict[str, Any]] = []
+        listed: list[CloudBackend] = []
         for backend in backends:
-            for status in backend.list_node_pools(label):
-                if keep is not None and status.ref == keep.pool:
-                    backend.label_node_pool(status.ref, naming.expiry_label(keep.until))
-                    continue
-                self.log.info("deleting node pool %s on %s", status.ref.name, backend.cluster.name)
-                backend.delete_node_pool(status.ref)
-                deleted_pools.append(status.ref.to_dict())
-        left = self._wait_until_gone(backends, label, keep)
-        if left:
-            names = ", ".join(f"{s.ref.cloud}/{s.ref.cluster}/{s.ref.name} ({s.state.value})" for s in left)
+            with _noted(failures, f"deleting node pools on {_where(backend)}", self.log):
+                deleted_pools += self._delete_pools(backend, label, keep)
+                listed.append(backend)
+        left = self._wait_until_gone(listed, label, keep, failures)
+        if left or failures:
+            problems = [f"{what}: {error}" for what, error in failures.items()]
+            if left:
+                names = ", ".join(f"{s.ref.cloud}/{s.ref.cluster}/{s.ref.name} ({s.state.value})" for s in left)
+                problems.append(f"{len(left)} node pool(s) left after {self.delete_timeout_s:.0f}s: {names}")
             raise AirflowException(
-                f"teardown left {len(left)} node pool(s) after {self.delete_timeout_s:.0f}s: {names}"
+                f"teardown incomplete ({len(deleted_pools)} node pool(s) deleted; the janitor retries what is "
+                f"labelled with the run): " + "; ".join(problems)
             )
         self.log.info("teardown complete: %d node pool(s) deleted, none left", len(deleted_pools))
         kept = None
@@ -122,6 +131,18 @@ class TeardownOperator(BaseOperator):
                 ", ".join(kept_objects) or "no endpoint object",
             )
         return {"deleted_pools": deleted_pools, "deleted_objects": deleted_objects, "kept": kept}
+
+    def _delete_pools(self, backend: CloudBackend, label: dict[str, str], keep: Keep | None) -> list[dict[str, Any]]:
+        """Request the deletion of the run's pools on this cluster (the kept one is stamped instead)."""
+        deleted = []
+        for status in backend.list_node_pools(label):
+            if keep is not None and status.ref == keep.pool:
+                backend.label_node_pool(status.ref, naming.expiry_label(keep.until))
+                continue
+            self.log.info("deleting node pool %s on %s", status.ref.name, backend.cluster.name)
+            backend.delete_node_pool(status.ref)
+            deleted.append(status.ref.to_dict())
+        return deleted
 
     def _keep(self, context: Context) -> Keep | None:
         """What to keep: the serving pool, when the request asked for keep-time and the endpoint served."""
@@ -168,18 +189,42 @@ class TeardownOperator(BaseOperator):
         return list(found.values())
 
     def _wait_until_gone(
-        self, backends: list[CloudBackend], label: dict[str, str], keep: Keep | None
+        self, backends: list[CloudBackend], label: dict[str, str], keep: Keep | None, failures: dict[str, str]
     ) -> list[NodePoolStatus]:
-        """The run's pools not yet gone (the kept one aside) once all are gone or the timeout has passed."""
+        """The run's pools not yet gone (the kept one aside) once all are gone or the timeout has passed.
+
+        A cluster whose listing fails while waiting is noted in ``failures`` and no longer waited on."""
         deadline = time.monotonic() + self.delete_timeout_s
+        waiting_on = list(backends)
         while True:
-            left = [
-                s
-                for b in backends
-                for s in b.list_node_pools(label)
-                if s.state is not PoolState.GONE and (keep is None or s.ref != keep.pool)
-            ]
+            left = []
+            for backend in list(waiting_on):
+                try:
+                    statuses = backend.list_node_pools(label)
+                except Exception as exc:  # any cloud failure: note it, go on waiting on the other clusters
+                    _note(failures, f"checking node pools on {_where(backend)}", exc, self.log)
+                    waiting_on.remove(backend)
+                    continue
+                left += [s for s in statuses if s.state is not PoolState.GONE and (keep is None or s.ref != keep.pool)]
             if not left or time.monotonic() >= deadline:
                 return left
             self.log.info("waiting for %d node pool(s) to finish deleting", len(left))
             time.sleep(self.poll_interval_s or poll_interval_s_setting())
+
+
+@contextmanager
+def _noted(failures: dict[str, str], what: str, log: Any) -> Iterator[None]:
+    """Run one teardown step; a failure is noted under ``what`` instead of ending the teardown."""
+    try:
+        yield
+    except Exception as exc:  # any cloud or Kubernetes failure: note it, carry on with the other clusters
+        _note(failures, what, exc, log)
+
+
+def _where(backend: CloudBackend) -> str:
+    return f"{backend.cluster.cloud}/{backend.cluster.name}"
+
+
+def _note(failures: dict[str, str], what: str, exc: Exception, log: Any) -> None:
+    log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
+    failures[what] = f"{type(exc).__name__}: {exc}"
