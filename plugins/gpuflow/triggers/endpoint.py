@@ -67,14 +67,13 @@ class EndpointTrigger(BaseTrigger):
         code = NEVER_SERVED
         while time.monotonic() < deadline:
             try:
-                serving, last = await asyncio.to_thread(self._serving)
+                serving, last, crash = await asyncio.to_thread(self._probe)
             except Exception as exc:  # the API or the proxy may be briefly unreachable while pods start
-                serving, last = False, f"{type(exc).__name__}: {exc}"
+                serving, last, crash = False, f"{type(exc).__name__}: {exc}", None
             self.log.info("endpoint %s: %s", self.name, last)
             if serving:
                 yield TriggerEvent(events.success(ref))
                 return
-            crash = await asyncio.to_thread(self._crash)
             if crash:
                 code, last = CRASHING, crash
                 break
@@ -89,26 +88,24 @@ class EndpointTrigger(BaseTrigger):
         )
         yield TriggerEvent(events.failed(error, ref))
 
-    def _crash(self) -> str | None:
-        from gpuflow.kube.cluster import api_client, crash_report
-        from gpuflow.operators.runtime import kube_config
-
-        selector = f"app.kubernetes.io/instance={self.name}"
-        return crash_report(api_client(kube_config(self.cluster)), self.namespace, selector)
-
-    def _serving(self) -> tuple[bool, str]:
-        from gpuflow.kube.cluster import api_client, deployment_status
+    def _probe(self) -> tuple[bool, str, str | None]:
+        """One poll, with one kubeconfig: whether it serves, what was seen, and a crash report if it crashes."""
+        from gpuflow.kube.cluster import api_client, crash_report, deployment_status
         from gpuflow.operators.runtime import kube_config
         from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 
         config = kube_config(self.cluster)
-        status = deployment_status(api_client(config), self.namespace, self.name)
+        api = api_client(config)
+        status = deployment_status(api, self.namespace, self.name)
         if status is None:
-            return False, "deployment not found"
-        if not status.get("availableReplicas"):
-            return False, f"deployment not available yet ({status.get('unavailableReplicas', '?')} unavailable)"
-        with OpenAIClient(service_proxy_endpoint(config, self.namespace, self.name, self.port), timeout_s=30) as client:
-            models = client.models()
-        if self.served_model_name not in models:
-            return False, f"/v1/models lists {models}, not {self.served_model_name}"
-        return True, f"serving {self.served_model_name}"
+            seen = "deployment not found"
+        elif not status.get("availableReplicas"):
+            seen = f"deployment not available yet ({status.get('unavailableReplicas', '?')} unavailable)"
+        else:
+            proxy = service_proxy_endpoint(config, self.namespace, self.name, self.port)
+            with OpenAIClient(proxy, timeout_s=30) as client:
+                models = client.models()
+            if self.served_model_name in models:
+                return True, f"serving {self.served_model_name}", None
+            seen = f"/v1/models lists {models}, not {self.served_model_name}"
+        return False, seen, crash_report(api, self.namespace, f"app.kubernetes.io/instance={self.name}")
