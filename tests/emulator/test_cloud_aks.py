@@ -80,6 +80,17 @@ def test_agent_pool_succeeds_with_aks_labels_and_is_deleted(clouds: EmulatorProc
     aks.agent_pools.begin_delete(RG, CLUSTER, "t4pool").result()  # already gone: 204, no error
 
 
+def test_a_tag_name_with_a_slash_is_refused_as_arm_does(clouds: EmulatorProcess) -> None:
+    with pytest.raises(HttpResponseError) as caught:
+        client(clouds).agent_pools.begin_create_or_update(
+            RG, CLUSTER, "badtags", pool_body(tags={"gpuflow.io/run": "r1", "team": "ml"})
+        )
+    assert caught.value.status_code == 400
+    assert caught.value.error is not None
+    assert caught.value.error.code == "InvalidTagNameCharacters"
+    assert "gpuflow.io/run" in str(caught.value.error.message)
+
+
 def test_sync_sku_not_available(clouds: EmulatorProcess) -> None:
     with pytest.raises(HttpResponseError) as caught:
         client(clouds).agent_pools.begin_create_or_update(RG, CLUSTER, "syncstock", pool_body())

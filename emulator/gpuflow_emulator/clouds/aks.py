@@ -106,6 +106,17 @@ class AksFlavor:
         return "PreemptScheduled", f"Scheduled event: the Spot VM of node {node} will be evicted (Preempt)"
 
 
+# ARM refuses these in tag names on every resource (Kubernetes label keys such as "gpuflow.io/run" included).
+RESERVED_TAG_CHARACTERS = "<>%&\\?/"
+
+
+def _check_tags(tags: dict[str, Any]) -> None:
+    bad = sorted(name for name in tags if any(c in RESERVED_TAG_CHARACTERS for c in name))
+    if bad:
+        message = f"The tag names '{','.join(bad)}' have reserved characters '<,>,%,&,\\,?,/' or control characters."
+        raise CloudFault(Fault(INVALID, code="InvalidTagNameCharacters"), message)
+
+
 def _taint(text: str) -> dict[str, str]:
     """`key=value:Effect` as AKS takes nodeTaints."""
     pair, _, effect = text.partition(":")
@@ -205,6 +216,7 @@ class AksApi:
         cluster, identity = self._cluster(request)
         body = await request.json()
         properties = body.get("properties") or {}
+        _check_tags(properties.get("tags") or {})
         existing = self._find_pool(request)
         if existing is not None:
             return self._update(request, existing, properties)

@@ -166,6 +166,7 @@ class AksBackend:
         try:
             pool = self.client.agent_pools.get(self.resource_group, ref.cluster, ref.name)
             pool.node_labels = {**(pool.node_labels or {}), **labels}
+            pool.tags = {**(pool.tags or {}), **azure_tags(labels)}
             self.client.agent_pools.begin_create_or_update(
                 self.resource_group, ref.cluster, ref.name, pool, polling=FIRE_AND_FORGET
             )
@@ -226,6 +227,12 @@ class AksBackend:
         )
 
 
+def azure_tags(labels: Mapping[str, str]) -> dict[str, str]:
+    """Our labels as Azure tags (for cost reports in Azure): ARM refuses '/' in a tag name, so
+    ``gpuflow.io/run`` is tagged ``gpuflow.io_run``. The node labels keep the Kubernetes keys."""
+    return {key.replace("/", "_"): value for key, value in labels.items()}
+
+
 def _agent_pool(spec: NodePoolSpec) -> Any:
     from azure.mgmt.containerservice.models import AgentPool
     from azure.mgmt.containerservice.models import AgentPoolManagedClusterAgentPoolProfileProperties as Properties
@@ -239,7 +246,7 @@ def _agent_pool(spec: NodePoolSpec) -> Any:
         availability_zones=[spec.zone] if spec.zone else None,
         node_labels=dict(spec.labels),
         node_taints=[f"{t.key}={t.value}:{t.effect}" for t in spec.taints],
-        tags=dict(spec.labels),
+        tags=azure_tags(spec.labels),
         scale_set_priority="Spot" if spot else "Regular",
         scale_set_eviction_policy="Delete" if spot else None,
         spot_max_price=-1 if spot else None,

@@ -9,6 +9,7 @@ import pytest
 from gpuflow_emulator.testing import EmulatorProcess
 from kubernetes import client as k8s
 
+from gpuflow.clouds.azure import AksBackend
 from gpuflow.clouds.base import backend_for
 from gpuflow.core import naming
 from gpuflow.core.errors import CloudError, ErrorKind, Scope
@@ -110,3 +111,15 @@ def test_azure_sends_long_running_operations_without_following_them(clouds_emula
     time.sleep(2)  # azure-core's poller would have asked for the operations' status by now
     operations = {call["operation"] for call in clouds_emulator.calls("azure")}
     assert "OperationStatus" not in operations, operations
+
+
+def test_azure_tags_the_pool_with_arm_safe_names_and_labels_the_nodes_with_ours(
+    clouds_emulator: EmulatorProcess,
+) -> None:
+    backend = AksBackend(cluster_of("azure"))
+    spec = spec_on("azure")
+    backend.create_node_pool(spec)
+    pool = backend.client.agent_pools.get(backend.resource_group, backend.cluster.name, spec.name)
+    assert pool.tags == {key.replace("/", "_"): value for key, value in spec.labels.items()}
+    assert pool.node_labels == spec.labels
+    backend.delete_node_pool(spec.ref)
