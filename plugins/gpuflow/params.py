@@ -53,7 +53,7 @@ def planning_params(
             type="string",
             enum=[c.value for c in CapacityPreference],
             title="Capacity type",
-            description="spot-then-on-demand tries every spot offer before any on-demand one.",
+            description="spot-then-on-demand tries spot offers first, keeping a third of the fallbacks for on-demand.",
             section=WHERE,
         ),
         "clouds": Param(

@@ -6,7 +6,8 @@ option passes the filters of ``FILTERS`` in order and a rejected one is counted 
 fails, so the counts add up and an unsatisfiable request can say which filter removed the last options.
 Survivors are ranked by the request's capacity order, then effective hourly cost (spot includes the
 preemption allowance), then cloud, region, zone, instance type and accelerator: the same input always
-gives the same plan.
+gives the same plan. A later capacity type keeps a share of the fallbacks (``_share_slots``), so a
+``spot-then-on-demand`` plan always holds on-demand options when the catalog has any.
 """
 
 from __future__ import annotations
@@ -134,11 +135,16 @@ def plan(
     wanted = _accelerators(request, catalog)
     blocks = [b for b in request.blocked if b.is_active(now or datetime.now(UTC))]
     funnel = _Funnel()
-    picked: list[Choice] = []
     slots = request.max_fallbacks + 1
-    for capacity in request.capacity.capacity_types:
-        survivors = _filter(request, catalog, wanted, capacity, blocks, funnel, clusters)
-        picked.extend(islice(_spread(survivors, request, capacity), slots - len(picked)))
+    per_capacity = [
+        list(
+            islice(
+                _spread(_filter(request, catalog, wanted, capacity, blocks, funnel, clusters), request, capacity), slots
+            )
+        )
+        for capacity in request.capacity.capacity_types
+    ]
+    picked = _share_slots(per_capacity, slots)
     if not picked:
         raise UnsatisfiableRequest(funnel.explain(request, wanted, catalog, clusters), funnel.rejected)
     chosen = picked[0]
@@ -152,6 +158,21 @@ def plan(
         catalog=catalog.info,
         warnings=_warnings(chosen),
     )
+
+
+def _share_slots(per_capacity: list[list[Choice]], slots: int) -> list[Choice]:
+    """The failover list across capacity types, in the request's order of preference.
+
+    The preferred type (spot, for ``spot-then-on-demand``) comes first, but every later type keeps a third of
+    the slots (at least one, where there are two or more) when it has options: a spot stockout in every
+    region the spot options cover must still find on-demand capacity, which is what the request asked for.
+    """
+    held = min(max(1, slots // 3), slots - 1)
+    guaranteed = [0] + [min(len(options), held) for options in per_capacity[1:]]
+    picked: list[Choice] = []
+    for index, options in enumerate(per_capacity):
+        picked.extend(options[: slots - len(picked) - sum(guaranteed[index + 1 :])])
+    return picked
 
 
 def _accelerators(request: PlanRequest, catalog: Catalog) -> set[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from gpuflow.core.catalog import CapacityType, Catalog
 from gpuflow.core.errors import RequestError, UnsatisfiableRequest
-from gpuflow.core.planner import plan
+from gpuflow.core.planner import Choice, Plan, plan
 from gpuflow.core.request import Block, CapacityPreference, PlanRequest
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
@@ -150,3 +150,38 @@ def test_tpu_placeholder_prices_are_never_chosen(catalog: Catalog) -> None:
     assert all(c.hourly_usd != 700 for c in options)
     assert "southamerica-west1" not in {c.offer.region for c in options}
     assert result.rejected["price_unknown"] >= 1
+
+
+@pytest.mark.parametrize(("max_fallbacks", "on_demand"), [(8, 3), (2, 1), (1, 1)])
+def test_spot_then_on_demand_keeps_a_third_of_the_fallbacks_for_on_demand(
+    catalog: Catalog, max_fallbacks: int, on_demand: int
+) -> None:
+    """Spot offers alone would fill the list, and a spot stockout everywhere would end the run."""
+    request = PlanRequest.from_mapping(
+        {"accelerator": "L4", "capacity": "spot-then-on-demand", "max_fallbacks": max_fallbacks}
+    )
+    result = plan(request, catalog, now=NOW)
+    kinds = [c.capacity_type for c in (result.chosen, *result.fallbacks)]
+    assert len(kinds) == max_fallbacks + 1
+    assert kinds == [CapacityType.SPOT] * (len(kinds) - on_demand) + [CapacityType.ON_DEMAND] * on_demand
+
+
+def test_a_single_option_plan_is_of_the_preferred_capacity(catalog: Catalog) -> None:
+    request = PlanRequest.from_mapping({"accelerator": "L4", "capacity": "spot-then-on-demand", "max_fallbacks": 0})
+    result = plan(request, catalog, now=NOW)
+    assert result.chosen.capacity_type is CapacityType.SPOT
+    assert result.fallbacks == ()
+
+
+def test_when_every_option_fits_the_list_is_every_spot_option_then_every_on_demand_one(catalog: Catalog) -> None:
+    one_region = {"accelerator": "L4", "clouds": "gcp", "regions": "us-central1", "max_fallbacks": 32}
+    mixed, spot, on_demand = (
+        plan(PlanRequest.from_mapping({**one_region, "capacity": capacity}), catalog, now=NOW)
+        for capacity in ("spot-then-on-demand", "spot", "on-demand")
+    )
+
+    def options(p: Plan) -> list[Choice]:
+        return [p.chosen, *p.fallbacks]
+
+    assert len(options(spot)) + len(options(on_demand)) <= 33
+    assert options(mixed) == options(spot) + options(on_demand)
