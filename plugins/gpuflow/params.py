@@ -156,7 +156,8 @@ def job_params(*, training_image: str, training_command: list[str]) -> dict[str,
             None,
             type=["null", "string"],
             title="Hugging Face token connection",
-            description="An Airflow connection whose password is the token (for gated models); empty for none.",
+            description="An Airflow connection whose id starts with hf_ and whose password is the token (for "
+            "gated models); empty for none.",
             section=SERVING,
         ),
         "benchmark_requests": Param(

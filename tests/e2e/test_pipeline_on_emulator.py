@@ -75,10 +75,15 @@ def test_conf_outside_the_form_schema_is_refused_at_trigger(dag: Any, clouds_emu
     assert all(clouds_emulator.calls(cloud) == [] for cloud in ("aws", "gcp", "azure"))
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [{"accelerator": "H10"}, {"hf_token_conn_id": "hf_missing"}, {"hf_token_conn_id": "gpuflow_azure"}],
+    ids=["unknown-accelerator", "token-connection-missing", "not-a-token-connection"],
+)
 def test_invalid_request_fails_in_the_first_task_before_any_cloud_call(
-    dag: Any, clouds_emulator: EmulatorProcess
+    dag: Any, clouds_emulator: EmulatorProcess, bad: dict[str, str]
 ) -> None:
-    run = dag.test(run_conf={**CONF, "accelerator": "H10"})
+    run = dag.test(run_conf={**CONF, **bad})
     states = task_states(run)
     assert run.state == "failed"
     assert states["plan"] == "failed"
@@ -167,8 +172,8 @@ SECRET = "hf_planted_secret_7f3a9c"
 def test_the_hugging_face_token_reaches_only_the_kubernetes_secret(
     dag: Any, clouds_emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_GPUFLOW_HF", json.dumps({"conn_type": "generic", "password": SECRET}))
-    run = dag.test(run_conf={**CONF, "clouds": ["gcp"], "hf_token_conn_id": "gpuflow_hf", "benchmark_requests": 0})
+    monkeypatch.setenv("AIRFLOW_CONN_HF_GPUFLOW", json.dumps({"conn_type": "generic", "password": SECRET}))
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp"], "hf_token_conn_id": "hf_gpuflow", "benchmark_requests": 0})
     assert run.state == "success", task_states(run)
     logs = capfd.readouterr()
     assert "Secret/" in logs.out + logs.err  # the token did go to the endpoint, as a Kubernetes Secret

@@ -18,6 +18,10 @@ _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 # An image reference: [registry/]path[:tag][@digest]; no spaces, at most 255 characters.
 _IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
 _URI = re.compile(r"^(file|s3|gs|az|abfs|abfss|memory)://\S+$|^/\S*$")
+# Only connections made for a Hugging Face token may be handed to an endpoint: whoever can trigger a run picks
+# the serving image, so any other connection's password (a cloud's service principal, say) would leak into it.
+HF_CONNECTION_PREFIX = "hf_"
+_CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 MAX_KEEP_ENDPOINT_MINUTES = 24 * 60
 MAX_BENCHMARK_REQUESTS = 10_000
 MAX_BENCHMARK_RATE = 1_000.0
@@ -67,6 +71,15 @@ class JobRequest:
         if not 0 < self.benchmark_rate <= MAX_BENCHMARK_RATE:
             raise RequestError(
                 "benchmark_rate", self.benchmark_rate, f"requests per second in (0, {MAX_BENCHMARK_RATE}]"
+            )
+        if self.hf_token_conn_id and not (
+            self.hf_token_conn_id.startswith(HF_CONNECTION_PREFIX) and _CONN_ID.match(self.hf_token_conn_id)
+        ):
+            raise RequestError(
+                "hf_token_conn_id",
+                self.hf_token_conn_id,
+                f"the id of an Airflow connection made for the token, starting with '{HF_CONNECTION_PREFIX}' "
+                f"(letters, digits, '_', '.', '-'), e.g. {HF_CONNECTION_PREFIX}default; empty for none",
             )
         serving_options(self.fields(), "validation", self.plan.count)  # checked where vLLM's rules live
 

@@ -7,8 +7,8 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import BaseHook, BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from gpuflow.core.catalog import load_catalog
 from gpuflow.core.clusters import ClusterConfigError
@@ -57,6 +57,7 @@ class PlanOperator(BaseOperator):
         try:
             if self.for_provisioning:
                 job = JobRequest.from_mapping(given)
+                _check_token_connection(job.hf_token_conn_id)
                 result = self._plan_for_provisioning(job.plan)
             else:
                 job = None
@@ -78,3 +79,18 @@ class PlanOperator(BaseOperator):
             self.log.info("failover memory: %d offer block(s) in force", len(remembered))
         request = PlanRequest.from_mapping({**request.to_dict(), "blocked": [*request.blocked, *remembered]})
         return plan(request, load_catalog(self.catalog or catalog_source()), now=now, clusters=clusters().regions)
+
+
+def _check_token_connection(conn_id: str) -> None:
+    """The token's connection must exist and hold a token now, not when the endpoint is deployed (after the
+    pool was bought and the model trained)."""
+    if not conn_id:
+        return
+    try:
+        token = BaseHook.get_connection(conn_id).password
+    except AirflowNotFoundException:
+        raise RequestError(
+            "hf_token_conn_id", conn_id, "an existing Airflow connection (create it with the token as password)"
+        ) from None
+    if not token:
+        raise RequestError("hf_token_conn_id", conn_id, "a connection whose password is the Hugging Face token")

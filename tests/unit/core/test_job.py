@@ -1,0 +1,40 @@
+"""JobRequest: the whole run conf validated at once; every refusal names the field, the value and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gpuflow.core.errors import RequestError
+from gpuflow.core.job import JobRequest
+
+BASE: dict[str, Any] = {"accelerator": "L4"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("job_name", "Not DNS safe!", "1-40 lowercase letters"),
+        ("training_image", "has spaces:1", "an image reference"),
+        ("training_command", ["python", ""], "a non-empty list of arguments"),
+        ("dataset_uri", "ftp://host/data", "an absolute path or a URI"),
+        ("keep_endpoint_minutes", 24 * 60 + 1, "0 to 1440"),
+        ("benchmark_rate", 0.0, "requests per second"),
+        ("hf_token_conn_id", "gpuflow_azure", "starting with 'hf_'"),
+        ("hf_token_conn_id", "hf_has space", "starting with 'hf_'"),
+        ("served_model_name", 7, "a string"),
+        ("jobname", "x", "not a job field"),
+    ],
+)
+def test_a_bad_field_is_refused_with_its_name_value_and_fix(field: str, value: Any, expected: str) -> None:
+    with pytest.raises(RequestError) as error:
+        JobRequest.from_mapping({**BASE, field: value})
+    assert error.value.field == field
+    assert str(error.value).startswith(f"{field}={value!r} is invalid: ")
+    assert expected in error.value.expected
+
+
+def test_only_a_connection_made_for_the_token_may_reach_the_endpoint() -> None:
+    assert JobRequest.from_mapping({**BASE, "hf_token_conn_id": "hf_default"}).hf_token_conn_id == "hf_default"
+    assert JobRequest.from_mapping({**BASE, "hf_token_conn_id": None}).hf_token_conn_id == ""
