@@ -8,13 +8,11 @@ and from the node group's ``health.issues[].code``.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-from gpuflow.clouds import eks_token
+from gpuflow.clouds import eks_token, kubeconfig
 from gpuflow.core.accelerators import NEURON
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clusters import Cluster
@@ -195,32 +193,5 @@ def _unknown(code: str) -> tuple[ErrorKind, Scope]:
 
 
 def _kube_config(cluster: Cluster, server: str, ca_data: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": cluster.name, "cluster": {"server": server, "certificate-authority-data": ca_data}}],
-        "users": [
-            {
-                "name": "gpuflow",
-                "user": {
-                    "exec": {
-                        "apiVersion": eks_token.EXEC_API_VERSION,
-                        "command": sys.executable,
-                        "args": [
-                            "-m",
-                            eks_token.__name__,
-                            "--cluster-name",
-                            cluster.name,
-                            "--region-name",
-                            cluster.region,
-                        ],
-                        # The exec plugin is a new process: make gpuflow importable there as it is here.
-                        "env": [{"name": "PYTHONPATH", "value": str(Path(eks_token.__file__).parents[2])}],
-                        "interactiveMode": "Never",
-                    }
-                },
-            }
-        ],
-        "contexts": [{"name": cluster.name, "context": {"cluster": cluster.name, "user": "gpuflow"}}],
-        "current-context": cluster.name,
-    }
+    user = kubeconfig.exec_user(eks_token.__name__, "--cluster-name", cluster.name, "--region-name", cluster.region)
+    return kubeconfig.kube_config(cluster.name, server, ca_data, user)

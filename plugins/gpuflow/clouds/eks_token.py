@@ -19,7 +19,8 @@ import boto3
 from botocore.model import ServiceId
 from botocore.signers import RequestSigner
 
-EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
+from gpuflow.clouds.kubeconfig import exec_credential
+
 PRESIGNED_URL_EXPIRES_S = 60
 TOKEN_LIFETIME = timedelta(minutes=14)  # EKS accepts a token for 15 minutes; a minute of cushion
 
@@ -42,14 +43,8 @@ def token(cluster_name: str, region: str, session: boto3.Session | None = None) 
     return "k8s-aws-v1." + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
 
 
-def exec_credential(cluster_name: str, region: str, now: datetime | None = None) -> dict[str, object]:
-    expires = (now or datetime.now(UTC)) + TOKEN_LIFETIME
-    return {
-        "kind": "ExecCredential",
-        "apiVersion": EXEC_API_VERSION,
-        "spec": {},
-        "status": {"expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ"), "token": token(cluster_name, region)},
-    }
+def eks_exec_credential(cluster_name: str, region: str, now: datetime | None = None) -> dict[str, object]:
+    return exec_credential(token(cluster_name, region), (now or datetime.now(UTC)) + TOKEN_LIFETIME)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cluster-name", required=True)
     parser.add_argument("--region-name", required=True)
     args = parser.parse_args(argv)
-    print(json.dumps(exec_credential(args.cluster_name, args.region_name)))
+    print(json.dumps(eks_exec_credential(args.cluster_name, args.region_name)))
 
 
 if __name__ == "__main__":

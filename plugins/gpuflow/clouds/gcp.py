@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
+from gpuflow.clouds import gke_token, kubeconfig
 from gpuflow.clouds.connections import extras
 from gpuflow.clouds.http_status import kind_for_status
 from gpuflow.core.accelerators import GKE_ACCELERATOR_TYPES
@@ -44,6 +45,8 @@ GCE_CODES: dict[str, tuple[ErrorKind, Scope]] = {
     "stockout": (ErrorKind.CAPACITY, Scope.OFFER),
 }
 _CODE_IN_TEXT = re.compile(r"\b(" + "|".join(GCE_CODES) + r")\b")
+# Connection extras whose credentials gke_token cannot rebuild in another process (see kube_config).
+_STATIC_TOKEN_CREDENTIALS = ("keyfile_dict", "credential_config_file", "impersonation_chain")
 
 
 class GkeBackend:
@@ -137,23 +140,37 @@ class GkeBackend:
             raise self.classify(exc) from exc
 
     def kube_config(self) -> dict[str, Any]:
-        """Endpoint and CA from GetCluster; the user authenticates with the connection's access token."""
+        """Endpoint and CA from GetCluster; the user gets its tokens as the connection's credentials allow.
+
+        Application Default Credentials or a key file (``key_path``) can mint a token in any process, so the
+        kubeconfig runs ``gpuflow.clouds.gke_token`` for each one (jobs of any length). Credentials the helper
+        cannot rebuild (an inline ``keyfile_dict``, a secret that must not travel in a kubeconfig or a trigger;
+        a ``credential_config_file``; an impersonation chain) give one access token instead, which Google
+        lets live about an hour. Anonymous: no user credentials.
+        """
         try:
             cluster = self.client.get_cluster(name=self.parent)
         except Exception as exc:
             raise self.classify(exc) from exc
         server = cluster.endpoint if "://" in cluster.endpoint else f"https://{cluster.endpoint}"
-        ca = cluster.master_auth.cluster_ca_certificate
-        return _kube_config(self.cluster.name, server, ca, self._access_token())
+        return kubeconfig.kube_config(
+            self.cluster.name, server, cluster.master_auth.cluster_ca_certificate, self._user()
+        )
 
-    def _access_token(self) -> str | None:
-        """An OAuth access token for the Kubernetes API (about an hour), or None for anonymous access."""
+    def _user(self) -> dict[str, Any]:
         if self.settings.get("anonymous"):
-            return None
-        from google.auth.transport.requests import Request
+            return {}
+        if any(self._field(name) for name in _STATIC_TOKEN_CREDENTIALS):
+            from google.auth.transport.requests import Request
 
-        self.credentials.refresh(Request())
-        return str(self.credentials.token)
+            self.credentials.refresh(Request())
+            return {"token": str(self.credentials.token)}
+        key_path = self._field("key_path")
+        return kubeconfig.exec_user(gke_token.__name__, *(["--key-path", str(key_path)] if key_path else []))
+
+    def _field(self, name: str) -> Any:
+        """A google connection extra, under its name or the provider's older prefixed one."""
+        return self.settings.get(name) or self.settings.get(f"extra__google_cloud_platform__{name}")
 
     def classify(self, exc: BaseException) -> CloudError:
         message = str(getattr(exc, "message", "") or exc)
@@ -224,17 +241,3 @@ def _node_pool(spec: NodePoolSpec) -> Any:
         locations=[spec.zone] if spec.zone else [],
         config=config,
     )
-
-
-def _kube_config(name: str, server: str, ca_data: str, token: str | None) -> dict[str, Any]:
-    cluster: dict[str, Any] = {"server": server}
-    if ca_data:
-        cluster["certificate-authority-data"] = ca_data
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": name, "cluster": cluster}],
-        "users": [{"name": "gpuflow", "user": {"token": token} if token else {}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": "gpuflow"}}],
-        "current-context": name,
-    }
