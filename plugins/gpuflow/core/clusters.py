@@ -61,6 +61,18 @@ class Clusters:
     def regions(self) -> frozenset[tuple[str, str]]:
         return frozenset(self.by_region)
 
+    @property
+    def zones(self) -> dict[tuple[str, str], frozenset[str]]:
+        """For each cluster that reaches only some zones of its region, those zones: an EKS cluster's
+        subnets (by availability-zone id), a zonal GKE cluster's zone. AKS and regional GKE reach them all."""
+        reach = {}
+        for key, cluster in self.by_region.items():
+            if cluster.cloud == "aws":
+                reach[key] = frozenset(cluster.settings["subnets"])
+            elif cluster.cloud == "gcp" and cluster.settings["location"] != cluster.region:
+                reach[key] = frozenset({cluster.settings["location"]})
+        return reach
+
 
 def default_clusters_path() -> Path:
     return Path(__file__).resolve().parents[3] / "include" / "config" / "clusters.yaml"

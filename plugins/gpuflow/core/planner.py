@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_right
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -126,11 +127,14 @@ def plan(
     *,
     now: datetime | None = None,
     clusters: Collection[tuple[str, str]] | None = None,
+    zones: Mapping[tuple[str, str], Collection[str]] | None = None,
 ) -> Plan:
     """Rank the options that satisfy ``request``; raise ``UnsatisfiableRequest`` when none does.
 
     ``clusters`` lists the (cloud, region) pairs that have a cluster to add a node pool to; offers
     elsewhere are rejected as ``no_cluster``. None means every region (planning without provisioning).
+    ``zones`` names, for a (cloud, region) whose cluster reaches only some zones (an EKS cluster's subnets, a
+    zonal GKE cluster), the zones it can place a pool in; offers in its other zones are ``no_cluster`` too.
     """
     wanted = _accelerators(request, catalog)
     blocks = [b for b in request.blocked if b.is_active(now or datetime.now(UTC))]
@@ -139,7 +143,12 @@ def plan(
     per_capacity = [
         list(
             islice(
-                _spread(_filter(request, catalog, wanted, capacity, blocks, funnel, clusters), request, capacity), slots
+                _spread(
+                    _filter(request, catalog, wanted, capacity, blocks, funnel, clusters, zones or {}),
+                    request,
+                    capacity,
+                ),
+                slots,
             )
         )
         for capacity in request.capacity.capacity_types
@@ -199,6 +208,7 @@ def _filter(
     blocks: list[Block],
     funnel: _Funnel,
     clusters: Collection[tuple[str, str]] | None,
+    zones: Mapping[tuple[str, str], Collection[str]],
 ) -> list[tuple[OfferGroup, tuple[_Entry, ...]]]:
     """Each group's options that pass every filter for ``capacity``, counting the rejected ones."""
     total = len(catalog.offers)
@@ -235,8 +245,11 @@ def _filter(
             continue
         priced = group.priced[capacity]
         funnel.drop(PRICE_UNKNOWN, group.size - len(priced.prices))
+        reachable = zones.get((group.cloud, group.region))
+        if reachable is not None:
+            priced = _only(priced, partial(_reaches, frozenset(reachable)), funnel, NO_CLUSTER)
         if blocks:
-            priced = _unblocked(priced, capacity, blocks, funnel)
+            priced = _only(priced, lambda o: not any(b.matches(o, capacity) for b in blocks), funnel, BLOCKED)
         if not priced.prices:
             continue
         funnel.seen(MAX_HOURLY, pool_hourly(priced.prices[0]))
@@ -256,10 +269,16 @@ def _filter(
     return survivors
 
 
-def _unblocked(priced: PricedOffers, capacity: CapacityType, blocks: list[Block], funnel: _Funnel) -> PricedOffers:
-    kept = tuple(e for e in priced.entries if not any(b.matches(e[1], capacity) for b in blocks))
-    funnel.drop(BLOCKED, len(priced.entries) - len(kept))
-    return PricedOffers(prices=tuple(k[0] for k, _ in kept), entries=kept)
+def _reaches(zones: frozenset[str], offer: Offer) -> bool:
+    """Whether a cluster restricted to ``zones`` can place the offer (a zoneless one goes where it can)."""
+    return offer.zone is None or offer.zone in zones
+
+
+def _only(priced: PricedOffers, keep: Callable[[Offer], bool], funnel: _Funnel, reason: str) -> PricedOffers:
+    """The offers ``keep`` accepts, still cheapest first; the others are counted as rejected for ``reason``."""
+    kept = tuple(entry for entry in priced.entries if keep(entry[1]))
+    funnel.drop(reason, len(priced.entries) - len(kept))
+    return PricedOffers(prices=tuple(key[0] for key, _ in kept), entries=kept)
 
 
 def _spread(
@@ -337,7 +356,8 @@ class _Funnel:
             MEMORY: f"{what} but none has min_memory_gib>={request.min_memory_gib or 0:g} per accelerator",
             CLOUD: f"{what} but none is on clouds={list(request.clouds)}",
             REGION: f"{what} on clouds={list(request.clouds)} but none is in regions={list(request.regions)}",
-            NO_CLUSTER: f"{what} but none is in a region with a configured cluster ({_cluster_list(clusters)})",
+            NO_CLUSTER: f"{what} but none is in a region (and zone) a configured cluster reaches "
+            f"({_cluster_list(clusters)})",
             PRICE_UNKNOWN: f"{what} but none has a known {request.capacity.value} price",
             BLOCKED: f"{what} but all are blocked after earlier failures ({len(request.blocked)} blocks)",
         }

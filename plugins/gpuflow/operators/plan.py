@@ -78,7 +78,14 @@ class PlanOperator(BaseOperator):
         if remembered:
             self.log.info("failover memory: %d offer block(s) in force", len(remembered))
         request = PlanRequest.from_mapping({**request.to_dict(), "blocked": [*request.blocked, *remembered]})
-        return plan(request, load_catalog(self.catalog or catalog_source()), now=now, clusters=clusters().regions)
+        configured = clusters()
+        return plan(
+            request,
+            load_catalog(self.catalog or catalog_source()),
+            now=now,
+            clusters=configured.regions,
+            zones=configured.zones,
+        )
 
 
 def _check_token_connection(conn_id: str) -> None:

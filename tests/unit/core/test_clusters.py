@@ -46,5 +46,40 @@ def test_planner_only_proposes_regions_with_a_cluster(catalog: Catalog) -> None:
 
 
 def test_no_cluster_is_named_when_it_removes_the_last_offers(catalog: Catalog) -> None:
-    with pytest.raises(UnsatisfiableRequest, match="none is in a region with a configured cluster"):
+    with pytest.raises(UnsatisfiableRequest, match="none is in a region \\(and zone\\) a configured cluster reaches"):
         plan(PlanRequest(accelerator="L4", regions=("asia-*",)), catalog, now=NOW, clusters={("gcp", "us-central1")})
+
+
+def test_a_cluster_reaching_some_zones_says_which() -> None:
+    clusters = load_clusters()
+    zones = clusters.zones
+    subnets = clusters.for_region("aws", "us-east-1").settings["subnets"]
+    assert zones[("aws", "us-east-1")] == frozenset(subnets)
+    assert ("gcp", "us-central1") not in zones  # a regional GKE cluster reaches every zone of its region
+    zonal = parse_clusters(
+        {
+            "clusters": [
+                {
+                    "cloud": "gcp",
+                    "region": "us-central1",
+                    "name": "zonal",
+                    "connection_id": "gpuflow_gcp",
+                    "settings": {"project": "p", "location": "us-central1-a"},
+                }
+            ]
+        },
+        source="test",
+    )
+    assert zonal.zones == {("gcp", "us-central1"): frozenset({"us-central1-a"})}
+
+
+def test_planner_proposes_no_zone_the_cluster_cannot_place_a_pool_in(catalog: Catalog) -> None:
+    """us-east-1 lists H100 nodes in a Local Zone (use1-atl2-az1) where the shipped EKS cluster has no subnet."""
+    clusters = load_clusters()
+    request = PlanRequest(accelerator="H100", count=8, clouds=("aws",), regions=("us-east-1",), max_fallbacks=32)
+    anywhere = plan(request, catalog, now=NOW, clusters=clusters.regions)
+    assert any(c.offer.zone not in clusters.zones[("aws", "us-east-1")] for c in (anywhere.chosen, *anywhere.fallbacks))
+    reachable = plan(request, catalog, now=NOW, clusters=clusters.regions, zones=clusters.zones)
+    options = (reachable.chosen, *reachable.fallbacks)
+    assert {c.offer.zone for c in options} <= clusters.zones[("aws", "us-east-1")]
+    assert reachable.rejected.get("no_cluster", 0) > anywhere.rejected.get("no_cluster", 0)
