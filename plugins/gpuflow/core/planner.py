@@ -245,6 +245,8 @@ def _filter(
             continue
         priced = group.priced[capacity]
         funnel.drop(PRICE_UNKNOWN, group.size - len(priced.prices))
+        # Zones are per offer and only priced offers are listed per capacity type, so an unpriced offer in a
+        # zone the cluster does not reach stays counted as price_unknown; the counts still add up.
         reachable = zones.get((group.cloud, group.region))
         if reachable is not None:
             priced = _only(priced, partial(_reaches, frozenset(reachable)), funnel, NO_CLUSTER)

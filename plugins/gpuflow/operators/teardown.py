@@ -17,8 +17,6 @@ other clusters) is deleted as usual. The ``gpu_janitor`` DAG deletes the kept on
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -99,16 +97,22 @@ class TeardownOperator(BaseOperator):
         deleted_objects: list[str] = []
         kept_objects: list[str] = []
         for backend in backends:
-            with _noted(failures, f"deleting objects on {_where(backend)}", self.log):
+            try:
                 deleted_here, kept_here = self._sweep_objects(backend, label, keep)
-                deleted_objects += deleted_here
-                kept_objects += kept_here
+            except Exception as exc:  # any cloud or Kubernetes failure: note it, carry on with the other clusters
+                _note(failures, f"deleting objects on {_where(backend)}", exc, self.log)
+                continue
+            deleted_objects += deleted_here
+            kept_objects += kept_here
         deleted_pools: list[dict[str, Any]] = []
         listed: list[CloudBackend] = []
         for backend in backends:
-            with _noted(failures, f"deleting node pools on {_where(backend)}", self.log):
+            try:
                 deleted_pools += self._delete_pools(backend, label, keep)
-                listed.append(backend)
+            except Exception as exc:  # as above: the other clusters' pools are still deleted
+                _note(failures, f"deleting node pools on {_where(backend)}", exc, self.log)
+                continue
+            listed.append(backend)
         left = self._wait_until_gone(listed, label, keep, failures)
         if left or failures:
             problems = [f"{what}: {error}" for what, error in failures.items()]
@@ -212,19 +216,11 @@ class TeardownOperator(BaseOperator):
             time.sleep(self.poll_interval_s or poll_interval_s_setting())
 
 
-@contextmanager
-def _noted(failures: dict[str, str], what: str, log: Any) -> Iterator[None]:
-    """Run one teardown step; a failure is noted under ``what`` instead of ending the teardown."""
-    try:
-        yield
-    except Exception as exc:  # any cloud or Kubernetes failure: note it, carry on with the other clusters
-        _note(failures, what, exc, log)
-
-
 def _where(backend: CloudBackend) -> str:
     return f"{backend.cluster.cloud}/{backend.cluster.name}"
 
 
 def _note(failures: dict[str, str], what: str, exc: Exception, log: Any) -> None:
+    """A step that failed on one cluster: logged now, raised with the others at the end of the teardown."""
     log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
     failures[what] = f"{type(exc).__name__}: {exc}"
