@@ -42,7 +42,7 @@ def airflow_cli(*args: str) -> None:
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated metadata DB for this test session, with the pools of ``include/config/pools.json`` imported
-    as the README tells every deployment to (about 10 s, once)."""
+    as docs/operations.md tells every deployment to (about 10 s, once)."""
     airflow_cli("db", "migrate")
     airflow_cli("pools", "import", str(POOLS))
     return AIRFLOW_HOME / "airflow.db"

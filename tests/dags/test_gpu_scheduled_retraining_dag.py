@@ -78,7 +78,7 @@ def test_the_form_defaults_are_the_validated_job_of_the_config(dag: Any, config:
 
 
 def test_unpausing_runs_the_most_recent_tick_once_and_never_the_ones_before(dag: Any, config: RetrainingConfig) -> None:
-    """What the README promises of an unpause: the latest tick of the cron (catchup is off), not a backlog."""
+    """What docs/retraining.md promises of an unpause: the latest tick of the cron (catchup is off), not a backlog."""
     scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     now = pendulum.now("UTC")
     restriction = TimeRestriction(earliest=dag.start_date, latest=None, catchup=False)
