@@ -15,8 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gpuflow.core import accelerators
-from gpuflow_emulator.clouds import clusters
+from gpuflow_emulator.clouds import clusters, machines
 from gpuflow_emulator.clouds.nodepools import CloudFault, NodePools, Operation, Pool, PoolError, PoolState
 from gpuflow_emulator.clouds.scenarios import CAPACITY, QUOTA, SERVER, SYNC, THROTTLED, Fault
 from gpuflow_emulator.config import CloudIdentity, EmulatorConfig
@@ -52,19 +51,8 @@ OPERATION_TYPES = {
     "resize": "SET_NODE_POOL_SIZE",
     "update": "UPGRADE_NODES",  # what GKE reports for UpdateNodePool
 }
-# GKE's accelerator names for catalog models (cloud.google.com/gke-accelerator).
-GKE_ACCELERATORS = {
-    "T4": "nvidia-tesla-t4",
-    "V100": "nvidia-tesla-v100",
-    "P100": "nvidia-tesla-p100",
-    "P4": "nvidia-tesla-p4",
-    "A100": "nvidia-tesla-a100",
-    "A100-80GB": "nvidia-a100-80gb",
-    "H100": "nvidia-h100-80gb",
-    "H100-MEGA": "nvidia-h100-mega-80gb",
-    "H200": "nvidia-h200-141gb",
-    "L4": "nvidia-l4",
-}
+# The taint GKE puts on every GPU node itself (GKE "About GPUs in GKE").
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 
 
 def render(exc: CloudFault) -> web.Response:
@@ -90,12 +78,13 @@ def render(exc: CloudFault) -> web.Response:
 
 
 def gke_accelerator(pool: Pool) -> str | None:
+    """GKE's accelerator type of the pool: the requested one, else that of the machine type's built-in GPUs."""
     requested = pool.request.get("config", {}).get("accelerators") or []
     if requested:
         return str(requested[0]["acceleratorType"])
     if pool.accelerator is None:
         return None
-    return GKE_ACCELERATORS.get(pool.accelerator, f"nvidia-{pool.accelerator.lower()}")
+    return machines.gke_accelerators().types.get(pool.accelerator)
 
 
 class GkeFlavor:
@@ -110,14 +99,14 @@ class GkeFlavor:
     def node_labels(self, pool: Pool, zone: str) -> dict[str, str]:
         labels = {"topology.kubernetes.io/zone": zone, "cloud.google.com/gke-nodepool": pool.name}
         if accelerator := gke_accelerator(pool):
-            labels["cloud.google.com/gke-accelerator"] = accelerator
+            labels[machines.gke_accelerators().label] = accelerator
         if pool.spot:
             labels["cloud.google.com/gke-spot"] = "true"
         return labels
 
     def node_taints(self, pool: Pool) -> list[dict[str, str]]:
-        if pool.accelerator and accelerators.resource_name(pool.accelerator) == accelerators.NVIDIA:
-            return [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+        if pool.accelerator and pool.resource == machines.gke_accelerators().resource:
+            return [dict(GPU_TAINT)]
         return []
 
     def failure(self, pool: Pool, fault: Fault) -> PoolError:
@@ -231,6 +220,7 @@ class GkeApi:
             ],
             accelerator=requested[0]["acceleratorType"] if requested else None,
             accelerators_per_node=int(requested[0].get("acceleratorCount", 0)) if requested else 0,
+            resource=machines.gke_accelerators().resource if requested else None,
             request={**spec, "locations": list(zones), "project": request.match_info["project"]},
         )
         operation = self.pools.create(pool)

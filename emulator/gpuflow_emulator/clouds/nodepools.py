@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import time
 import uuid
@@ -19,8 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from gpuflow.core import accelerators
-from gpuflow.core.catalog import load_catalog
+from gpuflow_emulator.clouds import machines
 from gpuflow_emulator.clouds.scenarios import ASYNC, Decision, Fault, Scenario, Target
 from gpuflow_emulator.emulator import Emulator
 
@@ -52,18 +50,13 @@ class PoolError:
     status: str | None = None
 
 
-@functools.cache
-def catalog_shape(cloud: str, instance_type: str) -> tuple[str, int] | None:
-    """(accelerator, count per node) of an instance type as the project's catalog lists it."""
-    for offer in load_catalog().offers:
-        if offer.cloud == cloud and offer.instance_type == instance_type:
-            return offer.accelerator, offer.accelerator_count
-    return None
-
-
 @dataclass
 class Pool:
-    """One node pool as the emulator holds it; `request` keeps the cloud-specific fields to echo back."""
+    """One node pool as the emulator holds it; `request` keeps the cloud-specific fields to echo back.
+
+    Without an explicit accelerator (GKE's `accelerators` config) the instance type's own comes from the
+    emulator's table (`machines`), with the Kubernetes resource its nodes advertise it as.
+    """
 
     cloud: str
     cluster: str
@@ -77,6 +70,7 @@ class Pool:
     taints: list[dict[str, str]] = field(default_factory=list)
     accelerator: str | None = None
     accelerators_per_node: int = 0
+    resource: str | None = None
     request: dict[str, Any] = field(default_factory=dict)
     state: PoolState = PoolState.CREATING
     error: PoolError | None = None
@@ -86,8 +80,8 @@ class Pool:
     serial: int = 0
 
     def __post_init__(self) -> None:
-        if self.accelerator is None and (shape := catalog_shape(self.cloud, self.instance_type)):
-            self.accelerator, self.accelerators_per_node = shape
+        if self.accelerator is None and (shape := machines.shape(self.cloud, self.instance_type)):
+            self.accelerator, self.accelerators_per_node, self.resource = shape.accelerator, shape.count, shape.resource
 
     @property
     def target(self) -> Target:
@@ -103,9 +97,9 @@ class Pool:
         )
 
     def allocatable(self) -> dict[str, str]:
-        if not self.accelerator or not self.accelerators_per_node:
+        if not (self.accelerator and self.resource and self.accelerators_per_node):
             return {}
-        return {accelerators.resource_name(self.accelerator): str(self.accelerators_per_node)}
+        return {self.resource: str(self.accelerators_per_node)}
 
     def set_state(self, state: PoolState, error: PoolError | None = None) -> None:
         self.state, self.error, self.modified_at = state, error, time.time()
