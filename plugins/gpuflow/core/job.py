@@ -12,7 +12,7 @@ from typing import Any
 
 from gpuflow.core.errors import RequestError
 from gpuflow.core.request import PlanRequest
-from gpuflow.serving.vllm_args import VllmOptions
+from gpuflow.core.vllm_options import VllmOptions
 
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 # An image reference: [registry/]path[:tag][@digest]; no spaces, at most 255 characters.

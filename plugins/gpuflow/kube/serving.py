@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gpuflow.core.errors import RequestError
+from gpuflow.core.vllm_options import VllmOptions
 from gpuflow.kube.objects import (
     SecretKeyRef,
     dns1035_label,
@@ -27,7 +28,7 @@ from gpuflow.kube.objects import (
     shm_volume,
 )
 from gpuflow.kube.placement import Placement
-from gpuflow.serving.vllm_args import PORT, VllmOptions, vllm_args
+from gpuflow.serving.vllm_args import PORT, vllm_args
 
 CONTAINER = "vllm"
 PORT_NAME = "http"
