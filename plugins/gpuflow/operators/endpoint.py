@@ -9,12 +9,13 @@ from typing import Any, NoReturn
 from airflow.sdk import BaseHook, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
+from gpuflow.clouds.access import kube_config
 from gpuflow.core import naming
 from gpuflow.core.job import serving_options
 from gpuflow.core.settings import poll_interval_s
 from gpuflow.kube.cluster import api_client, apply
 from gpuflow.kube.serving import EndpointSpec, endpoint_manifests, rclone_downloader
-from gpuflow.operators.runtime import JOB_NAMESPACE, artifacts_uri, kube_config, placement_on, run_of
+from gpuflow.operators.runtime import JOB_NAMESPACE, artifacts_uri, placement_on, run_of
 from gpuflow.serving.benchmark import BenchmarkConfig, format_report, run_benchmark, write_report
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.smoke import smoke_test
