@@ -29,7 +29,7 @@ class NameRule:
 
 @dataclass(frozen=True, slots=True)
 class CloudTraits:
-    """What gpuflow must know about one cloud: its cluster settings, names, node labels and backend."""
+    """What gpuflow must know about one cloud: its cluster settings, names, node labels, storage and backend."""
 
     name: str
     kubernetes: str  # the managed Kubernetes, for messages
@@ -43,6 +43,11 @@ class CloudTraits:
     accelerator_label: str | None = None
     accelerator_label_values: Mapping[str, str] = field(default_factory=dict)
     spot_taint: tuple[str, str] | None = None  # (key, value) the cloud itself taints spot nodes with
+    # The URI schemes of its object storage, each with the rclone remote that copies a model from it into a
+    # serving pod; None for a scheme rclone cannot read (see ``gpuflow.core.storage``).
+    storage_schemes: Mapping[str, str | None] = field(default_factory=dict)
+    model_uri_shape: str = ""  # what a URI rclone copies a model from looks like, for messages
+    rclone_env: Mapping[str, str] = field(default_factory=dict)  # how rclone authenticates to that storage
 
 
 def _subnet_zones(region: str, settings: Mapping[str, Any]) -> frozenset[str]:
@@ -74,6 +79,9 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             pool_label="eks.amazonaws.com/nodegroup",
             accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.NEURON}),
             backend="gpuflow.clouds.aws:EksBackend",
+            storage_schemes={"s3": ":s3:"},
+            model_uri_shape="s3://BUCKET/PATH",
+            rclone_env={"RCLONE_S3_PROVIDER": "AWS", "RCLONE_S3_ENV_AUTH": "true"},
         ),
         # GKE node pool names: up to 40 lowercase letters, digits and hyphens, starting with a letter and ending
         # alphanumeric (GKE rejects longer names; Terraform's provider documents the same limit).
@@ -89,6 +97,9 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             accelerator_label="cloud.google.com/gke-accelerator",
             accelerator_label_values=accelerators.GKE_ACCELERATOR_TYPES,
             spot_taint=("cloud.google.com/gke-spot", "true"),
+            storage_schemes={"gs": ":gcs:"},
+            model_uri_shape="gs://BUCKET/PATH",
+            rclone_env={"RCLONE_GCS_ENV_AUTH": "true"},
         ),
         # AKS Linux agent pool names: 1 to 12 lowercase letters and digits, starting with a letter (AKS docs).
         CloudTraits(
@@ -101,6 +112,10 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.AMD}),
             backend="gpuflow.clouds.azure:AksBackend",
             spot_taint=("kubernetes.azure.com/scalesetpriority", "spot"),
+            # rclone reads Blob storage as az://ACCOUNT/CONTAINER/PATH; fsspec's abfs:// names are not its own.
+            storage_schemes={"az": ":azureblob:", "abfs": None, "abfss": None},
+            model_uri_shape="az://ACCOUNT/CONTAINER/PATH",
+            rclone_env={"RCLONE_AZUREBLOB_ENV_AUTH": "true"},
         ),
     )
 }

@@ -42,6 +42,20 @@ def test_every_record_is_complete(facts: CloudTraits) -> None:
 
 
 @pytest.mark.parametrize("facts", CLOUD_TRAITS.values(), ids=CLOUDS)
+def test_its_storage_can_hold_a_model_the_endpoint_downloads(facts: CloudTraits) -> None:
+    servable = [scheme for scheme, remote in facts.storage_schemes.items() if remote]
+    assert servable
+    assert all(re.match(r"^:[a-z0-9]+:$", remote) for remote in facts.storage_schemes.values() if remote)
+    assert facts.model_uri_shape.split("://")[0] in servable
+    assert facts.rclone_env
+
+
+def test_no_two_clouds_claim_a_storage_scheme() -> None:
+    schemes = [scheme for facts in CLOUD_TRAITS.values() for scheme in facts.storage_schemes]
+    assert len(schemes) == len(set(schemes))
+
+
+@pytest.mark.parametrize("facts", CLOUD_TRAITS.values(), ids=CLOUDS)
 def test_the_backend_path_names_an_importable_class(facts: CloudTraits) -> None:
     module, _, name = facts.backend.partition(":")
     assert module.startswith("gpuflow.clouds.")
