@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from gpuflow.core.catalog import CLOUDS
+from gpuflow.core.clouds import CLOUDS
 from gpuflow.core.job import MAX_KEEP_ENDPOINT_MINUTES
 from gpuflow.core.request import DEFAULT_SPOT_ALLOWANCE, MAX_ACCELERATORS_PER_NODE, MAX_NODES, CapacityPreference
 

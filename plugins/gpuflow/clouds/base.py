@@ -1,4 +1,4 @@
-"""The protocol every cloud backend implements, and the registry that builds one for a cluster.
+"""The protocol every cloud backend implements, and the function that builds one for a cluster.
 
 A backend makes one SDK call per method and decides nothing: failover, retries and blocking live in
 ``gpuflow.core.failover``. Create is get-or-create and delete of a missing pool succeeds, so every
@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from importlib import import_module
 from typing import Any, Protocol, runtime_checkable
 
+from gpuflow.core.clouds import traits
 from gpuflow.core.clusters import Cluster
 from gpuflow.core.errors import CloudError
 from gpuflow.core.nodepool import NodePoolRef, NodePoolSpec, NodePoolStatus
@@ -52,15 +53,9 @@ class CloudBackend(Protocol):
         ...
 
 
-BACKENDS = {
-    "aws": "gpuflow.clouds.aws:EksBackend",
-    "gcp": "gpuflow.clouds.gcp:GkeBackend",
-    "azure": "gpuflow.clouds.azure:AksBackend",
-}
-
-
 def backend_class(cloud: str) -> Callable[..., CloudBackend]:
-    module, _, name = BACKENDS[cloud].partition(":")
+    """The backend class named by the cloud's ``CloudTraits.backend``, imported now (and its SDK with it)."""
+    module, _, name = traits(cloud).backend.partition(":")
     factory: Callable[..., CloudBackend] = getattr(import_module(module), name)
     return factory
 

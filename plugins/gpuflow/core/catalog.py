@@ -19,9 +19,9 @@ from enum import StrEnum
 from pathlib import Path
 
 from gpuflow.core import accelerators
+from gpuflow.core.clouds import CLOUDS
 from gpuflow.core.errors import CatalogError
 
-CLOUDS = ("aws", "gcp", "azure")
 COLUMNS = (
     "cloud",
     "instance_type",

@@ -15,14 +15,8 @@ from typing import Any
 
 import yaml
 
-from gpuflow.core.catalog import CLOUDS
+from gpuflow.core.clouds import CLOUDS, traits
 from gpuflow.core.errors import GpuflowError
-
-REQUIRED_SETTINGS = {
-    "aws": ("node_role_arn", "subnets"),
-    "gcp": ("project", "location"),
-    "azure": ("subscription_id", "resource_group"),
-}
 
 
 class ClusterConfigError(GpuflowError):
@@ -63,14 +57,13 @@ class Clusters:
 
     @property
     def zones(self) -> dict[tuple[str, str], frozenset[str]]:
-        """For each cluster that reaches only some zones of its region, those zones: an EKS cluster's
-        subnets (by availability-zone id), a zonal GKE cluster's zone. AKS and regional GKE reach them all."""
+        """For each cluster that reaches only some zones of its region, those zones (see
+        ``CloudTraits.reachable_zones``: an EKS cluster's subnets, a zonal GKE cluster's zone)."""
         reach = {}
         for key, cluster in self.by_region.items():
-            if cluster.cloud == "aws":
-                reach[key] = frozenset(cluster.settings["subnets"])
-            elif cluster.cloud == "gcp" and cluster.settings["location"] != cluster.region:
-                reach[key] = frozenset({cluster.settings["location"]})
+            zones = traits(cluster.cloud).reachable_zones(cluster.region, cluster.settings)
+            if zones is not None:
+                reach[key] = zones
         return reach
 
 
@@ -110,7 +103,7 @@ def _cluster(entry: Any, where: str) -> Cluster:
     if cloud not in CLOUDS:
         raise ClusterConfigError(f"{where}.cloud={cloud!r} is invalid: one of {', '.join(CLOUDS)}")
     settings = entry.get("settings") or {}
-    missing = [key for key in REQUIRED_SETTINGS[cloud] if key not in settings]
+    missing = [key for key in traits(cloud).required_settings if key not in settings]
     if missing:
         raise ClusterConfigError(f"{where}.settings lacks {', '.join(missing)} (required for {cloud})")
     return Cluster(cloud, entry["region"], entry["name"], entry["connection_id"], dict(settings))

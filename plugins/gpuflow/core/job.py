@@ -12,7 +12,8 @@ from typing import Any
 
 from gpuflow.core.errors import RequestError
 from gpuflow.core.request import PlanRequest
-from gpuflow.serving.vllm_args import VllmOptions
+from gpuflow.core.storage import require_servable
+from gpuflow.core.vllm_options import VllmOptions
 
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 # An image reference: [registry/]path[:tag][@digest]; no spaces, at most 255 characters.
@@ -60,6 +61,8 @@ class JobRequest:
             value = getattr(self, name)
             if value and not _URI.match(value):
                 raise RequestError(name, value, "an absolute path or a URI: file://, s3://, gs://, az://, abfs://")
+        if self.output_uri:
+            require_servable("output_uri", self.output_uri)  # the endpoint serves the model trained there
         if not 0 <= self.keep_endpoint_minutes <= MAX_KEEP_ENDPOINT_MINUTES:
             raise RequestError("keep_endpoint_minutes", self.keep_endpoint_minutes, f"0 to {MAX_KEEP_ENDPOINT_MINUTES}")
         if len(self.serving_image) > 255 or not _IMAGE.match(self.serving_image):

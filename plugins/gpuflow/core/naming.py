@@ -1,12 +1,8 @@
 """Every resource name and ownership label gpuflow puts on a cloud, derived from the run alone.
 
 Names are a pure function of (dag_id, run_id, offer), so a retried task recomputes the same name (create
-becomes get-or-create) and the janitor can tell which run owns a resource. Each cloud's name rule is data:
-- EKS node group: up to 63 characters, letters, digits, hyphens and underscores, starting alphanumeric
-  (EKS CreateNodegroup API reference).
-- GKE node pool: up to 40 characters, lowercase letters, digits and hyphens, starting with a letter and
-  ending alphanumeric (GKE rejects longer names; Terraform's provider documents the same limit).
-- AKS Linux agent pool: 1 to 12 lowercase letters and digits, starting with a letter (AKS node pool docs).
+becomes get-or-create) and the janitor can tell which run owns a resource. Each cloud's name rule is data,
+in its ``CloudTraits`` (``gpuflow.core.clouds``).
 """
 
 from __future__ import annotations
@@ -14,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from gpuflow.core.clouds import traits
 
 MANAGED_LABEL = "gpuflow.io/managed"
 DAG_LABEL = "gpuflow.io/dag"
@@ -23,21 +20,6 @@ RUN_LABEL = "gpuflow.io/run"
 EXPIRES_LABEL = "gpuflow.io/expires-at"
 PREFIX = "gf"
 _LABEL_VALUE_MAX = 63
-
-
-@dataclass(frozen=True, slots=True)
-class NameRule:
-    """How long a cloud's pool name may be and whether it may contain hyphens."""
-
-    max_length: int
-    hyphens: bool
-
-
-NAME_RULES = {
-    "aws": NameRule(max_length=63, hyphens=True),
-    "gcp": NameRule(max_length=40, hyphens=True),
-    "azure": NameRule(max_length=12, hyphens=False),
-}
 
 
 def digest(*parts: str, length: int = 10) -> str:
@@ -57,7 +39,7 @@ def run_key(dag_id: str, run_id: str) -> str:
 
 def pool_name(cloud: str, dag_id: str, run_id: str, offer_key: str) -> str:
     """The node pool name for one attempt of one run: ``gf-<dag slug>-<digest>``, shortened to fit the cloud."""
-    rule = NAME_RULES[cloud]
+    rule = traits(cloud).name_rule
     suffix = digest(dag_id, run_id, offer_key)
     if not rule.hyphens:
         return (PREFIX + suffix)[: rule.max_length]

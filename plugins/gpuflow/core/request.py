@@ -15,7 +15,8 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
-from gpuflow.core.catalog import CLOUDS, CapacityType, Offer
+from gpuflow.core.catalog import CapacityType, Offer
+from gpuflow.core.clouds import CLOUDS
 from gpuflow.core.errors import RequestError
 
 MAX_ACCELERATORS_PER_NODE = 16

@@ -2,7 +2,7 @@
 
 Each managed Kubernetes labels its pool nodes differently (EKS node groups, GKE node pools, AKS agent pools),
 and spot nodes on GKE and AKS carry a taint of their own. Getting one of these wrong leaves a pod Pending
-forever, so they are derived in one place from the pool alone.
+forever, so they are derived in one place from the pool alone and the cloud's ``CloudTraits``.
 """
 
 from __future__ import annotations
@@ -12,21 +12,10 @@ from typing import Any
 
 from gpuflow.core import accelerators
 from gpuflow.core.catalog import CapacityType
+from gpuflow.core.clouds import CloudTraits, traits
 from gpuflow.core.errors import RequestError
 from gpuflow.core.nodepool import NodePoolSpec
 
-POOL_LABELS = {
-    "aws": "eks.amazonaws.com/nodegroup",
-    "gcp": "cloud.google.com/gke-nodepool",
-    "azure": "kubernetes.azure.com/agentpool",
-}
-GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
-# GKE's accelerator type for each canonical name (GKE "GPU platforms" documentation); TPUs use other labels.
-# The taint each cloud puts on spot nodes itself (GKE spot VMs, AKS spot node pools); EKS adds none.
-SPOT_TAINTS = {
-    "gcp": ("cloud.google.com/gke-spot", "true"),
-    "azure": ("kubernetes.azure.com/scalesetpriority", "spot"),
-}
 ACCELERATOR_TAINT_VALUE = "present"  # the value gpuflow taints its pools with (see NodePoolSpec.from_choice)
 
 
@@ -56,8 +45,7 @@ def placement(
     cloud: str, pool: str, accelerator: str, accelerator_count: int, capacity_type: CapacityType | str
 ) -> Placement:
     """The placement on pool ``pool`` of ``cloud`` whose nodes each hold ``accelerator_count`` ``accelerator``."""
-    if cloud not in POOL_LABELS:
-        raise RequestError("cloud", cloud, f"one of {', '.join(POOL_LABELS)}")
+    facts = traits(cloud)
     if not pool:
         raise RequestError("pool", pool, "the node pool's name")
     if isinstance(accelerator_count, bool) or not isinstance(accelerator_count, int) or accelerator_count < 1:
@@ -67,12 +55,16 @@ def placement(
     except ValueError:
         raise RequestError("capacity_type", capacity_type, f"one of {', '.join(CapacityType)}") from None
     resource = accelerators.resource_name(accelerator)
-    selector = {POOL_LABELS[cloud]: pool}
-    if cloud == "gcp" and resource == accelerators.NVIDIA:
-        selector[GKE_ACCELERATOR_LABEL] = _gke_accelerator(accelerator)
+    if resource not in facts.accelerator_resources:
+        raise RequestError(
+            "accelerator", accelerator, f"an accelerator {facts.kubernetes} nodes offer: {_offered(facts)}"
+        )
+    selector = {facts.pool_label: pool}
+    if facts.accelerator_label and resource == accelerators.NVIDIA:
+        selector[facts.accelerator_label] = _accelerator_label_value(facts, accelerator)
     tolerations = [_toleration(resource, ACCELERATOR_TAINT_VALUE)]
-    if capacity is CapacityType.SPOT and cloud in SPOT_TAINTS:
-        tolerations.append(_toleration(*SPOT_TAINTS[cloud]))
+    if capacity is CapacityType.SPOT and facts.spot_taint:
+        tolerations.append(_toleration(*facts.spot_taint))
     return Placement(selector, tuple(tolerations), resource, accelerator_count)
 
 
@@ -81,10 +73,13 @@ def placement_for_pool(spec: NodePoolSpec) -> Placement:
     return placement(spec.cluster.cloud, spec.name, spec.accelerator, spec.accelerator_count, spec.capacity_type)
 
 
-def _gke_accelerator(accelerator: str) -> str:
+def _offered(facts: CloudTraits) -> str:
+    return f"{', '.join(sorted(facts.accelerator_resources))} (no pod can land on a node without its resource)"
+
+
+def _accelerator_label_value(facts: CloudTraits, accelerator: str) -> str:
     name = accelerators.canonical_name(accelerator)
-    if name not in accelerators.GKE_ACCELERATOR_TYPES:
-        raise RequestError(
-            "accelerator", accelerator, f"a GPU GKE offers: {', '.join(accelerators.GKE_ACCELERATOR_TYPES)}"
-        )
-    return accelerators.GKE_ACCELERATOR_TYPES[name]
+    values = facts.accelerator_label_values
+    if name not in values:
+        raise RequestError("accelerator", accelerator, f"a GPU {facts.kubernetes} offers: {', '.join(values)}")
+    return values[name]

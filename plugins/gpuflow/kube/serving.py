@@ -5,8 +5,8 @@ Choices that matter on GPUs:
   pod would wait forever for GPUs the old pod still holds.
 - A startup probe with a long budget: loading weights takes minutes, and liveness must not kill the server
   meanwhile. Readiness then watches ``/v1/models`` (the model is being served), liveness ``/health``.
-- Weights given as an object-storage URI (s3://, gs://, az://) are copied into the cache volume by an init
-  container before vLLM starts, so vLLM only ever reads a local directory.
+- Weights given as an object-storage URI (s3://, gs://, az://: ``gpuflow.core.storage``) are copied into the
+  cache volume by an init container before vLLM starts, so vLLM only ever reads a local directory.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from gpuflow.core.clouds import CLOUD_TRAITS
 from gpuflow.core.errors import RequestError
+from gpuflow.core.storage import object_store, servable_shapes
+from gpuflow.core.vllm_options import VllmOptions
 from gpuflow.kube.objects import (
     SecretKeyRef,
     dns1035_label,
@@ -27,7 +30,7 @@ from gpuflow.kube.objects import (
     shm_volume,
 )
 from gpuflow.kube.placement import Placement
-from gpuflow.serving.vllm_args import PORT, VllmOptions, vllm_args
+from gpuflow.serving.vllm_args import PORT, vllm_args
 
 CONTAINER = "vllm"
 PORT_NAME = "http"
@@ -36,14 +39,8 @@ CACHE_DIR = "/models"
 WEIGHTS_DIR = f"{CACHE_DIR}/weights"  # where a URI's weights are copied
 HF_TOKEN_KEY = "token"
 RCLONE_IMAGE = "rclone/rclone:1.68.2"
-# rclone's on-the-fly remotes, one per scheme; credentials come from the pod's workload identity (env auth).
-_RCLONE_REMOTES = {"s3": ":s3:", "gs": ":gcs:", "az": ":azureblob:"}
-_RCLONE_ENV = {
-    "RCLONE_S3_PROVIDER": "AWS",
-    "RCLONE_S3_ENV_AUTH": "true",
-    "RCLONE_GCS_ENV_AUTH": "true",
-    "RCLONE_AZUREBLOB_ENV_AUTH": "true",
-}
+# Credentials come from the pod's workload identity (env auth) on every cloud.
+_RCLONE_ENV = {key: value for facts in CLOUD_TRAITS.values() for key, value in facts.rclone_env.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +99,8 @@ class EndpointSpec:
     @property
     def model_uri(self) -> str | None:
         """The object-storage URI the weights come from, or None for a Hugging Face id or a path."""
-        return self.options.model if urlsplit(self.options.model).scheme in _RCLONE_REMOTES else None
+        store = object_store(self.options.model)
+        return self.options.model if store is not None and store.rclone_remote is not None else None
 
     @property
     def selector(self) -> dict[str, str]:
@@ -118,11 +116,11 @@ class EndpointSpec:
 
 
 def rclone_downloader(uri: str) -> ModelDownloader:
-    """Copy ``uri`` with rclone: s3://BUCKET/PATH, gs://BUCKET/PATH or az://ACCOUNT/CONTAINER/PATH."""
-    parts = urlsplit(uri)
-    remote = _RCLONE_REMOTES.get(parts.scheme)
+    """Copy ``uri`` with rclone, through the remote its object store names (rclone's on-the-fly remotes)."""
+    parts, store = urlsplit(uri), object_store(uri)
+    remote = store.rclone_remote if store is not None else None
     if remote is None or not parts.netloc:
-        raise RequestError("model", uri, "s3://BUCKET/PATH, gs://BUCKET/PATH or az://ACCOUNT/CONTAINER/PATH")
+        raise RequestError("model", uri, servable_shapes())
     flags: tuple[str, ...] = ()
     source = f"{remote}{parts.netloc}{parts.path}"
     if parts.scheme == "az":

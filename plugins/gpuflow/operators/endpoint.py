@@ -9,12 +9,13 @@ from typing import Any, NoReturn
 from airflow.sdk import BaseHook, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
+from gpuflow.clouds.access import kube_config
 from gpuflow.core import naming
 from gpuflow.core.job import serving_options
 from gpuflow.core.settings import poll_interval_s
 from gpuflow.kube.cluster import api_client, apply
-from gpuflow.kube.serving import EndpointSpec, endpoint_manifests, rclone_downloader
-from gpuflow.operators.runtime import JOB_NAMESPACE, artifacts_uri, kube_config, placement_on, run_of
+from gpuflow.kube.serving import EndpointSpec, endpoint_manifests
+from gpuflow.operators.runtime import JOB_NAMESPACE, artifacts_uri, placement_on, run_of
 from gpuflow.serving.benchmark import BenchmarkConfig, format_report, run_benchmark, write_report
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.smoke import smoke_test
@@ -74,7 +75,6 @@ class DeployEndpointOperator(_EndpointTask):
             options=serving_options(job, model, int(choice["accelerator_count"])),
             placement=placement_on(pool),
             labels=naming.ownership_labels(run.dag_id, run.run_id),
-            downloader=rclone_downloader(model) if "://" in model and not model.startswith("file://") else None,
         )
         token = BaseHook.get_connection(job["hf_token_conn_id"]).password if job["hf_token_conn_id"] else None
         applied = apply(api_client(kube_config(pool["cluster"])), endpoint_manifests(spec, token))

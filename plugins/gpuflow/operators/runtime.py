@@ -10,7 +10,7 @@ from airflow.sdk import Context
 
 from gpuflow.core.clusters import Cluster, Clusters, load_clusters
 from gpuflow.core.naming import run_key
-from gpuflow.core.settings import airflow_home, artifacts_base, clusters_source
+from gpuflow.core.settings import artifacts_base, clusters_source
 from gpuflow.kube.placement import Placement, placement
 from gpuflow.provisioning import Provisioner, Run
 from gpuflow.state.store import BlockStore
@@ -39,28 +39,6 @@ def plan_choices(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
 def cluster_dict(cluster: Cluster) -> dict[str, Any]:
     """A cluster as plain data, for XCom and trigger kwargs."""
     return {**asdict(cluster), "settings": dict(cluster.settings)}
-
-
-def kube_config(cluster: Mapping[str, Any]) -> dict[str, Any]:
-    """A kubeconfig for a cluster given as plain data (XCom), from its cloud's API."""
-    from gpuflow.clouds.base import backend_for
-
-    return backend_for(Cluster(**cluster)).kube_config()
-
-
-def kube_config_file(cluster: Mapping[str, Any]) -> str:
-    """The cluster's kubeconfig written where this worker's KubernetesPodOperator can read it (mode 0600).
-
-    Rewritten on every call: a deferred task resumes on any worker, and credentials rotate.
-    """
-    import yaml
-
-    directory = airflow_home() / "gpuflow" / "kubeconfigs"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{cluster['cloud']}-{cluster['region']}-{cluster['name']}.yaml"
-    path.touch(mode=0o600, exist_ok=True)
-    path.write_text(yaml.safe_dump(kube_config(cluster)))
-    return str(path)
 
 
 def artifacts_uri(run: Run) -> str:

@@ -12,9 +12,10 @@ from typing import Any
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import Context
 
+from gpuflow.clouds.access import kube_config_file
 from gpuflow.core import naming
 from gpuflow.kube.training import training_pod
-from gpuflow.operators.runtime import JOB_NAMESPACE, artifacts_uri, kube_config_file, placement_on, run_of
+from gpuflow.operators.runtime import JOB_NAMESPACE, artifacts_uri, placement_on, run_of
 
 # A GPU node may have to be created and join the cluster before the pod can be scheduled.
 SCHEDULE_TIMEOUT_S = 20 * 60

@@ -90,8 +90,8 @@ class EndpointTrigger(BaseTrigger):
 
     def _probe(self) -> tuple[bool, str, str | None]:
         """One poll, with one kubeconfig: whether it serves, what was seen, and a crash report if it crashes."""
+        from gpuflow.clouds.access import kube_config
         from gpuflow.kube.cluster import api_client, crash_report, deployment_status
-        from gpuflow.operators.runtime import kube_config
         from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 
         config = kube_config(self.cluster)

@@ -13,12 +13,12 @@ import yaml
 from gpuflow_emulator.testing import EmulatorProcess, eventually
 from openai_double import MODEL
 
+from gpuflow.core.vllm_options import VllmOptions
 from gpuflow.kube.placement import placement
 from gpuflow.kube.serving import EndpointSpec, ModelDownloader, ProbeTiming, endpoint_manifests
 from gpuflow.serving.benchmark import BenchmarkConfig, run_benchmark
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.smoke import smoke_test
-from gpuflow.serving.vllm_args import VllmOptions
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -38,3 +38,15 @@ def test_a_bad_field_is_refused_with_its_name_value_and_fix(field: str, value: A
 def test_only_a_connection_made_for_the_token_may_reach_the_endpoint() -> None:
     assert JobRequest.from_mapping({**BASE, "hf_token_conn_id": "hf_default"}).hf_token_conn_id == "hf_default"
     assert JobRequest.from_mapping({**BASE, "hf_token_conn_id": None}).hf_token_conn_id == ""
+
+
+def test_an_output_uri_the_endpoint_cannot_serve_from_is_refused_before_training() -> None:
+    """The model is served from ``output_uri``: an abfs:// one used to pass here and fail at deploy, after
+    the training was paid for."""
+    uri = "abfs://container@account.dfs.core.windows.net/run"
+    with pytest.raises(RequestError) as error:
+        JobRequest.from_mapping({**BASE, "output_uri": uri})
+    assert error.value.field == "output_uri"
+    assert str(error.value).startswith(f"output_uri={uri!r} is invalid: ")
+    assert "az://ACCOUNT/CONTAINER/PATH" in error.value.expected
+    assert JobRequest.from_mapping({**BASE, "dataset_uri": uri}).dataset_uri == uri  # training reads any fsspec URI

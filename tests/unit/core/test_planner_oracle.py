@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpuflow.core.catalog import CLOUDS, load_catalog
+from gpuflow.core.catalog import load_catalog
+from gpuflow.core.clouds import CLOUDS
 from gpuflow.core.errors import UnsatisfiableRequest
 from gpuflow.core.planner import plan
 from gpuflow.core.request import Block, CapacityPreference, PlanRequest

@@ -95,6 +95,7 @@ def test_non_nvidia_accelerators_use_their_resource_and_taint(cloud: str, accele
         (("aws", "p", "H100", True, "spot"), "accelerator_count"),
         (("aws", "p", "H100", 1, "preemptible"), "capacity_type"),
         (("gcp", "p", "A10G", 1, "spot"), "accelerator"),
+        (("aws", "p", "tpu-v5p-8", 1, "spot"), "accelerator"),
     ],
 )
 def test_invalid_input_names_the_field(args: tuple[str, str, str, int, str], field: str) -> None:

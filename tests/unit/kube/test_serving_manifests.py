@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gpuflow.core.errors import RequestError
+from gpuflow.core.vllm_options import VllmOptions
 from gpuflow.kube.placement import placement
 from gpuflow.kube.serving import (
     EndpointSpec,
@@ -16,7 +17,6 @@ from gpuflow.kube.serving import (
     endpoint_manifests,
     rclone_downloader,
 )
-from gpuflow.serving.vllm_args import VllmOptions
 from tests.unit.kube.schema import assert_valid
 
 LABELS = {"gpuflow.io/managed": "true", "gpuflow.io/run": "0123456789abcdef"}

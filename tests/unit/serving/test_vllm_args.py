@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from gpuflow.core.errors import RequestError
-from gpuflow.serving.vllm_args import VllmOptions, vllm_args
+from gpuflow.core.vllm_options import VllmOptions
+from gpuflow.serving.vllm_args import vllm_args
 
 
 def test_minimal_options_give_model_name_memory_parallelism_host_and_port() -> None:

@@ -1,0 +1,131 @@
+"""Every per-cloud fact gpuflow relies on, one record per cloud, registered in one place.
+
+A cloud's facts used to live in separate tables (settings, name rules, node labels, taints, backends), and a
+cloud missing from one of them failed at run time, after a pool was bought. Here a cloud is one
+``CloudTraits`` record in ``CLOUD_TRAITS``, and a unit test checks that every record is complete. Kept free
+of cloud SDKs: the backend is named as a "module:Class" string and imported only by ``gpuflow.clouds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpuflow.core import accelerators
+from gpuflow.core.errors import RequestError
+
+# The zones of its region a cluster can place a pool in, from its region and settings; None for all of them.
+ZoneReach = Callable[[str, Mapping[str, Any]], frozenset[str] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class NameRule:
+    """How long a cloud's pool name may be and whether it may contain hyphens."""
+
+    max_length: int
+    hyphens: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CloudTraits:
+    """What gpuflow must know about one cloud: its cluster settings, names, node labels, storage and backend."""
+
+    name: str
+    kubernetes: str  # the managed Kubernetes, for messages
+    required_settings: tuple[str, ...]  # keys a cluster's ``settings`` must hold (read by the backend)
+    reachable_zones: ZoneReach
+    name_rule: NameRule
+    pool_label: str  # the node label that names a node's pool
+    accelerator_resources: frozenset[str]  # the Kubernetes extended resources its nodes can offer
+    backend: str  # "module:Class" of the ``CloudBackend``, imported only when a backend is built
+    # The node label naming an NVIDIA GPU's type, with its value per canonical accelerator; None when absent.
+    accelerator_label: str | None = None
+    accelerator_label_values: Mapping[str, str] = field(default_factory=dict)
+    spot_taint: tuple[str, str] | None = None  # (key, value) the cloud itself taints spot nodes with
+    # The URI schemes of its object storage, each with the rclone remote that copies a model from it into a
+    # serving pod; None for a scheme rclone cannot read (see ``gpuflow.core.storage``).
+    storage_schemes: Mapping[str, str | None] = field(default_factory=dict)
+    model_uri_shape: str = ""  # what a URI rclone copies a model from looks like, for messages
+    rclone_env: Mapping[str, str] = field(default_factory=dict)  # how rclone authenticates to that storage
+
+
+def _subnet_zones(region: str, settings: Mapping[str, Any]) -> frozenset[str]:
+    """An EKS cluster reaches the zones of its subnets (by availability-zone id)."""
+    return frozenset(settings["subnets"])
+
+
+def _zonal_location(region: str, settings: Mapping[str, Any]) -> frozenset[str] | None:
+    """A zonal GKE cluster reaches its zone only; a regional one (location = region) reaches them all."""
+    location: str = settings["location"]
+    return None if location == region else frozenset({location})
+
+
+def _whole_region(region: str, settings: Mapping[str, Any]) -> None:
+    return None
+
+
+CLOUD_TRAITS: Mapping[str, CloudTraits] = {
+    traits.name: traits
+    for traits in (
+        # EKS node group names: up to 63 letters, digits, hyphens and underscores, starting alphanumeric
+        # (EKS CreateNodegroup API reference).
+        CloudTraits(
+            name="aws",
+            kubernetes="EKS",
+            required_settings=("node_role_arn", "subnets"),
+            reachable_zones=_subnet_zones,
+            name_rule=NameRule(max_length=63, hyphens=True),
+            pool_label="eks.amazonaws.com/nodegroup",
+            accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.NEURON}),
+            backend="gpuflow.clouds.aws:EksBackend",
+            storage_schemes={"s3": ":s3:"},
+            model_uri_shape="s3://BUCKET/PATH",
+            rclone_env={"RCLONE_S3_PROVIDER": "AWS", "RCLONE_S3_ENV_AUTH": "true"},
+        ),
+        # GKE node pool names: up to 40 lowercase letters, digits and hyphens, starting with a letter and ending
+        # alphanumeric (GKE rejects longer names; Terraform's provider documents the same limit).
+        CloudTraits(
+            name="gcp",
+            kubernetes="GKE",
+            required_settings=("project", "location"),
+            reachable_zones=_zonal_location,
+            name_rule=NameRule(max_length=40, hyphens=True),
+            pool_label="cloud.google.com/gke-nodepool",
+            accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.TPU}),
+            backend="gpuflow.clouds.gcp:GkeBackend",
+            accelerator_label="cloud.google.com/gke-accelerator",
+            accelerator_label_values=accelerators.GKE_ACCELERATOR_TYPES,
+            spot_taint=("cloud.google.com/gke-spot", "true"),
+            storage_schemes={"gs": ":gcs:"},
+            model_uri_shape="gs://BUCKET/PATH",
+            rclone_env={"RCLONE_GCS_ENV_AUTH": "true"},
+        ),
+        # AKS Linux agent pool names: 1 to 12 lowercase letters and digits, starting with a letter (AKS docs).
+        CloudTraits(
+            name="azure",
+            kubernetes="AKS",
+            required_settings=("subscription_id", "resource_group"),
+            reachable_zones=_whole_region,
+            name_rule=NameRule(max_length=12, hyphens=False),
+            pool_label="kubernetes.azure.com/agentpool",
+            accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.AMD}),
+            backend="gpuflow.clouds.azure:AksBackend",
+            spot_taint=("kubernetes.azure.com/scalesetpriority", "spot"),
+            # rclone reads Blob storage as az://ACCOUNT/CONTAINER/PATH; fsspec's abfs:// names are not its own.
+            storage_schemes={"az": ":azureblob:", "abfs": None, "abfss": None},
+            model_uri_shape="az://ACCOUNT/CONTAINER/PATH",
+            rclone_env={"RCLONE_AZUREBLOB_ENV_AUTH": "true"},
+        ),
+    )
+}
+CLOUDS = tuple(CLOUD_TRAITS)
+
+
+def traits(cloud: str) -> CloudTraits:
+    """The record of ``cloud``; an unknown cloud is a ``RequestError`` naming the registered ones."""
+    try:
+        return CLOUD_TRAITS[cloud]
+    except (KeyError, TypeError):
+        known = f"one of {', '.join(CLOUDS)} (the clouds in {__name__}.CLOUD_TRAITS)"
+        raise RequestError("cloud", cloud, known) from None

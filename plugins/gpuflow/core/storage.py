@@ -1,0 +1,50 @@
+"""Whether a URI is object storage, whose, and whether a serving pod can copy a model from it.
+
+One answer for every caller: the job validation refuses an ``output_uri`` the endpoint could not download
+the model from (an abfs:// one used to pass and fail at deploy, after the training was paid for), and the
+endpoint manifests pick the downloader from the same record (``CloudTraits.storage_schemes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from gpuflow.core.clouds import CLOUD_TRAITS
+from gpuflow.core.errors import RequestError
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStore:
+    """A URI's object store: its scheme, the cloud whose storage it is, and the rclone remote that copies
+    from it (None when no downloader reads that scheme)."""
+
+    scheme: str
+    cloud: str
+    rclone_remote: str | None
+
+
+def object_store(uri: str) -> ObjectStore | None:
+    """The object store ``uri`` points into, or None for a path, a file:// URI, a model id or another scheme."""
+    scheme = urlsplit(uri).scheme
+    for facts in CLOUD_TRAITS.values():
+        if scheme in facts.storage_schemes:
+            return ObjectStore(scheme, facts.name, facts.storage_schemes[scheme])
+    return None
+
+
+def servable_shapes() -> str:
+    """The URI shapes a model can be downloaded from, for messages."""
+    return ", ".join(facts.model_uri_shape for facts in CLOUD_TRAITS.values() if facts.model_uri_shape)
+
+
+def require_servable(field: str, uri: str) -> None:
+    """Refuse a model location the endpoint cannot read: neither local (a path, file://) nor downloadable."""
+    scheme = urlsplit(uri).scheme
+    if not scheme or scheme == "file":
+        return
+    store = object_store(uri)
+    if store is not None and store.rclone_remote is not None:
+        return
+    why = f"{scheme}:// is {store.cloud} storage that the model downloader cannot read; " if store else ""
+    raise RequestError(field, uri, f"{why}a URI the endpoint can copy the model from: {servable_shapes()}")

@@ -1,0 +1,103 @@
+"""vLLM server options, validated when a run starts, before they reach a pod.
+
+A bad flag otherwise surfaces minutes later as a crash-looping pod; here it is a ``RequestError`` naming the
+field. Pure data and checks, so the job request validates them in core; ``gpuflow.serving.vllm_args`` turns
+them into the server's argument list. Quantization: vLLM reads the method from an AWQ or GPTQ checkpoint's
+config and picks the fast Marlin kernels by itself, so the flag is passed only when asked for, and a request
+for plain ``awq`` (or ``gptq``) becomes ``awq_marlin`` (``gptq_marlin``): the plain names force the old
+kernels, about 5x slower.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gpuflow.core.errors import RequestError
+
+QUANTIZATION_ALIASES = {"awq": "awq_marlin", "gptq": "gptq_marlin"}
+QUANTIZATIONS = frozenset({"awq_marlin", "gptq_marlin", "fp8", "bitsandbytes", "gguf", "compressed-tensors"})
+DTYPES = frozenset({"auto", "half", "float16", "bfloat16", "float", "float32"})
+# Flags a caller may add; the ones above have fields, and anything else (e.g. --trust-remote-code) is refused.
+EXTRA_FLAGS = frozenset(
+    {
+        "max-num-seqs",
+        "max-num-batched-tokens",
+        "enable-prefix-caching",
+        "enable-chunked-prefill",
+        "enforce-eager",
+        "kv-cache-dtype",
+        "swap-space",
+        "block-size",
+        "seed",
+        "revision",
+        "tokenizer",
+        "generation-config",
+    }
+)
+_NO_SPACE = re.compile(r"^\S+$")
+ExtraValue = str | int | float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class VllmOptions:
+    """What the vLLM server is told. ``tensor_parallel_size`` must equal the accelerators per node."""
+
+    model: str
+    served_model_name: str
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    quantization: str | None = None
+    dtype: str = "auto"
+    extra_args: Mapping[str, ExtraValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("model", "served_model_name"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _NO_SPACE.match(value):
+                raise RequestError(name, value, "a non-empty name without spaces")
+        if self.max_model_len is not None and not _positive_int(self.max_model_len):
+            raise RequestError("max_model_len", self.max_model_len, "a whole number of tokens, at least 1")
+        utilization = self.gpu_memory_utilization
+        if isinstance(utilization, bool) or not isinstance(utilization, int | float) or not 0 < utilization <= 1:
+            raise RequestError("gpu_memory_utilization", utilization, "a fraction in (0, 1], e.g. 0.9")
+        if not _positive_int(self.tensor_parallel_size):
+            raise RequestError("tensor_parallel_size", self.tensor_parallel_size, "the accelerators per node, >= 1")
+        if self.quantization is not None:
+            object.__setattr__(self, "quantization", _quantization(self.quantization))
+        if self.dtype not in DTYPES:
+            raise RequestError("dtype", self.dtype, f"one of {', '.join(sorted(DTYPES))}")
+        object.__setattr__(self, "extra_args", {_extra_flag(k): _extra_value(k, v) for k, v in self.extra_args.items()})
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _quantization(value: str) -> str:
+    method = QUANTIZATION_ALIASES.get(value, value)
+    if method not in QUANTIZATIONS:
+        raise RequestError("quantization", value, f"None (read from the checkpoint) or one of {sorted(QUANTIZATIONS)}")
+    return method
+
+
+def _extra_flag(name: str) -> str:
+    flag = name.removeprefix("--").replace("_", "-")
+    if flag not in EXTRA_FLAGS:
+        raise RequestError("extra_args", name, f"one of the allowed flags: {', '.join(sorted(EXTRA_FLAGS))}")
+    return flag
+
+
+def _extra_value(name: str, value: ExtraValue) -> ExtraValue:
+    """True is a bare switch; numbers and words follow the flag. False has no meaning: leave the flag out."""
+    if value is True:
+        return value
+    valid = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and math.isfinite(value)
+    )
+    if valid or (isinstance(value, str) and _NO_SPACE.match(value)):
+        return value
+    raise RequestError(f"extra_args.{name}", value, "True for a switch, or a finite number or a word without spaces")
