@@ -19,6 +19,7 @@ from gpuflow_emulator.clouds.nodepools import Flavor, Pool
 
 from gpuflow.core import accelerators
 from gpuflow.core.catalog import CapacityType, load_catalog
+from gpuflow.core.clouds import traits
 from gpuflow.kube import placement
 
 # (cloud, instance type, accelerator, accelerators per node) of every shape the shipped catalog offers.
@@ -47,7 +48,7 @@ def test_every_catalog_instance_type_has_the_same_accelerators_in_the_emulator()
 def test_gke_accelerator_types_label_and_resource_agree() -> None:
     emulated = machines.gke_accelerators()
     assert emulated.types == accelerators.GKE_ACCELERATOR_TYPES
-    assert emulated.label == placement.GKE_ACCELERATOR_LABEL
+    assert emulated.label == traits("gcp").accelerator_label
     assert emulated.resource == accelerators.NVIDIA
 
 
