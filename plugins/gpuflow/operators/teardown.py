@@ -26,11 +26,12 @@ from airflow.sdk.exceptions import AirflowException
 
 from gpuflow.core import naming
 from gpuflow.core.clusters import Cluster, ClusterConfigError
+from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
 from gpuflow.core.janitor import NODE_POOL
 from gpuflow.core.nodepool import NodePoolRef
 from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
 from gpuflow.kube.cluster import ENDPOINT_KINDS
-from gpuflow.operators.runtime import JOB_NAMESPACE, clusters, plan_choices, run_of
+from gpuflow.operators.runtime import JOB_NAMESPACE, clusters, run_of
 from gpuflow.sweep import Decision, Holdings, Key, survey, sweep, wait_until_gone
 
 DEFAULT_DELETE_TIMEOUT_S = 15 * 60
@@ -128,21 +129,26 @@ class TeardownOperator(BaseOperator):
     def _keep(self, context: Context) -> Keep | None:
         """What to keep: the serving pool, when the request asked for keep-time and the endpoint served."""
         ti = context["ti"]
-        job = (ti.xcom_pull(task_ids=self.plan_task_id) or {}).get("job") or {}
-        minutes = int(job.get("keep_endpoint_minutes") or 0)
+        planned = self._plan(context)
+        minutes = int((planned.job or {}).get("keep_endpoint_minutes") or 0) if planned else 0
         if not minutes:
             return None
         if not ti.xcom_pull(task_ids=self.endpoint_task_id):
             self.log.info("keep_endpoint_minutes=%d, but the endpoint never served: deleting it too", minutes)
             return None
-        pool = ti.xcom_pull(task_ids=self.pool_task_id)
-        return Keep(NodePoolRef.from_dict(pool["pool"]), datetime.now(UTC) + timedelta(minutes=minutes))
+        pool = PoolHandoff.from_xcom(ti.xcom_pull(task_ids=self.pool_task_id))
+        return Keep(pool.pool, datetime.now(UTC) + timedelta(minutes=minutes))
+
+    def _plan(self, context: Context) -> PlanHandoff | None:
+        """The plan, if the plan task got as far as making one."""
+        planned = context["ti"].xcom_pull(task_ids=self.plan_task_id)
+        return PlanHandoff.from_xcom(planned) if planned else None
 
     def _clusters(self, context: Context) -> list[Cluster]:
-        planned = context["ti"].xcom_pull(task_ids=self.plan_task_id)
+        planned = self._plan(context)
         configured = clusters()
         found: dict[tuple[str, str], Cluster] = {}
-        for choice in plan_choices(planned["plan"]) if planned else []:
+        for choice in planned.choices if planned else []:
             try:
                 cluster = configured.for_region(choice["cloud"], choice["region"])
             except ClusterConfigError:

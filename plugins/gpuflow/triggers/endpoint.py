@@ -14,6 +14,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from gpuflow.core.errors import CloudError, ErrorKind, Scope
+from gpuflow.core.handoffs import EndpointRef
 from gpuflow.triggers import events
 
 NEVER_SERVED = "EndpointNeverReady"
@@ -61,7 +62,7 @@ class EndpointTrigger(BaseTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        ref = {"cluster": self.cluster["name"], "namespace": self.namespace, "name": self.name}
+        ref = EndpointRef(cluster=self.cluster["name"], namespace=self.namespace, name=self.name).to_xcom()
         deadline = time.monotonic() + self.timeout_s
         last = "not checked yet"
         code = NEVER_SERVED
