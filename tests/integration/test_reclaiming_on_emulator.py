@@ -14,7 +14,8 @@ from gpuflow.core.clusters import load_clusters
 from gpuflow.core.janitor import RunInfo, RunState, judge
 from gpuflow.core.nodepool import NodePoolSpec
 from gpuflow.operators.runtime import JOB_NAMESPACE
-from gpuflow.reclaiming import found_in, reclaim, survey
+from gpuflow.reclaiming import found_in, reclaim
+from gpuflow.sweep import survey
 
 CHOICE = {
     "cloud": "gcp",

@@ -7,12 +7,12 @@ and from the node group's ``health.issues[].code``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
 from gpuflow.clouds import eks_token, kubeconfig
+from gpuflow.clouds.calls import classified, codes_in_text
 from gpuflow.core.accelerators import NEURON
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clusters import Cluster
@@ -66,7 +66,6 @@ CODES: dict[str, tuple[ErrorKind, Scope]] = {
 # "AsgInstanceLaunchFailures" only says that launches failed; EC2's own code is in the issue's message
 # (e.g. "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity...").
 # It has no structured field, so the known EC2 codes are looked up as whole words in that message.
-_EC2_CODE_IN_MESSAGE = re.compile(r"\b(" + "|".join(sorted(CODES, key=len, reverse=True)) + r")\b")
 _FAILED_LAUNCH = "AsgInstanceLaunchFailures"
 
 
@@ -85,7 +84,7 @@ class EksBackend:
     def create_node_pool(self, spec: NodePoolSpec) -> NodePoolRef:
         subnets: Mapping[str, str] = self.cluster.settings["subnets"]
         chosen = [subnets[spec.zone]] if spec.zone is not None and spec.zone in subnets else list(subnets.values())
-        try:
+        with classified(self, absorb=_already_exists):  # get-or-create
             self.client.create_nodegroup(
                 clusterName=self.cluster.name,
                 nodegroupName=spec.name,
@@ -99,26 +98,17 @@ class EksBackend:
                 taints=[{"key": t.key, "value": t.value, "effect": "NO_SCHEDULE"} for t in spec.taints],
                 tags=dict(spec.labels),
             )
-        except Exception as exc:
-            if _code(exc) != "ResourceInUseException":  # already exists: get-or-create
-                raise self.classify(exc) from exc
         return spec.ref
 
     def get_node_pool(self, ref: NodePoolRef) -> NodePoolStatus:
-        try:
+        group: Mapping[str, Any] | None = None
+        with classified(self, absorb=_not_found):
             group = self.client.describe_nodegroup(clusterName=ref.cluster, nodegroupName=ref.name)["nodegroup"]
-        except Exception as exc:
-            if _code(exc) == "ResourceNotFoundException":
-                return NodePoolStatus(ref, PoolState.GONE)
-            raise self.classify(exc) from exc
-        return self._status(ref, group)
+        return NodePoolStatus(ref, PoolState.GONE) if group is None else self._status(ref, group)
 
     def delete_node_pool(self, ref: NodePoolRef) -> None:
-        try:
+        with classified(self, absorb=_not_found):
             self.client.delete_nodegroup(clusterName=ref.cluster, nodegroupName=ref.name)
-        except Exception as exc:
-            if _code(exc) != "ResourceNotFoundException":
-                raise self.classify(exc) from exc
 
     def list_node_pools(self, labels: Mapping[str, str]) -> list[NodePoolStatus]:
         found = []
@@ -132,12 +122,10 @@ class EksBackend:
 
     def label_node_pool(self, ref: NodePoolRef, labels: Mapping[str, str]) -> None:
         """UpdateNodegroupConfig ``labels.addOrUpdateLabels``: EKS merges them into the node group's labels."""
-        try:
+        with classified(self):
             self.client.update_nodegroup_config(
                 clusterName=ref.cluster, nodegroupName=ref.name, labels={"addOrUpdateLabels": dict(labels)}
             )
-        except Exception as exc:
-            raise self.classify(exc) from exc
 
     def kube_config(self) -> dict[str, Any]:
         """Server and CA from DescribeCluster; the user runs the AWS provider's EKS token helper.
@@ -154,8 +142,8 @@ class EksBackend:
         return self._error(code, message)
 
     def _error(self, code: str, message: str) -> CloudError:
-        if code == _FAILED_LAUNCH and (found := _EC2_CODE_IN_MESSAGE.search(message)):
-            code = found.group(1)
+        if code == _FAILED_LAUNCH and (found := codes_in_text(message, CODES)):
+            code = found[0]
         kind, scope = CODES.get(code, _unknown(code))
         return CloudError(cloud="aws", code=code, kind=kind, scope=scope, message=message, resource=self.cluster.name)
 
@@ -181,6 +169,14 @@ class EksBackend:
 def _code(exc: BaseException) -> str | None:
     response = getattr(exc, "response", None)
     return response.get("Error", {}).get("Code") if isinstance(response, Mapping) else None
+
+
+def _already_exists(exc: BaseException) -> bool:
+    return _code(exc) == "ResourceInUseException"
+
+
+def _not_found(exc: BaseException) -> bool:
+    return _code(exc) == "ResourceNotFoundException"
 
 
 def _unknown(code: str) -> tuple[ErrorKind, Scope]:

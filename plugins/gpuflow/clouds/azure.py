@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from gpuflow.clouds.calls import classified, codes_in_text
 from gpuflow.clouds.connections import extras
 from gpuflow.clouds.http_status import kind_for_status
 from gpuflow.core.catalog import CapacityType
@@ -55,7 +56,6 @@ CODES: dict[str, tuple[ErrorKind, Scope]] = {
 }
 # AKS wraps VM allocation failures in its own codes (e.g. "ReconcileVMSSAgentPoolFailed") and names the
 # Compute code only in the message; look the known codes up as whole words there.
-_CODE_IN_TEXT = re.compile(r"\b(" + "|".join(sorted(CODES, key=len, reverse=True)) + r")\b")
 _QUOTA_TEXT = re.compile(r"\bquota\b", re.IGNORECASE)
 # Long-running operations are sent, not followed: the pipeline polls the pool itself (get_node_pool, in a
 # trigger). azure-core's default poller would start a thread per call that keeps polling ARM, against the
@@ -122,40 +122,29 @@ class AksBackend:
 
     def create_node_pool(self, spec: NodePoolSpec) -> NodePoolRef:
         """PUT is create-or-update, so a retried create finds and keeps its own pool."""
-        try:
+        with classified(self):
             self.client.agent_pools.begin_create_or_update(
                 self.resource_group, self.cluster.name, spec.name, _agent_pool(spec), polling=FIRE_AND_FORGET
             )
-        except Exception as exc:
-            raise self.classify(exc) from exc
         return spec.ref
 
     def get_node_pool(self, ref: NodePoolRef) -> NodePoolStatus:
         from azure.core.exceptions import ResourceNotFoundError
 
-        try:
+        pool = None
+        with classified(self, absorb=lambda exc: isinstance(exc, ResourceNotFoundError)):
             pool = self.client.agent_pools.get(self.resource_group, ref.cluster, ref.name)
-        except ResourceNotFoundError:
-            return NodePoolStatus(ref, PoolState.GONE)
-        except Exception as exc:
-            raise self.classify(exc) from exc
-        return self._status(ref, pool)
+        return NodePoolStatus(ref, PoolState.GONE) if pool is None else self._status(ref, pool)
 
     def delete_node_pool(self, ref: NodePoolRef) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        try:
+        with classified(self, absorb=lambda exc: isinstance(exc, ResourceNotFoundError)):
             self.client.agent_pools.begin_delete(self.resource_group, ref.cluster, ref.name, polling=FIRE_AND_FORGET)
-        except ResourceNotFoundError:
-            pass
-        except Exception as exc:
-            raise self.classify(exc) from exc
 
     def list_node_pools(self, labels: Mapping[str, str]) -> list[NodePoolStatus]:
-        try:
+        with classified(self):
             pools = list(self.client.agent_pools.list(self.resource_group, self.cluster.name))
-        except Exception as exc:
-            raise self.classify(exc) from exc
         statuses = [
             self._status(NodePoolRef("azure", self.cluster.region, self.cluster.name, p.name), p) for p in pools
         ]
@@ -163,23 +152,19 @@ class AksBackend:
 
     def label_node_pool(self, ref: NodePoolRef, labels: Mapping[str, str]) -> None:
         """An agent pool update is a PUT of the whole pool: read it, merge the node labels, write it back."""
-        try:
+        with classified(self):
             pool = self.client.agent_pools.get(self.resource_group, ref.cluster, ref.name)
             pool.node_labels = {**(pool.node_labels or {}), **labels}
             pool.tags = {**(pool.tags or {}), **azure_tags(labels)}
             self.client.agent_pools.begin_create_or_update(
                 self.resource_group, ref.cluster, ref.name, pool, polling=FIRE_AND_FORGET
             )
-        except Exception as exc:
-            raise self.classify(exc) from exc
 
     def kube_config(self) -> dict[str, Any]:
-        try:
+        with classified(self):
             credentials = self.client.managed_clusters.list_cluster_user_credentials(
                 self.resource_group, self.cluster.name
             )
-        except Exception as exc:
-            raise self.classify(exc) from exc
         config: dict[str, Any] = yaml.safe_load(credentials.kubeconfigs[0].value)
         return config
 
@@ -190,8 +175,8 @@ class AksBackend:
         return self._error(code, message, getattr(exc, "status_code", None))
 
     def _error(self, code: str, message: str, http_status: int | None = None) -> CloudError:
-        if code not in CODES and (found := _CODE_IN_TEXT.search(message)):
-            code = found.group(1)
+        if code not in CODES and (found := codes_in_text(message, CODES)):
+            code = found[0]
         if code in CODES:
             kind, scope = CODES[code]
         elif code == "OperationNotAllowed" and _QUOTA_TEXT.search(message):

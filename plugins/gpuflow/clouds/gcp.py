@@ -9,12 +9,12 @@ as whole words in that text, the way SkyPilot's GCP failover reads them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
 from gpuflow.clouds import gke_token, kubeconfig
+from gpuflow.clouds.calls import classified, codes_in_text
 from gpuflow.clouds.connections import extras
 from gpuflow.clouds.http_status import kind_for_status
 from gpuflow.core.accelerators import GKE_ACCELERATOR_TYPES
@@ -44,7 +44,6 @@ GCE_CODES: dict[str, tuple[ErrorKind, Scope]] = {
     "RESOURCE_EXHAUSTED": (ErrorKind.CAPACITY, Scope.OFFER),
     "stockout": (ErrorKind.CAPACITY, Scope.OFFER),
 }
-_CODE_IN_TEXT = re.compile(r"\b(" + "|".join(GCE_CODES) + r")\b")
 # Connection extras whose credentials gke_token cannot rebuild in another process (see kube_config).
 _STATIC_TOKEN_CREDENTIALS = ("keyfile_dict", "credential_config_file", "impersonation_chain")
 
@@ -84,40 +83,28 @@ class GkeBackend:
     def create_node_pool(self, spec: NodePoolSpec) -> NodePoolRef:
         from google.api_core.exceptions import Conflict
 
-        try:
+        # 409 ALREADY_EXISTS over REST: get-or-create, a retried task finds its own pool
+        with classified(self, absorb=lambda exc: isinstance(exc, Conflict)):
             self.client.create_node_pool(parent=self.parent, node_pool=_node_pool(spec))
-        except Conflict:  # 409 ALREADY_EXISTS over REST
-            pass  # get-or-create: a retried task finds its own pool
-        except Exception as exc:
-            raise self.classify(exc) from exc
         return spec.ref
 
     def get_node_pool(self, ref: NodePoolRef) -> NodePoolStatus:
         from google.api_core.exceptions import NotFound
 
-        try:
+        pool = None
+        with classified(self, absorb=lambda exc: isinstance(exc, NotFound)):
             pool = self.client.get_node_pool(name=f"{self.parent}/nodePools/{ref.name}")
-        except NotFound:
-            return NodePoolStatus(ref, PoolState.GONE)
-        except Exception as exc:
-            raise self.classify(exc) from exc
-        return self._status(ref, pool)
+        return NodePoolStatus(ref, PoolState.GONE) if pool is None else self._status(ref, pool)
 
     def delete_node_pool(self, ref: NodePoolRef) -> None:
         from google.api_core.exceptions import NotFound
 
-        try:
+        with classified(self, absorb=lambda exc: isinstance(exc, NotFound)):
             self.client.delete_node_pool(name=f"{self.parent}/nodePools/{ref.name}")
-        except NotFound:
-            pass
-        except Exception as exc:
-            raise self.classify(exc) from exc
 
     def list_node_pools(self, labels: Mapping[str, str]) -> list[NodePoolStatus]:
-        try:
+        with classified(self):
             pools = self.client.list_node_pools(parent=self.parent).node_pools
-        except Exception as exc:
-            raise self.classify(exc) from exc
         statuses = [self._status(NodePoolRef("gcp", self.cluster.region, self.cluster.name, p.name), p) for p in pools]
         return [s for s in statuses if labels.items() <= s.labels.items()]
 
@@ -127,7 +114,7 @@ class GkeBackend:
         from google.cloud.container_v1 import types
 
         name = f"{self.parent}/nodePools/{ref.name}"
-        try:
+        with classified(self):
             pool = self.client.get_node_pool(name=name)
             request = types.UpdateNodePoolRequest(
                 name=name,
@@ -136,8 +123,6 @@ class GkeBackend:
                 labels=types.NodeLabels(labels={**pool.config.labels, **labels}),
             )
             self.client.update_node_pool(request=request)
-        except Exception as exc:
-            raise self.classify(exc) from exc
 
     def kube_config(self) -> dict[str, Any]:
         """Endpoint and CA from GetCluster; the user gets its tokens as the connection's credentials allow.
@@ -148,10 +133,8 @@ class GkeBackend:
         a ``credential_config_file``; an impersonation chain) give one access token instead, which Google
         lets live about an hour. Anonymous: no user credentials.
         """
-        try:
+        with classified(self):
             cluster = self.client.get_cluster(name=self.parent)
-        except Exception as exc:
-            raise self.classify(exc) from exc
         server = cluster.endpoint if "://" in cluster.endpoint else f"https://{cluster.endpoint}"
         return kubeconfig.kube_config(
             self.cluster.name, server, cluster.master_auth.cluster_ca_certificate, self._user()
@@ -183,7 +166,7 @@ class GkeBackend:
 
     def _error(self, text: str, message: str, http_status: int | None = None) -> CloudError:
         """The preferred known code found (``GCE_CODES`` order), else the HTTP status."""
-        found = set(_CODE_IN_TEXT.findall(text))
+        found = set(codes_in_text(text, GCE_CODES))
         code = next((c for c in GCE_CODES if c in found), None)
         if code is not None:
             kind, scope = GCE_CODES[code]

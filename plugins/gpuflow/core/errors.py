@@ -67,3 +67,8 @@ class CloudError(GpuflowError):
         self.resource = resource
         where = f" ({resource})" if resource else ""
         super().__init__(f"{cloud} {code} [{kind.value}/{scope.value}]{where}: {message}")
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``: how a failure we carry on past is reported (the type says which API failed)."""
+    return f"{type(exc).__name__}: {exc}"

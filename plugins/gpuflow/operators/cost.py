@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
+from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
 from gpuflow.operators.runtime import run_of
 from gpuflow.state.ledger import CostEntry, Ledger
 
@@ -46,15 +47,16 @@ class CostReportOperator(BaseOperator):
         if not created:
             self.log.info("no node pool was requested: nothing was spent")
             return None
-        ready = ti.xcom_pull(task_ids=self.wait_task_id) or created
+        requested = PoolHandoff.from_xcom(created)
+        ready = PoolHandoff.from_xcom(ti.xcom_pull(task_ids=self.wait_task_id) or created)
         run = run_of(context)
         entry = CostEntry.for_pool(
             dag_id=run.dag_id,
             run_id=run.run_id,
-            choice=ready["choice"],
-            held_from=datetime.fromisoformat(created["requested_at"]),
+            choice=ready.choice,
+            held_from=datetime.fromisoformat(requested.requested_at),
             held_until=datetime.now(UTC),
-            estimated_usd=float(ti.xcom_pull(task_ids=self.plan_task_id)["plan"]["estimated_total_usd"]),
+            estimated_usd=PlanHandoff.from_xcom(ti.xcom_pull(task_ids=self.plan_task_id)).estimated_total_usd,
         )
         Ledger().record(entry)
         self.log.info("cost of this run:\n%s", entry.table())

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from gpuflow.clouds.access import kube_config
 from gpuflow.core import naming
+from gpuflow.core.handoffs import DeployedEndpoint, EndpointRef, PlanHandoff, PoolHandoff, cluster_fields
 from gpuflow.core.job import serving_options
 from gpuflow.core.settings import poll_interval_s
 from gpuflow.kube.cluster import api_client, apply
@@ -43,19 +44,17 @@ class _EndpointTask(BaseOperator):
         self.pool_task_id = pool_task_id
 
     def job(self, context: Context) -> dict[str, Any]:
-        job: dict[str, Any] = context["ti"].xcom_pull(task_ids=self.plan_task_id)["job"]
-        return job
+        return PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).job_fields()
 
-    def ready_pool(self, context: Context) -> dict[str, Any]:
-        pool: dict[str, Any] = context["ti"].xcom_pull(task_ids=self.pool_task_id)
-        return pool
+    def ready_pool(self, context: Context) -> PoolHandoff:
+        return PoolHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.pool_task_id))
 
     def name(self, context: Context) -> str:
         run = run_of(context)
         return endpoint_name(self.job(context)["job_name"], naming.run_key(run.dag_id, run.run_id))
 
     def client(self, context: Context) -> OpenAIClient:
-        config = kube_config(self.ready_pool(context)["cluster"])
+        config = kube_config(self.ready_pool(context).cluster)
         return OpenAIClient(service_proxy_endpoint(config, JOB_NAMESPACE, self.name(context), PORT))
 
 
@@ -66,25 +65,19 @@ class DeployEndpointOperator(_EndpointTask):
 
     def execute(self, context: Context) -> dict[str, Any]:
         job, pool, run = self.job(context), self.ready_pool(context), run_of(context)
-        choice = pool["choice"]
         model = f"{(job['output_uri'] or artifacts_uri(run)).rstrip('/')}/model"
         spec = EndpointSpec(
             name=self.name(context),
             namespace=JOB_NAMESPACE,
             image=job["serving_image"],
-            options=serving_options(job, model, int(choice["accelerator_count"])),
+            options=serving_options(job, model, int(pool.choice["accelerator_count"])),
             placement=placement_on(pool),
             labels=naming.ownership_labels(run.dag_id, run.run_id),
         )
         token = BaseHook.get_connection(job["hf_token_conn_id"]).password if job["hf_token_conn_id"] else None
-        applied = apply(api_client(kube_config(pool["cluster"])), endpoint_manifests(spec, token))
-        self.log.info("applied %s on %s", ", ".join(applied), pool["cluster"]["name"])
-        return {
-            "name": spec.name,
-            "namespace": JOB_NAMESPACE,
-            "model": model,
-            "served_model_name": job["served_model_name"],
-        }
+        applied = apply(api_client(kube_config(pool.cluster)), endpoint_manifests(spec, token))
+        self.log.info("applied %s on %s", ", ".join(applied), pool.cluster.name)
+        return DeployedEndpoint(spec.name, JOB_NAMESPACE, model, job["served_model_name"]).to_xcom()
 
 
 class WaitEndpointOperator(_EndpointTask):
@@ -98,7 +91,7 @@ class WaitEndpointOperator(_EndpointTask):
 
     def execute(self, context: Context) -> NoReturn:
         trigger = EndpointTrigger(
-            cluster=self.ready_pool(context)["cluster"],
+            cluster=cluster_fields(self.ready_pool(context).cluster),
             namespace=JOB_NAMESPACE,
             name=self.name(context),
             served_model_name=self.job(context)["served_model_name"],
@@ -114,8 +107,9 @@ class WaitEndpointOperator(_EndpointTask):
         events.validate(event)
         if event["status"] != events.SUCCESS:
             raise AirflowException(f"endpoint did not become ready: {events.error_of(event)}")
-        self.log.info("endpoint %s is serving", event["ref"]["name"])
-        return dict(event["ref"])
+        endpoint = EndpointRef.from_xcom(event["ref"])
+        self.log.info("endpoint %s is serving", endpoint.name)
+        return endpoint.to_xcom()
 
 
 class SmokeTestOperator(_EndpointTask):

@@ -1,8 +1,8 @@
 """``JanitorOperator``: reclaim what gpuflow runs left on every configured cluster, and say what it saved.
 
-The rules are ``gpuflow.core.janitor`` and the cluster work ``gpuflow.reclaiming``; this adapter adds what only
-Airflow knows (the state of each owning run, through the Task SDK) and turns the outcome into a log table,
-an XCom summary, and a failed task when a cluster could not be swept.
+The rules are ``gpuflow.core.janitor`` and the cluster work ``gpuflow.sweep`` (joined in ``gpuflow.reclaiming``);
+this adapter adds what only Airflow knows (the state of each owning run, through the Task SDK) and turns the
+outcome into a log table, an XCom summary, and a failed task when a cluster could not be swept.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from gpuflow.core.catalog import load_catalog
 from gpuflow.core.janitor import RunInfo, RunState, judge, summarize, table
 from gpuflow.core.settings import catalog_source, janitor_grace_hours
 from gpuflow.operators.runtime import JOB_NAMESPACE, clusters
-from gpuflow.reclaiming import found_in, reclaim, survey
+from gpuflow.reclaiming import found_in, reclaim
 from gpuflow.state.runs import RunRegistry
+from gpuflow.sweep import survey
 
 
 class JanitorOperator(BaseOperator):

@@ -11,9 +11,9 @@ from typing import Any, NoReturn
 
 from airflow.sdk import BaseOperator, Context
 
-from gpuflow.core.nodepool import NodePoolSpec
+from gpuflow.core.handoffs import PlanHandoff, PoolHandoff, cluster_fields
 from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
-from gpuflow.operators.runtime import cluster_dict, plan_choices, provisioner
+from gpuflow.operators.runtime import provisioner
 from gpuflow.provisioning import Provisioner
 from gpuflow.state.runs import RunRegistry
 from gpuflow.triggers import events
@@ -21,18 +21,6 @@ from gpuflow.triggers.nodepool import NodePoolTrigger
 
 DEFAULT_READY_TIMEOUT_S = 20 * 60
 ATTEMPT_XCOM = "attempt"
-
-
-def pool_state(spec: NodePoolSpec, index: int, choice: dict[str, Any], attempts: list[str]) -> dict[str, Any]:
-    """What downstream tasks learn about the pool (XCom): where it is, what it is, how it got there."""
-    return {
-        "index": index,
-        "choice": choice,
-        "pool": spec.ref.to_dict(),
-        "cluster": cluster_dict(spec.cluster),
-        "resource": spec.resource_name,
-        "attempts": attempts,
-    }
 
 
 class CreateNodePoolOperator(BaseOperator):
@@ -49,7 +37,7 @@ class CreateNodePoolOperator(BaseOperator):
         self.plan_task_id = plan_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        choices = plan_choices(context["ti"].xcom_pull(task_ids=self.plan_task_id)["plan"])
+        choices = PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).choices
         p = provisioner(context)
         now = datetime.now(UTC)
         # Before any cloud call: whatever this run leaves behind, the janitor can find whose it was.
@@ -59,7 +47,7 @@ class CreateNodePoolOperator(BaseOperator):
         self.log.info(
             "requested node pool %s on %s (option %d of %d)", spec.name, spec.cluster.name, index, len(choices)
         )
-        return {**pool_state(spec, index, choices[index], p.attempts), "requested_at": requested_at}
+        return PoolHandoff.of(spec, index, choices[index], p.attempts, requested_at).to_xcom()
 
 
 class WaitNodePoolOperator(BaseOperator):
@@ -90,33 +78,31 @@ class WaitNodePoolOperator(BaseOperator):
         self.poll_interval_s = poll_interval_s
 
     def execute(self, context: Context) -> NoReturn:
-        self._defer_on(context, context["ti"].xcom_pull(task_ids=self.create_task_id))
+        self._defer_on(context, PoolHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.create_task_id)))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         events.validate(event)
-        state: dict[str, Any] = context["ti"].xcom_pull(task_ids=self.task_id, key=ATTEMPT_XCOM)
+        state = PoolHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.task_id, key=ATTEMPT_XCOM))
         if event["status"] == events.SUCCESS:
-            self.log.info("node pool %s is ready (%s nodes)", state["pool"]["name"], event.get("ready_nodes"))
-            return state
+            self.log.info("node pool %s is ready (%s nodes)", state.pool.name, event.get("ready_nodes"))
+            return state.to_xcom()
         error = events.error_of(event)
-        self.log.warning("node pool %s failed after it was accepted: %s", state["pool"]["name"], error)
-        choices = plan_choices(context["ti"].xcom_pull(task_ids=self.plan_task_id)["plan"])
+        self.log.warning("node pool %s failed after it was accepted: %s", state.pool.name, error)
+        choices = PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).choices
         p: Provisioner = provisioner(context)
-        p.abandon(p.spec_for(state["choice"]), state["choice"], error)
-        remaining = choices[state["index"] + 1 :]
+        p.abandon(p.spec_for(state.choice), state.choice, error)
+        remaining = choices[state.index + 1 :]
         spec, offset = p.create_first(remaining)
-        index = state["index"] + 1 + offset
-        attempts = [*state["attempts"], *p.attempts]
-        return self._defer_on(
-            context, {**pool_state(spec, index, choices[index], attempts), "requested_at": state["requested_at"]}
-        )
+        index = state.index + 1 + offset
+        attempts = [*state.attempts, *p.attempts]
+        return self._defer_on(context, PoolHandoff.of(spec, index, choices[index], attempts, state.requested_at))
 
-    def _defer_on(self, context: Context, state: dict[str, Any]) -> NoReturn:
+    def _defer_on(self, context: Context, state: PoolHandoff) -> NoReturn:
         """Wait for the pool of ``state``; the state is kept in XCom, where the resumed task finds it."""
-        context["ti"].xcom_push(key=ATTEMPT_XCOM, value=state)
+        context["ti"].xcom_push(key=ATTEMPT_XCOM, value=state.to_xcom())
         trigger = NodePoolTrigger(
-            cluster=state["cluster"],
-            ref=state["pool"],
+            cluster=cluster_fields(state.cluster),
+            ref=state.pool.to_dict(),
             timeout_s=self.ready_timeout_s,
             poll_interval_s=self.poll_interval_s or poll_interval_s_setting(),
         )

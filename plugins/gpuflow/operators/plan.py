@@ -14,6 +14,7 @@ from gpuflow.core.catalog import load_catalog
 from gpuflow.core.clusters import ClusterConfigError
 from gpuflow.core.errors import CatalogError, RequestError, UnsatisfiableRequest
 from gpuflow.core.explain import format_plan
+from gpuflow.core.handoffs import PlanHandoff
 from gpuflow.core.job import JobRequest
 from gpuflow.core.planner import plan
 from gpuflow.core.request import PlanRequest
@@ -70,7 +71,7 @@ class PlanOperator(BaseOperator):
         except (CatalogError, ClusterConfigError) as exc:
             raise AirflowFailException(str(exc)) from exc
         self.log.info("plan:\n%s", format_plan(result))
-        return {"plan": result.to_dict(), "job": job.fields() if job else None}
+        return PlanHandoff(result.to_dict(), job.fields() if job else None).to_xcom()
 
     def _plan_for_provisioning(self, request: PlanRequest) -> Any:
         now = datetime.now(UTC)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict
-from typing import Any
-
 from airflow.sdk import Context
 
-from gpuflow.core.clusters import Cluster, Clusters, load_clusters
+from gpuflow.core.clusters import Clusters, load_clusters
+from gpuflow.core.handoffs import PoolHandoff
 from gpuflow.core.naming import run_key
 from gpuflow.core.settings import artifacts_base, clusters_source
 from gpuflow.kube.placement import Placement, placement
@@ -31,27 +28,17 @@ def provisioner(context: Context) -> Provisioner:
     return Provisioner(clusters=clusters(), memory=BlockStore(), run=run_of(context))
 
 
-def plan_choices(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The plan's options in failover order: the chosen one, then the fallbacks."""
-    return [plan["chosen"], *plan["fallbacks"]]
-
-
-def cluster_dict(cluster: Cluster) -> dict[str, Any]:
-    """A cluster as plain data, for XCom and trigger kwargs."""
-    return {**asdict(cluster), "settings": dict(cluster.settings)}
-
-
 def artifacts_uri(run: Run) -> str:
     """Where a run's outputs go when the request names none: a folder of the run under ``artifacts_base()``."""
     return f"{artifacts_base().rstrip('/')}/{run.dag_id}/{run_key(run.dag_id, run.run_id)}"
 
 
-def placement_on(pool: Mapping[str, Any]) -> Placement:
+def placement_on(pool: PoolHandoff) -> Placement:
     """Where a pod must go to land on the ready pool (the ``wait_node_pool`` XCom)."""
-    choice = pool["choice"]
+    choice = pool.choice
     return placement(
-        pool["cluster"]["cloud"],
-        pool["pool"]["name"],
+        pool.cluster.cloud,
+        pool.pool.name,
         choice["accelerator"],
         int(choice["accelerator_count"]),
         choice["capacity_type"],

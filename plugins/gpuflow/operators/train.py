@@ -14,6 +14,7 @@ from airflow.sdk import Context
 
 from gpuflow.clouds.access import kube_config_file
 from gpuflow.core import naming
+from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
 from gpuflow.kube.training import training_pod
 from gpuflow.operators.runtime import JOB_NAMESPACE, artifacts_uri, placement_on, run_of
 
@@ -51,10 +52,10 @@ class TrainOperator(KubernetesPodOperator):
 
     def _bind_to_pool(self, context: Context) -> None:
         ti = context["ti"]
-        pool = ti.xcom_pull(task_ids=self.pool_task_id)
-        job = ti.xcom_pull(task_ids=self.plan_task_id)["job"]
+        pool = PoolHandoff.from_xcom(ti.xcom_pull(task_ids=self.pool_task_id))
+        job = PlanHandoff.from_xcom(ti.xcom_pull(task_ids=self.plan_task_id)).job_fields()
         run = run_of(context)
-        self.config_file = kube_config_file(pool["cluster"])
+        self.config_file = kube_config_file(pool.cluster)
         output_uri = job["output_uri"] or artifacts_uri(run)
         env = {"DATASET_URI": job["dataset_uri"]} if job["dataset_uri"] else {}
         self.pod_template_dict = training_pod(
@@ -71,7 +72,7 @@ class TrainOperator(KubernetesPodOperator):
         self.log.info(
             "training %s on %s/%s, writing to %s",
             job["training_image"],
-            pool["cluster"]["name"],
-            pool["pool"]["name"],
+            pool.cluster.name,
+            pool.pool.name,
             output_uri,
         )

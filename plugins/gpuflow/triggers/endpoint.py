@@ -13,7 +13,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from gpuflow.core.errors import CloudError, ErrorKind, Scope
+from gpuflow.core.clusters import Cluster
+from gpuflow.core.errors import CloudError, ErrorKind, Scope, describe
+from gpuflow.core.handoffs import EndpointRef
 from gpuflow.triggers import events
 
 NEVER_SERVED = "EndpointNeverReady"
@@ -61,7 +63,7 @@ class EndpointTrigger(BaseTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        ref = {"cluster": self.cluster["name"], "namespace": self.namespace, "name": self.name}
+        ref = EndpointRef(cluster=self.cluster["name"], namespace=self.namespace, name=self.name).to_xcom()
         deadline = time.monotonic() + self.timeout_s
         last = "not checked yet"
         code = NEVER_SERVED
@@ -69,7 +71,7 @@ class EndpointTrigger(BaseTrigger):
             try:
                 serving, last, crash = await asyncio.to_thread(self._probe)
             except Exception as exc:  # the API or the proxy may be briefly unreachable while pods start
-                serving, last, crash = False, f"{type(exc).__name__}: {exc}", None
+                serving, last, crash = False, describe(exc), None
             self.log.info("endpoint %s: %s", self.name, last)
             if serving:
                 yield TriggerEvent(events.success(ref))
@@ -94,7 +96,7 @@ class EndpointTrigger(BaseTrigger):
         from gpuflow.kube.cluster import api_client, crash_report, deployment_status
         from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 
-        config = kube_config(self.cluster)
+        config = kube_config(Cluster(**self.cluster))
         api = api_client(config)
         status = deployment_status(api, self.namespace, self.name)
         if status is None:
