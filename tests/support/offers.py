@@ -11,7 +11,6 @@ from typing import Any
 from gpuflow.core.clusters import Cluster, load_clusters
 from gpuflow.core.nodepool import NodePoolSpec
 
-CLOUDS = ("aws", "gcp", "azure")
 OFFERS: dict[str, dict[str, Any]] = {
     "aws": {"region": "us-east-1", "availability_zone": "use1-az1", "instance_type": "g6.xlarge"},
     "gcp": {"region": "us-central1", "availability_zone": "us-central1-a", "instance_type": "g2-standard-4"},

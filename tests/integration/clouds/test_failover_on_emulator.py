@@ -12,13 +12,14 @@ from gpuflow_emulator.testing import EmulatorProcess
 
 from gpuflow.clouds.base import backend_for
 from gpuflow.core.catalog import load_catalog
+from gpuflow.core.clouds import CLOUDS
 from gpuflow.core.clusters import load_clusters
 from gpuflow.core.nodepool import NodePoolSpec, PoolState
 from gpuflow.core.planner import plan
 from gpuflow.core.request import PlanRequest
 from gpuflow.provisioning import Provisioner, Run
 from gpuflow.state.store import BlockStore
-from tests.support.offers import CLOUDS, one_gpu_choice
+from tests.support.offers import one_gpu_choice
 
 
 def provisioner(tmp_path: Path) -> Provisioner:

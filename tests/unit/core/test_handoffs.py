@@ -10,17 +10,9 @@ import pytest
 from gpuflow.core.clusters import Cluster
 from gpuflow.core.handoffs import DeployedEndpoint, EndpointRef, HandoffError, PlanHandoff, PoolHandoff
 from gpuflow.core.nodepool import NodePoolSpec
+from tests.support.offers import one_gpu_choice
 
-CHOICE = {
-    "cloud": "gcp",
-    "region": "us-central1",
-    "availability_zone": "us-central1-a",
-    "instance_type": "g2-standard-4",
-    "accelerator": "L4",
-    "accelerator_count": 1,
-    "nodes": 2,
-    "capacity_type": "on-demand",
-}
+CHOICE = {**one_gpu_choice("gcp"), "nodes": 2}
 CLUSTER = Cluster("gcp", "us-central1", "gke-a", "gpuflow_gcp", {"project": "p", "location": "us-central1"})
 PLAN = {"chosen": CHOICE, "fallbacks": [{**CHOICE, "region": "us-east1"}], "estimated_total_usd": 1.25}
 
