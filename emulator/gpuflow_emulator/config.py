@@ -8,6 +8,10 @@ runtimes:
     commands: {python: $GPUFLOW_EMULATOR_PYTHON, python3: $GPUFLOW_EMULATOR_PYTHON}
     entrypoint: [python3]               # used when a container has no `command`
     env: {PYTHONUNBUFFERED: "1"}
+images:                                 # image -> size unpacked on a node's disk; first matching prefix wins
+  - image_prefix: "vllm/vllm-openai:"
+    size: 25G                           # a Kubernetes quantity; `source` says where the figure comes from
+    source: vllm-project/vllm issue 17163
 state_dir: .emulator                    # runtime files, e.g. azure-ca.pem (the CA of the Azure listener)
 clouds:                                 # the cloud node-pool APIs (see README "Cloud half"); omit to serve none
   aws_port: 8090                        # EKS, plain http
@@ -37,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from gpuflow_emulator.disk import quantity_bytes
 
 PYTHON_VARIABLE = "GPUFLOW_EMULATOR_PYTHON"
 # The project checkout the emulator runs from, so runtimes can name its launchers and environments.
@@ -103,6 +109,15 @@ class Runtime:
 
 
 @dataclass(frozen=True)
+class ImageSize:
+    """How much of a node's disk an image takes once pulled and unpacked, and where that figure comes from."""
+
+    image_prefix: str
+    size_bytes: int
+    source: str
+
+
+@dataclass(frozen=True)
 class EmulatorConfig:
     clusters: list[ClusterSpec]
     runtimes: list[Runtime]
@@ -110,9 +125,14 @@ class EmulatorConfig:
     work_dir: Path
     state_dir: Path = Path(".emulator")
     clouds: CloudsConfig = CloudsConfig()
+    images: list[ImageSize] = field(default_factory=list)
 
     def runtime_for(self, image: str) -> Runtime | None:
         return next((runtime for runtime in self.runtimes if image.startswith(runtime.image_prefix)), None)
+
+    def image_bytes(self, image: str) -> int:
+        """The image's size on a node's disk; 0 for an image the table does not list (not accounted)."""
+        return next((row.size_bytes for row in self.images if image.startswith(row.image_prefix)), 0)
 
 
 def _expand(values: dict[str, Any]) -> dict[str, str]:
@@ -179,6 +199,10 @@ def parse(raw: dict[str, Any], base_dir: Path) -> EmulatorConfig:
         work_dir=base_dir / raw.get("work_dir", ".emulator/pods"),
         state_dir=base_dir / raw.get("state_dir", ".emulator"),
         clouds=_clouds(raw.get("clouds"), base_dir),
+        images=[
+            ImageSize(r["image_prefix"], quantity_bytes(str(r["size"])), r.get("source", ""))
+            for r in raw.get("images") or []
+        ],
     )
 
 

@@ -1,7 +1,8 @@
 """Runs one bound pod: init containers in order, then its containers, each under the pod's restartPolicy.
 
 Each container is a local process group (see process.py). Its image selects a runtime from the config;
-an image with no runtime leaves the container waiting with ErrImagePull, as an unpullable image would.
+an image with no runtime, or images that overflow the node's disk (disk.py), leave the container waiting
+with ErrImagePull and a `Failed` event, as an unpullable image would.
 Every containerPort gets a free local port, passed to all containers of the pod as
 `GPUFLOW_EMULATOR_PORT_<containerPort>`; probes and proxies use the same mapping.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 from gpuflow_emulator.conditions import set_condition
 from gpuflow_emulator.config import EmulatorConfig, Runtime
+from gpuflow_emulator.disk import pull_failure
 from gpuflow_emulator.events import EventRecorder
 from gpuflow_emulator.probes import ProbeSupervisor
 from gpuflow_emulator.process import ContainerLog, ContainerProcess
@@ -27,7 +29,7 @@ from gpuflow_emulator.resources import by_kind
 from gpuflow_emulator.store import Obj, Store
 from gpuflow_emulator.timeutil import now_iso
 
-PODS, SECRETS, CONFIGMAPS = by_kind("Pod"), by_kind("Secret"), by_kind("ConfigMap")
+PODS, SECRETS, CONFIGMAPS, NODES = by_kind("Pod"), by_kind("Secret"), by_kind("ConfigMap"), by_kind("Node")
 PORT_VARIABLE = "GPUFLOW_EMULATOR_PORT_{}"
 MARKER_VARIABLE = "GPUFLOW_EMULATOR_PID"
 MAX_BACKOFF_SECONDS = 10
@@ -140,13 +142,14 @@ class PodWorker:
 
     async def _run_pod(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
-        for container in self._init_containers + self._containers:
-            if self._config.runtime_for(container.get("image", "")) is None:
-                message = f'emulator: no runtime is configured for image "{container.get("image")}"'
-                self._statuses[container["name"]] = _waiting(container, "ErrImagePull", message)
-                self._event("Warning", "Failed", f'Failed to pull image "{container.get("image")}": {message}')
-                self._publish()
-                return
+        if failure := self._pull_failure():
+            image, message = failure
+            for container in self._init_containers + self._containers:
+                if container.get("image", "") == image:
+                    self._statuses[container["name"]] = _waiting(container, "ErrImagePull", message)
+            self._event("Warning", "Failed", f'Failed to pull image "{image}": {message}')
+            self._publish()
+            return
         self._publish()
         for container in self._init_containers:
             if not await self._run_to_completion(container, init=True):
@@ -154,6 +157,17 @@ class PodWorker:
                 return
         results = await asyncio.gather(*(self._run_to_completion(c, init=False) for c in self._containers))
         self._finish("Succeeded" if all(results) else "Failed")
+
+    def _pull_failure(self) -> tuple[str, str] | None:
+        """(image, message) of the first image that cannot be pulled: the node's disk is full, or no runtime."""
+        node = self._store.find(NODES, "", self.node) or {}
+        if failure := pull_failure(self._pod, node, self._config.image_bytes):
+            return failure
+        for container in self._init_containers + self._containers:
+            image = container.get("image", "")
+            if self._config.runtime_for(image) is None:
+                return image, f'emulator: no runtime is configured for image "{image}"'
+        return None
 
     def _finish(self, phase: str) -> None:
         if not self._stopping:

@@ -111,17 +111,20 @@ class EmulatorProcess:
 
     @classmethod
     def start_clouds(cls, directory: Path, scenario: dict[str, Any]) -> EmulatorProcess:
-        """The default config's six clusters, with all three cloud APIs on free ports, under `scenario`."""
+        """The default config's six clusters and image sizes, with all three cloud APIs on free ports, under
+        `scenario`."""
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "scenario.yaml").write_text(yaml.safe_dump(scenario))
-        clusters = yaml.safe_load(DEFAULT_CONFIG.read_text())["clusters"]
+        default = yaml.safe_load(DEFAULT_CONFIG.read_text())
         clouds = {
             "aws_port": free_port(),
             "gcp_port": free_port(),
             "azure_port": free_port(),
             "scenario": "scenario.yaml",
         }
-        return cls.start(directory, extra={"clusters": clusters, "clouds": clouds})
+        return cls.start(
+            directory, extra={"clusters": default["clusters"], "clouds": clouds, "images": default["images"]}
+        )
 
     def clouds(self) -> dict[str, str]:
         """{aws, gcp, azure: base URL, azure_ca: path of the CA PEM to trust for azure}."""

@@ -17,7 +17,7 @@ import yaml
 from aiohttp import web
 
 from gpuflow_emulator.clouds import clusters
-from gpuflow_emulator.clouds.nodepools import CloudFault, NodePools, Operation, Pool, PoolError, PoolState
+from gpuflow_emulator.clouds.nodepools import GB, CloudFault, NodePools, Operation, Pool, PoolError, PoolState
 from gpuflow_emulator.clouds.scenarios import CAPACITY, QUOTA, SERVER, SYNC, THROTTLED, Fault, Scenario
 from gpuflow_emulator.config import CloudIdentity, EmulatorConfig
 from gpuflow_emulator.emulator import Emulator
@@ -25,6 +25,9 @@ from gpuflow_emulator.emulator import Emulator
 NOT_FOUND, INVALID, BUSY = "NOT_FOUND", "INVALID", "BUSY"
 K8S_VERSION = "1.32.2"
 PROVIDER = "providers/Microsoft.ContainerService"
+# agentPools osDiskSizeGB: 0 or absent applies "the default osDisk size according to the vmSize" (AKS REST API
+# reference, ManagedClusterAgentPoolProfileProperties); 128 GB for the GPU sizes gpuflow uses.
+DEFAULT_OS_DISK_GB = 128
 CODES = {
     NOT_FOUND: (404, "NotFound"),
     INVALID: (400, "InvalidParameter"),
@@ -229,6 +232,7 @@ class AksApi:
             zones=zones,
             instance_type=properties.get("vmSize", "Standard_D2s_v3"),
             node_count=int(properties.get("count", 1)),
+            disk_bytes=int(properties.get("osDiskSizeGB") or DEFAULT_OS_DISK_GB) * GB,
             spot=properties.get("scaleSetPriority") == "Spot",
             labels={k: str(v) for k, v in (properties.get("nodeLabels") or {}).items()},
             taints=[_taint(t) for t in properties.get("nodeTaints") or []],
@@ -313,12 +317,12 @@ class AksApi:
                 "count": pool.node_count,
                 "vmSize": pool.instance_type,
                 "osType": "Linux",
-                "osDiskSizeGB": 128,
+                "osDiskSizeGB": pool.disk_bytes // GB,
                 "type": "VirtualMachineScaleSets",
                 "mode": properties.get("mode", "User"),
                 "orchestratorVersion": K8S_VERSION,
                 "currentOrchestratorVersion": K8S_VERSION,
-                **{k: v for k, v in properties.items() if k not in ("count", "vmSize")},
+                **{k: v for k, v in properties.items() if k not in ("count", "vmSize", "osDiskSizeGB")},
                 "provisioningState": "Failed" if pool.error else STATES.get(pool.state, "Deleting"),
                 "powerState": {"code": "Running"},
                 # AgentPoolStatus.provisioningError: AKS keeps the failure on the pool, not only on the operation.

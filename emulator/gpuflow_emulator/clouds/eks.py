@@ -17,11 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from gpuflow_emulator.clouds import clusters
-from gpuflow_emulator.clouds.nodepools import CloudFault, NodePools, Pool, PoolError, PoolState
+from gpuflow_emulator.clouds.nodepools import GIB, CloudFault, NodePools, Pool, PoolError, PoolState
 from gpuflow_emulator.clouds.scenarios import CAPACITY, QUOTA, SERVER, SYNC, THROTTLED, Fault
 from gpuflow_emulator.config import CloudIdentity, EmulatorConfig
 
 ACCOUNT = "123456789012"
+# CreateNodegroup diskSize: "The default disk size is 20 GiB for Linux and Bottlerocket" (EKS API reference,
+# CreateNodegroup; botocore's eks service model, field diskSize).
+DEFAULT_DISK_GIB = 20
 K8S_VERSION = "1.32"
 NOT_FOUND, CONFLICT, INVALID = "NOT_FOUND", "CONFLICT", "INVALID"
 # (HTTP status, Error.Code) per fault kind, for faults whose scenario names no code.
@@ -166,6 +169,7 @@ class EksApi:
             zones=tuple(identity.subnets[s] for s in body["subnets"]),
             instance_type=instance_type,
             node_count=int(scaling["desiredSize"]),
+            disk_bytes=int(body.get("diskSize") or DEFAULT_DISK_GIB) * GIB,
             spot=body.get("capacityType") == "SPOT",
             labels={k: str(v) for k, v in (body.get("labels") or {}).items()},
             taints=[
@@ -250,7 +254,7 @@ class EksApi:
             "labels": request.get("labels") or {},
             "taints": request.get("taints") or [],
             "resources": {"autoScalingGroups": [{"name": self._asg(pool)}]},
-            "diskSize": request.get("diskSize", 20),
+            "diskSize": pool.disk_bytes // GIB,
             "health": {"issues": issues},
             "updateConfig": {"maxUnavailable": 1},
             "tags": request.get("tags") or {},

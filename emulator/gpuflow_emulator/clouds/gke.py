@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from gpuflow_emulator.clouds import clusters, machines
-from gpuflow_emulator.clouds.nodepools import CloudFault, NodePools, Operation, Pool, PoolError, PoolState
+from gpuflow_emulator.clouds.nodepools import GB, CloudFault, NodePools, Operation, Pool, PoolError, PoolState
 from gpuflow_emulator.clouds.scenarios import CAPACITY, QUOTA, SERVER, SYNC, THROTTLED, Fault
 from gpuflow_emulator.config import CloudIdentity, EmulatorConfig
 from gpuflow_emulator.timeutil import iso
@@ -52,6 +52,8 @@ OPERATION_TYPES = {
     "update": "UPGRADE_NODES",  # what GKE reports for UpdateNodePool
 }
 # The taint GKE puts on every GPU node itself (GKE "About GPUs in GKE").
+# NodeConfig diskSizeGb: "If unspecified, the default disk size is 100GB" (GKE API reference, NodeConfig).
+DEFAULT_DISK_GB = 100
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 
 
@@ -212,6 +214,7 @@ class GkeApi:
             zones=zones,
             instance_type=config.get("machineType", "e2-medium"),
             node_count=int(spec.get("initialNodeCount", 0)) * len(zones),
+            disk_bytes=int(config.get("diskSizeGb") or DEFAULT_DISK_GB) * GB,
             spot=bool(config.get("spot") or config.get("preemptible")),
             labels={k: str(v) for k, v in (config.get("labels") or {}).items()},
             taints=[
@@ -276,7 +279,11 @@ class GkeApi:
         status = "ERROR" if pool.error else POOL_STATUS.get(pool.state, "STOPPING")
         body: dict[str, Any] = {
             "name": pool.name,
-            "config": {"machineType": pool.instance_type, "diskSizeGb": 100, **(spec.get("config") or {})},
+            "config": {
+                "machineType": pool.instance_type,
+                **(spec.get("config") or {}),
+                "diskSizeGb": pool.disk_bytes // GB,
+            },
             "initialNodeCount": int(spec.get("initialNodeCount", 0)),
             "locations": spec["locations"],
             "selfLink": self._link(request, f"clusters/{pool.cluster}/nodePools/{pool.name}"),

@@ -25,6 +25,10 @@ from gpuflow_emulator.emulator import Emulator
 log = logging.getLogger(__name__)
 
 
+GIB = 2**30  # EKS diskSize is in GiB
+GB = 10**9  # GKE diskSizeGb and AKS osDiskSizeGB are in GB
+
+
 class PoolState(StrEnum):
     CREATING = "CREATING"
     READY = "READY"
@@ -68,6 +72,7 @@ class Pool:
     spot: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[dict[str, str]] = field(default_factory=list)
+    disk_bytes: int = 0  # each node's boot disk, from the request or the cloud's default (0: not accounted)
     accelerator: str | None = None
     accelerators_per_node: int = 0
     resource: str | None = None
@@ -97,9 +102,11 @@ class Pool:
         )
 
     def allocatable(self) -> dict[str, str]:
-        if not (self.accelerator and self.resource and self.accelerators_per_node):
-            return {}
-        return {self.resource: str(self.accelerators_per_node)}
+        """What each node advertises: its accelerators and its boot disk as ``ephemeral-storage`` (bytes)."""
+        resources = {"ephemeral-storage": str(self.disk_bytes)} if self.disk_bytes else {}
+        if self.accelerator and self.resource and self.accelerators_per_node:
+            resources[self.resource] = str(self.accelerators_per_node)
+        return resources
 
     def set_state(self, state: PoolState, error: PoolError | None = None) -> None:
         self.state, self.error, self.modified_at = state, error, time.time()
