@@ -94,6 +94,7 @@ class EksBackend:
                 amiType="AL2023_x86_64_NEURON" if spec.resource_name == NEURON else "AL2023_x86_64_NVIDIA",
                 capacityType="SPOT" if spec.capacity_type is CapacityType.SPOT else "ON_DEMAND",
                 scalingConfig={"minSize": spec.nodes, "maxSize": spec.nodes, "desiredSize": spec.nodes},
+                diskSize=spec.disk_gib,  # GiB; EKS's default, 20, is smaller than the vLLM image
                 labels=dict(spec.labels),
                 taints=[{"key": t.key, "value": t.value, "effect": "NO_SCHEDULE"} for t in spec.taints],
                 tags=dict(spec.labels),

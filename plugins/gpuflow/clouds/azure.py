@@ -22,6 +22,7 @@ from gpuflow.clouds.connections import extras
 from gpuflow.clouds.http_status import kind_for_status
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clusters import Cluster
+from gpuflow.core.disks import gib_in_gb
 from gpuflow.core.errors import CloudError, ErrorKind, Scope
 from gpuflow.core.nodepool import NodePoolRef, NodePoolSpec, NodePoolStatus, PoolState
 
@@ -226,6 +227,7 @@ def _agent_pool(spec: NodePoolSpec) -> Any:
     properties = Properties(
         count=spec.nodes,
         vm_size=spec.instance_type,
+        os_disk_size_gb=gib_in_gb(spec.disk_gib),
         mode="User",
         os_type="Linux",
         availability_zones=[spec.zone] if spec.zone else None,

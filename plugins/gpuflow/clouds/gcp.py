@@ -20,6 +20,7 @@ from gpuflow.clouds.http_status import kind_for_status
 from gpuflow.core.accelerators import GKE_ACCELERATOR_TYPES
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clusters import Cluster
+from gpuflow.core.disks import gib_in_gb
 from gpuflow.core.errors import CloudError, ErrorKind, Scope
 from gpuflow.core.nodepool import NodePoolRef, NodePoolSpec, NodePoolStatus, PoolState
 
@@ -211,6 +212,7 @@ def _node_pool(spec: NodePoolSpec) -> Any:
         )
     config = types.NodeConfig(
         machine_type=spec.instance_type,
+        disk_size_gb=gib_in_gb(spec.disk_gib),
         labels=dict(spec.labels),
         taints=[
             types.NodeTaint(key=t.key, value=t.value, effect=types.NodeTaint.Effect.NO_SCHEDULE) for t in spec.taints

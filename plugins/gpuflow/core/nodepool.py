@@ -1,7 +1,7 @@
 """A GPU node pool as gpuflow asks for it, independent of the cloud that will host it.
 
 ``NodePoolSpec.from_choice`` turns a plan's choice into everything a backend needs: the deterministic
-name, the placement, the labels that mark ownership and the taint that keeps non-GPU pods off.
+name, the placement, the labels that mark ownership, the taint that keeps non-GPU pods off and the disk size.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from gpuflow.core import accelerators, naming
+from gpuflow.core import accelerators, disks, naming
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clusters import Cluster
 from gpuflow.core.errors import CloudError
@@ -84,6 +84,7 @@ class NodePoolSpec:
     capacity_type: CapacityType
     labels: Mapping[str, str]
     taints: tuple[Taint, ...]
+    disk_gib: int  # each node's boot disk (``disks.disk_gib``): the serving image and the model must fit
 
     @property
     def ref(self) -> NodePoolRef:
@@ -121,4 +122,5 @@ class NodePoolSpec:
             capacity_type=CapacityType(choice["capacity_type"]),
             labels=labels,
             taints=(Taint(accelerators.resource_name(choice["accelerator"]), "present"),),
+            disk_gib=disks.disk_gib(cluster.settings),
         )

@@ -64,6 +64,7 @@ def test_create_read_list_delete(cluster: Cluster) -> None:
     assert group["capacityType"] == "SPOT"
     assert group["subnets"] == ["subnet-0a12"]
     assert group["instanceTypes"] == ["g6.xlarge"]
+    assert group["diskSize"] == spec.disk_gib  # not EKS's 20 GiB default, which the vLLM image overflows
     assert group["scalingConfig"]["desiredSize"] == 2
     assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"} in group["taints"]
     status = backend.get_node_pool(ref)
