@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
+from gpuflow.core import disks
 from gpuflow.core.clouds import CLOUDS, traits
-from gpuflow.core.errors import GpuflowError
+from gpuflow.core.errors import GpuflowError, RequestError
 
 
 class ClusterConfigError(GpuflowError):
@@ -106,4 +107,8 @@ def _cluster(entry: Any, where: str) -> Cluster:
     missing = [key for key in traits(cloud).required_settings if key not in settings]
     if missing:
         raise ClusterConfigError(f"{where}.settings lacks {', '.join(missing)} (required for {cloud})")
+    try:
+        disks.disk_gib(settings)
+    except RequestError as exc:  # refused when the file is read (plan), not when a pool is about to be bought
+        raise ClusterConfigError(f"{where}: {exc}") from None
     return Cluster(cloud, entry["region"], entry["name"], entry["connection_id"], dict(settings))

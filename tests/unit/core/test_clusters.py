@@ -26,6 +26,16 @@ def test_shipped_clusters_file_loads_one_cluster_per_region() -> None:
         ({"cloud": "oci", "region": "x", "name": "c", "connection_id": "k"}, "clusters[0].cloud='oci' is invalid"),
         ({"cloud": "gcp", "region": "x", "name": "c"}, "clusters[0].connection_id is missing"),
         ({"cloud": "aws", "region": "x", "name": "c", "connection_id": "k"}, "lacks node_role_arn, subnets"),
+        (
+            {
+                "cloud": "gcp",
+                "region": "x",
+                "name": "c",
+                "connection_id": "k",
+                "settings": {"project": "p", "location": "x", "disk_gib": 20},
+            },
+            "clusters[0]: settings.disk_gib=20 is invalid",
+        ),
     ],
 )
 def test_bad_entries_name_the_entry_and_the_field(entry: dict[str, Any], message: str) -> None:
