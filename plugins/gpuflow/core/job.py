@@ -12,13 +12,15 @@ from typing import Any
 
 from gpuflow.core.errors import RequestError
 from gpuflow.core.request import PlanRequest
-from gpuflow.core.storage import require_servable
+from gpuflow.core.storage import known_schemes, require_servable
 from gpuflow.core.vllm_options import VllmOptions
 
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 # An image reference: [registry/]path[:tag][@digest]; no spaces, at most 255 characters.
 _IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
-_URI = re.compile(r"^(file|s3|gs|az|abfs|abfss|memory)://\S+$|^/\S*$")
+# Paths and URIs of the schemes the cloud records know (a fourth cloud's storage is accepted with its record).
+_URI = re.compile(rf"^({'|'.join(known_schemes())})://\S+$|^/\S*$")
+_URI_HINT = "an absolute path or a URI: " + ", ".join(f"{scheme}://" for scheme in known_schemes())
 # Only connections made for a Hugging Face token may be handed to an endpoint: whoever can trigger a run picks
 # the serving image, so any other connection's password (a cloud's service principal, say) would leak into it.
 HF_CONNECTION_PREFIX = "hf_"
@@ -60,7 +62,7 @@ class JobRequest:
         for name in ("dataset_uri", "output_uri"):
             value = getattr(self, name)
             if value and not _URI.match(value):
-                raise RequestError(name, value, "an absolute path or a URI: file://, s3://, gs://, az://, abfs://")
+                raise RequestError(name, value, _URI_HINT)
         if self.output_uri:
             require_servable("output_uri", self.output_uri)  # the endpoint serves the model trained there
         if not 0 <= self.keep_endpoint_minutes <= MAX_KEEP_ENDPOINT_MINUTES:

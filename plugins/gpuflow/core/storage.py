@@ -24,6 +24,15 @@ class ObjectStore:
     rclone_remote: str | None
 
 
+# Schemes a job may name besides the clouds' storage: a path on the node (file://) and fsspec's in-memory store.
+LOCAL_SCHEMES = ("file", "memory")
+
+
+def known_schemes() -> tuple[str, ...]:
+    """Every URI scheme a job may name for its data or outputs: the local ones and each cloud's storage."""
+    return (*LOCAL_SCHEMES, *(scheme for facts in CLOUD_TRAITS.values() for scheme in facts.storage_schemes))
+
+
 def object_store(uri: str) -> ObjectStore | None:
     """The object store ``uri`` points into, or None for a path, a file:// URI, a model id or another scheme."""
     scheme = urlsplit(uri).scheme
@@ -31,6 +40,12 @@ def object_store(uri: str) -> ObjectStore | None:
         if scheme in facts.storage_schemes:
             return ObjectStore(scheme, facts.name, facts.storage_schemes[scheme])
     return None
+
+
+def downloadable(uri: str) -> ObjectStore | None:
+    """The object store a serving pod can copy a model from at ``uri``, or None (not storage, or no downloader)."""
+    store = object_store(uri)
+    return store if store is not None and store.rclone_remote is not None else None
 
 
 def servable_shapes() -> str:
@@ -43,8 +58,8 @@ def require_servable(field: str, uri: str) -> None:
     scheme = urlsplit(uri).scheme
     if not scheme or scheme == "file":
         return
-    store = object_store(uri)
-    if store is not None and store.rclone_remote is not None:
+    if downloadable(uri) is not None:
         return
+    store = object_store(uri)
     why = f"{scheme}:// is {store.cloud} storage that the model downloader cannot read; " if store else ""
     raise RequestError(field, uri, f"{why}a URI the endpoint can copy the model from: {servable_shapes()}")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from gpuflow.core.clouds import CLOUD_TRAITS
 from gpuflow.core.errors import RequestError
-from gpuflow.core.storage import object_store, servable_shapes
+from gpuflow.core.storage import downloadable, servable_shapes
 from gpuflow.core.vllm_options import VllmOptions
 from gpuflow.kube.objects import (
     SecretKeyRef,
@@ -99,8 +99,7 @@ class EndpointSpec:
     @property
     def model_uri(self) -> str | None:
         """The object-storage URI the weights come from, or None for a Hugging Face id or a path."""
-        store = object_store(self.options.model)
-        return self.options.model if store is not None and store.rclone_remote is not None else None
+        return self.options.model if downloadable(self.options.model) else None
 
     @property
     def selector(self) -> dict[str, str]:
@@ -117,10 +116,10 @@ class EndpointSpec:
 
 def rclone_downloader(uri: str) -> ModelDownloader:
     """Copy ``uri`` with rclone, through the remote its object store names (rclone's on-the-fly remotes)."""
-    parts, store = urlsplit(uri), object_store(uri)
-    remote = store.rclone_remote if store is not None else None
-    if remote is None or not parts.netloc:
+    parts, store = urlsplit(uri), downloadable(uri)
+    if store is None or store.rclone_remote is None or not parts.netloc:
         raise RequestError("model", uri, servable_shapes())
+    remote = store.rclone_remote
     flags: tuple[str, ...] = ()
     source = f"{remote}{parts.netloc}{parts.path}"
     if parts.scheme == "az":
