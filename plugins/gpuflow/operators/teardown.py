@@ -32,7 +32,7 @@ from gpuflow.core.nodepool import NodePoolRef
 from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
 from gpuflow.kube.cluster import ENDPOINT_KINDS
 from gpuflow.operators.runtime import JOB_NAMESPACE, clusters, run_of
-from gpuflow.sweep import Decision, Holdings, Key, survey, sweep, wait_until_gone
+from gpuflow.sweep import Decision, Holdings, Key, failed_clusters, survey, sweep, wait_until_gone
 
 DEFAULT_DELETE_TIMEOUT_S = 15 * 60
 
@@ -100,7 +100,7 @@ class TeardownOperator(BaseOperator):
         left = wait_until_gone(
             swept, label, decision, self.delete_timeout_s, self.poll_interval_s or poll_interval_s_setting()
         )
-        problems = [f"{step} on {h.where}: {error}" for h in holdings for step, error in h.failures.items()]
+        problems = [f"{where}: {failures}" for where, failures in failed_clusters(holdings).items()]
         if left or problems:
             if left:
                 names = ", ".join(f"{s.ref.cloud}/{s.ref.cluster}/{s.ref.name} ({s.state.value})" for s in left)
