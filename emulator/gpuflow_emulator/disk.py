@@ -50,9 +50,14 @@ def pull_failure(
 
 
 def _no_space(image: str, needed: int, disk: int) -> str:
-    """containerd's words for the failed unpack, as the kubelet passes them on, plus what did not fit."""
+    """containerd's words for the failed unpack, as the kubelet passes them on, plus what did not fit.
+
+    The wording of a real pull that filled a node's disk (suxess-it/kubriX issue 1825): 'failed to pull and unpack
+    image "IMAGE": failed to extract layer sha256:...: write /var/lib/containerd/io.containerd.snapshotter.v1.
+    overlayfs/snapshots/N/fs/...: no space left on device: unknown'.
+    """
     return (
-        f'rpc error: code = Unknown desc = failed to pull and unpack image "{image}": failed to extract layer: '
-        "write /var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots: no space left on device "
+        f'failed to pull and unpack image "{image}": failed to extract layer: '
+        "write /var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots: no space left on device: unknown "
         f"(emulator: the pod's images need {needed / 2**30:.1f} GiB, the node's disk holds {disk / 2**30:.1f} GiB)"
     )
