@@ -39,6 +39,7 @@ class CloudTraits:
     pool_label: str  # the node label that names a node's pool
     accelerator_resources: frozenset[str]  # the Kubernetes extended resources its nodes can offer
     backend: str  # "module:Class" of the ``CloudBackend``, imported only when a backend is built
+    max_disk_gib: int  # the largest boot disk its node pools accept (see ``gpuflow.core.disks``)
     # The node label naming an NVIDIA GPU's type, with its value per canonical accelerator; None when absent.
     accelerator_label: str | None = None
     accelerator_label_values: Mapping[str, str] = field(default_factory=dict)
@@ -79,6 +80,7 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             pool_label="eks.amazonaws.com/nodegroup",
             accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.NEURON}),
             backend="gpuflow.clouds.aws:EksBackend",
+            max_disk_gib=16_384,  # an EBS gp3 volume holds at most 16 TiB (EC2 docs, "Amazon EBS volume types")
             storage_schemes={"s3": ":s3:"},
             model_uri_shape="s3://BUCKET/PATH",
             rclone_env={"RCLONE_S3_PROVIDER": "AWS", "RCLONE_S3_ENV_AUTH": "true"},
@@ -94,6 +96,7 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             pool_label="cloud.google.com/gke-nodepool",
             accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.TPU}),
             backend="gpuflow.clouds.gcp:GkeBackend",
+            max_disk_gib=61_035,  # a persistent disk holds at most 64 TB = 65,536 GB (Compute Engine docs)
             accelerator_label="cloud.google.com/gke-accelerator",
             accelerator_label_values=accelerators.GKE_ACCELERATOR_TYPES,
             spot_taint=("cloud.google.com/gke-spot", "true"),
@@ -111,6 +114,7 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             pool_label="kubernetes.azure.com/agentpool",
             accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.AMD}),
             backend="gpuflow.clouds.azure:AksBackend",
+            max_disk_gib=1_907,  # osDiskSizeGB is at most 2,048 GB (the AKS REST API's ContainerServiceOSDisk)
             spot_taint=("kubernetes.azure.com/scalesetpriority", "spot"),
             # rclone reads Blob storage as az://ACCOUNT/CONTAINER/PATH; fsspec's abfs:// names are not its own.
             storage_schemes={"az": ":azureblob:", "abfs": None, "abfss": None},

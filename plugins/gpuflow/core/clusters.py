@@ -108,7 +108,7 @@ def _cluster(entry: Any, where: str) -> Cluster:
     if missing:
         raise ClusterConfigError(f"{where}.settings lacks {', '.join(missing)} (required for {cloud})")
     try:
-        disks.disk_gib(settings)
+        disks.cluster_override(cloud, settings)
     except RequestError as exc:  # refused when the file is read (plan), not when a pool is about to be bought
         raise ClusterConfigError(f"{where}: {exc}") from None
     return Cluster(cloud, entry["region"], entry["name"], entry["connection_id"], dict(settings))

@@ -84,7 +84,7 @@ class NodePoolSpec:
     capacity_type: CapacityType
     labels: Mapping[str, str]
     taints: tuple[Taint, ...]
-    disk_gib: int  # each node's boot disk (``disks.disk_gib``): the serving image and the model must fit
+    disk_gib: int  # each node's boot disk (``disks.disk_gib``): the images, the model and a checkpoint must fit
 
     @property
     def ref(self) -> NodePoolRef:
@@ -122,5 +122,11 @@ class NodePoolSpec:
             capacity_type=CapacityType(choice["capacity_type"]),
             labels=labels,
             taints=(Taint(accelerators.resource_name(choice["accelerator"]), "present"),),
-            disk_gib=disks.disk_gib(cluster.settings),
+            disk_gib=disks.disk_gib(cluster.cloud, cluster.settings, _accelerator_memory_gib(choice)),
         )
+
+
+def _accelerator_memory_gib(choice: Mapping[str, Any]) -> float | None:
+    """The memory of all the accelerators of one node of ``choice``; None when the catalog does not say."""
+    per_accelerator = choice.get("memory_gib")
+    return None if per_accelerator is None else float(per_accelerator) * int(choice["accelerator_count"])
