@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from gpuflow.clouds.base import CloudBackend, backend_for
+from gpuflow.clouds.calls import retrying
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clusters import Cluster, Clusters
 from gpuflow.core.errors import CloudError, GpuflowError
@@ -81,7 +83,7 @@ class Provisioner:
         """An accepted pool failed later (async stockout, never ready): delete it and remember why."""
         backend = self.backends(spec.cluster)
         try:
-            backend.delete_node_pool(spec.ref)
+            retrying(partial(backend.delete_node_pool, spec.ref), what=f"deleting pool {spec.name}", sleep=self.sleep)
         except CloudError as exc:
             raise ProvisioningFailed(
                 f"failover stopped: pool {spec.name} failed ({error.code}) and deleting it failed too: {exc}"

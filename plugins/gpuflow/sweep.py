@@ -13,9 +13,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from gpuflow.clouds.base import CloudBackend, backend_for
+from gpuflow.clouds.calls import retrying
 from gpuflow.core import naming
 from gpuflow.core.clusters import Cluster
 from gpuflow.core.errors import describe
@@ -135,19 +137,25 @@ def _sweep_objects(cluster: Holdings, decision: Decision, swept: Swept) -> None:
 
 
 def _sweep_pools(cluster: Holdings, decision: Decision, swept: Swept) -> None:
+    """Stamp or delete each pool of the cluster; a refusal the cloud calls transient is tried again, and one
+    pool that cannot be deleted is reported without sparing the others. A cluster whose pools all went is
+    waited on (``wait_until_gone``)."""
+    failed = False
     for status in cluster.pools:
-        key = cluster.key(NODE_POOL, status.ref.name)
+        key, ref = cluster.key(NODE_POOL, status.ref.name), status.ref
+        what = f"{'stamping' if key in decision.stamped else 'deleting'} node pool {ref.name}"
         try:
             if key in decision.stamped:
-                cluster.backend.label_node_pool(status.ref, decision.stamp)
+                retrying(partial(cluster.backend.label_node_pool, ref, decision.stamp), what=what)
             elif key in decision.delete:
-                log.info("deleting node pool %s on %s", status.ref.name, cluster.cluster.name)
-                cluster.backend.delete_node_pool(status.ref)
-                swept.deleted_pools.append(status.ref)
-        except Exception as exc:  # any cloud failure: report this cluster, sweep the others
-            cluster.note(f"deleting node pool {status.ref.name}", exc)
-            return
-    swept.requested.append(cluster)
+                log.info("deleting node pool %s on %s", ref.name, cluster.cluster.name)
+                retrying(partial(cluster.backend.delete_node_pool, ref), what=what)
+                swept.deleted_pools.append(ref)
+        except Exception as exc:  # any cloud failure: report this pool, sweep the others
+            cluster.note(what, exc)
+            failed = True
+    if not failed:
+        swept.requested.append(cluster)
 
 
 def wait_until_gone(

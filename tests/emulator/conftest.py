@@ -50,6 +50,7 @@ FAILURE_MODES_SCENARIO = {
         {"match": {"pool": "asyncstock*"}, "capacity": {"nodes": 0, "when": "async"}},
         {"match": {"pool": "degraded*"}, "capacity": {"nodes": 0, "when": "async", "status": "DEGRADED"}},
         {"match": {"pool": "syncquota*"}, "quota": {"accelerators": 0, "when": "sync", "metric": "GPUS_ALL_REGIONS"}},
+        {"match": {"pool": "syncregquota*"}, "quota": {"accelerators": 0, "when": "sync"}},
         {"match": {"pool": "asyncquota*"}, "quota": {"accelerators": 0, "when": "async", "metric": "GPUS_ALL_REGIONS"}},
         {"match": {"pool": "neverready*"}, "never_ready": True},
         {"match": {"pool": "spot*"}, "preempt_after_seconds": 150},

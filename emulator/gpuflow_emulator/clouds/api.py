@@ -49,7 +49,8 @@ def cloud_app(
         fault = scenario.api_fault(cloud, operation, log.operations(cloud))
         response: web.StreamResponse
         if fault is not None:
-            response = render(CloudFault(fault, f"injected by the scenario on call {number}"))
+            message = fault.message.format_map(request.match_info) if fault.message else None
+            response = render(CloudFault(fault, message or f"injected by the scenario on call {number}"))
         else:
             try:
                 response = await handler(request)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gpuflow_emulator.clouds import clusters, machines
 from gpuflow_emulator.clouds.nodepools import GB, CloudFault, NodePools, Operation, Pool, PoolError, PoolState
-from gpuflow_emulator.clouds.scenarios import CAPACITY, QUOTA, SERVER, SYNC, THROTTLED, Fault
+from gpuflow_emulator.clouds.scenarios import BUSY, CAPACITY, QUOTA, SERVER, SYNC, THROTTLED, Fault
 from gpuflow_emulator.config import CloudIdentity, EmulatorConfig
 from gpuflow_emulator.timeutil import iso
 
@@ -32,7 +32,17 @@ CODES = {
     SERVER: (503, "UNAVAILABLE", "UNAVAILABLE"),
     CAPACITY: (429, "RESOURCE_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED"),
     QUOTA: (403, "PERMISSION_DENIED", "QUOTA_EXCEEDED"),
+    BUSY: (400, "FAILED_PRECONDITION", "FAILED_PRECONDITION"),
 }
+# Faults whose real answers carry only a status and a message, no ErrorInfo: GKE's quota refusal (gcloud shows
+# "ResponseError: code=403, message=Insufficient regional quota ...", vanvalenlab/kiosk-console #367; the JSON
+# body is {"code": 403, "message": ..., "status": "PERMISSION_DENIED"}, kubeflow/kubeflow #842) and "please wait"
+# (hashicorp/terraform-provider-google #10366). A scenario that names a `code` still gets it as the reason.
+WITHOUT_ERROR_INFO = frozenset({QUOTA, BUSY})
+# A stockout after acceptance: GKE keeps the pool, RUNNING_WITH_ERROR, and goes on trying to create its VMs
+# (hashicorp/terraform-provider-google #3304, #10823; GoogleCloudPlatform/magic-modules #5225).
+ASYNC_STOCKOUT_CODE = "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
+RUNNING_WITH_ERROR = "RUNNING_WITH_ERROR"
 HTTP_STATUS_NAMES = {500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 RPC_RESOURCE_EXHAUSTED = 8
 # Taint effects arrive as numbers (enum-encoding=int) or names.
@@ -62,20 +72,17 @@ def render(exc: CloudFault) -> web.Response:
     status, rpc_status, reason = CODES.get(fault.kind, (400, "FAILED_PRECONDITION", fault.kind))
     if fault.http_status:
         status, rpc_status = fault.http_status, HTTP_STATUS_NAMES.get(fault.http_status, rpc_status)
-    metadata = {"quota_metric": fault.metric} if fault.metric else {}
-    error = {
-        "code": status,
-        "message": exc.message,
-        "status": rpc_status,
-        "details": [
+    error: dict[str, Any] = {"code": status, "message": exc.message, "status": rpc_status}
+    if fault.code or fault.kind not in WITHOUT_ERROR_INFO:
+        metadata = {"quota_metric": fault.metric} if fault.metric else {}
+        error["details"] = [
             {
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",
                 "reason": fault.code or reason,
                 "domain": "container.googleapis.com",
                 "metadata": metadata,
             }
-        ],
-    }
+        ]
     return web.json_response({"error": error}, status=status)
 
 
@@ -112,8 +119,9 @@ class GkeFlavor:
         return []
 
     def failure(self, pool: Pool, fault: Fault) -> PoolError:
-        code = fault.code or CODES[fault.kind][2]
         zone = pool.zones[0]
+        if fault.when == SYNC and fault.kind == QUOTA:
+            return PoolError(fault.kind, fault.code or "", fault.message or _quota_refusal(pool, fault))
         if fault.kind == QUOTA:
             metric = fault.metric or "NVIDIA_GPUS"
             where = "globally" if metric == "GPUS_ALL_REGIONS" else f"in region {pool.region}"
@@ -125,7 +133,16 @@ class GkeFlavor:
             )
         detail = fault.message or detail
         if fault.when == SYNC:
-            return PoolError(fault.kind, code, detail)
+            return PoolError(fault.kind, fault.code or CODES[fault.kind][2], detail)
+        if fault.kind == CAPACITY:  # the pool stays, RUNNING_WITH_ERROR, with no node; words of #3304
+            code = fault.code or ASYNC_STOCKOUT_CODE
+            message = (
+                f"{zone}: Deploy error: Not all instances running in IGM after 45.677691201s. Expect "
+                f"{pool.node_count}. Current errors: [{code}]: Instance '{self.node_name(pool, 0, zone)}' "
+                f"creation failed: {detail} - ; ."
+            )
+            return PoolError(fault.kind, code, message, RUNNING_WITH_ERROR)
+        code = fault.code or CODES[fault.kind][2]
         message = (
             f"Google Compute Engine: Not all instances running in IGM. Expected {pool.node_count}, running 0, "
             f"transitioning 0. Current errors: [{code}]: Instance '{self.node_name(pool, 0, zone)}' creation "
@@ -276,7 +293,7 @@ class GkeApi:
 
     def _pool_json(self, request: web.Request, pool: Pool) -> dict[str, Any]:
         spec = pool.request
-        status = "ERROR" if pool.error else POOL_STATUS.get(pool.state, "STOPPING")
+        status = (pool.error.status or "ERROR") if pool.error else POOL_STATUS.get(pool.state, "STOPPING")
         body: dict[str, Any] = {
             "name": pool.name,
             "config": {
@@ -320,3 +337,28 @@ class GkeApi:
 
 def _utc(stamp: float) -> datetime:
     return datetime.fromtimestamp(stamp, UTC)
+
+
+def _quota_refusal(pool: Pool, fault: Fault) -> str:
+    """GKE's 403 text for a create beyond a quota: regional, or project-wide for an ``*_ALL_REGIONS`` metric.
+
+    Words of vanvalenlab/kiosk-console #367 and m-lab/etl #798 (regional), kubeflow/examples #597 (project).
+    """
+    metric = fault.metric or _gpu_quota_metric(pool)
+    scope = "project" if metric.endswith("_ALL_REGIONS") else "regional"
+    wanted = f"{float(pool.node_count * max(1, pool.accelerators_per_node)):.1f}"
+    return (
+        f"Insufficient {scope} quota to satisfy request: resource \"{metric}\": request requires '{wanted}' and is "
+        f"short '{wanted}'. project has a quota of '0.0' with '0.0' available. View and manage quotas at "
+        f"https://console.cloud.google.com/iam-admin/quotas?usage=USED&project={pool.request['project']}."
+    )
+
+
+def _gpu_quota_metric(pool: Pool) -> str:
+    """The regional quota metric of the pool's GPUs, as Compute Engine names them (NVIDIA_L4_GPUS, and with
+    PREEMPTIBLE_ for spot VMs); CPUS for a pool without GPUs."""
+    accelerator = gke_accelerator(pool)
+    if accelerator is None:
+        return "CPUS"
+    model = accelerator.removeprefix("nvidia-").removeprefix("tesla-").upper().replace("-", "_")
+    return f"{'PREEMPTIBLE_' if pool.spot else ''}NVIDIA_{model}_GPUS"

@@ -18,6 +18,7 @@ import yaml
 
 SYNC, ASYNC = "sync", "async"
 CAPACITY, QUOTA, THROTTLED, SERVER = "CAPACITY", "QUOTA", "THROTTLED", "SERVER"
+BUSY = "BUSY"  # the cluster is busy with another operation: "please wait and try again"
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class ApiRule:
     probability: float = 0.0
     code: str | None = None
     http_status: int | None = None
+    message: str | None = None  # the error text; ``{cluster}`` and other path fields are filled in
 
     def fires(self, seed: int, cloud: str, number: int) -> bool:
         return (
@@ -186,7 +188,7 @@ class Scenario:
             if _matches(rule.match, facts):
                 number = 1 + sum(_matches(rule.match, {"cloud": cloud, "operation": op}) for op in earlier)
                 if rule.fires(self.seed, cloud, number):
-                    return Fault(rule.kind, code=rule.code, http_status=rule.http_status)
+                    return Fault(rule.kind, code=rule.code, http_status=rule.http_status, message=rule.message)
         return None
 
 
@@ -207,7 +209,7 @@ def _fault(kind: str, spec: Mapping[str, Any]) -> Fault:
 
 
 def _api_rule(raw: Mapping[str, Any]) -> ApiRule:
-    kind = {"throttle": THROTTLED, "server_error": SERVER}[raw["kind"]]
+    kind = {"throttle": THROTTLED, "server_error": SERVER, "busy": BUSY}[raw["kind"]]
     return ApiRule(
         match=dict(raw.get("match") or {}),
         kind=kind,
@@ -216,6 +218,7 @@ def _api_rule(raw: Mapping[str, Any]) -> ApiRule:
         probability=float(raw.get("probability", 0.0)),
         code=raw.get("code"),
         http_status=raw.get("http_status"),
+        message=raw.get("message"),
     )
 
 

@@ -3,18 +3,26 @@
 Each backend method wraps its SDK call in ``classified(self)``: any exception leaves as the backend's
 ``CloudError`` (the SDK's exception chained), except the few an idempotent method expects and absorbs
 (a pool that is already there, or already gone). ``codes_in_text`` is the one way to read a code that a
-cloud puts only in a message's text.
+cloud puts only in a message's text. ``retrying`` repeats a call the cloud refused for now (throttling, 5xx,
+"please wait and try again"), for the calls that have no failover around them: deletes.
 """
 
 from __future__ import annotations
 
+import logging
+import random
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from gpuflow.core.errors import CloudError
+from gpuflow.core.errors import CloudError, ErrorKind
+from gpuflow.core.failover import MAX_TRANSIENT_RETRIES, backoff_s
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Classifier(Protocol):
@@ -34,6 +42,29 @@ def classified(backend: Classifier, *, absorb: Callable[[BaseException], bool] =
     except Exception as exc:
         if not absorb(exc):
             raise backend.classify(exc) from exc
+
+
+def retrying(
+    call: Callable[[], T],
+    *,
+    what: str,
+    retries: int = MAX_TRANSIENT_RETRIES,
+    sleep: Callable[[float], None] = time.sleep,
+    jitter: Callable[[], float] = random.random,
+) -> T:
+    """``call()``, tried again up to ``retries`` times, after a backoff, while it fails with a TRANSIENT
+    ``CloudError``; any other failure, or the last transient one, is raised."""
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except CloudError as error:
+            if error.kind is not ErrorKind.TRANSIENT or attempt > retries:
+                raise
+            delay = backoff_s(attempt, jitter())
+            log.warning("%s: %s; trying again in %.1fs (%d of %d)", what, error, delay, attempt, retries)
+            sleep(delay)
+            attempt += 1
 
 
 def codes_in_text(text: str, codes: Iterable[str]) -> list[str]:

@@ -9,6 +9,7 @@ as whole words in that text, the way SkyPilot's GCP failover reads them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -28,10 +29,19 @@ STATES = {
     "PROVISIONING": PoolState.CREATING,
     "RECONCILING": PoolState.CREATING,
     "RUNNING": PoolState.READY,
-    "RUNNING_WITH_ERROR": PoolState.READY,
+    "RUNNING_WITH_ERROR": PoolState.CREATING,  # unless its message names a failure: see ``_status``
     "STOPPING": PoolState.DELETING,
     "ERROR": PoolState.FAILED,
 }
+# GKE's answers that carry no ErrorInfo, only words. A quota refusal is a 403 PERMISSION_DENIED whose text names
+# the quota metric: regional (that metric in that region; vanvalenlab/kiosk-console #367) or project-wide
+# (``*_ALL_REGIONS``; kubeflow/examples #597); read as a bare 403 it would be refused credentials.
+_QUOTA_REFUSAL = re.compile(
+    r'insufficient (regional|project) quota to satisfy request:? (?:for )?resource:? \\?"([A-Z0-9_]+)', re.I
+)
+# A 400 FAILED_PRECONDITION while another operation runs on the cluster: "... is currently creating a node pool
+# for cluster C. Please wait and try again once it is done." (hashicorp/terraform-provider-google #10366).
+_PLEASE_WAIT = re.compile(r"please wait and try again", re.I)
 # Compute Engine / GKE codes in order of preference: the global GPU quota first (it is a QUOTA_EXCEEDED whose
 # metric makes it cloud-wide), then the node pool condition codes GKE sets itself, then the codes Compute
 # Engine puts in messages.
@@ -45,6 +55,7 @@ GCE_CODES: dict[str, tuple[ErrorKind, Scope]] = {
     "RESOURCE_EXHAUSTED": (ErrorKind.CAPACITY, Scope.OFFER),
     "stockout": (ErrorKind.CAPACITY, Scope.OFFER),
 }
+UNKNOWN = "UNKNOWN"  # the code of a failure whose text names no known code and comes with no HTTP status
 # Connection extras whose credentials gke_token cannot rebuild in another process (see kube_config).
 _STATIC_TOKEN_CREDENTIALS = ("keyfile_dict", "credential_config_file", "impersonation_chain")
 
@@ -166,22 +177,38 @@ class GkeBackend:
         return self._error(" ".join([*structured, message]), message, status if isinstance(status, int) else None)
 
     def _error(self, text: str, message: str, http_status: int | None = None) -> CloudError:
-        """The preferred known code found (``GCE_CODES`` order), else the HTTP status."""
+        """A quota refusal or "please wait" read from its words, else the preferred known code found
+        (``GCE_CODES`` order), else the HTTP status."""
+        if quota := _QUOTA_REFUSAL.search(text):
+            scope = Scope.CLOUD if quota[1].lower() == "project" else Scope.REGION
+            return self._cloud_error(quota[2], ErrorKind.QUOTA, scope, message)
+        if _PLEASE_WAIT.search(text):
+            return self._cloud_error("FAILED_PRECONDITION", ErrorKind.TRANSIENT, Scope.REGION, message)
         found = set(codes_in_text(text, GCE_CODES))
         code = next((c for c in GCE_CODES if c in found), None)
         if code is not None:
             kind, scope = GCE_CODES[code]
         else:
-            code = f"HTTP{http_status}" if http_status else "UNKNOWN"
+            code = f"HTTP{http_status}" if http_status else UNKNOWN
             kind, scope = kind_for_status(http_status)
+        return self._cloud_error(code, kind, scope, message)
+
+    def _cloud_error(self, code: str, kind: ErrorKind, scope: Scope, message: str) -> CloudError:
         return CloudError(cloud="gcp", code=code, kind=kind, scope=scope, message=message, resource=self.cluster.name)
 
     def _status(self, ref: NodePoolRef, pool: Any) -> NodePoolStatus:
+        """The pool's state and, for a failed one, why. RUNNING_WITH_ERROR is how GKE shows a stockout: the
+        pool stays with fewer nodes than asked (often none) while GKE goes on trying, and may bill a VM much
+        later; when its message names a stockout or quota code the pool has failed (failover deletes it),
+        otherwise it is not ready yet."""
         state = STATES.get(pool.status.name, PoolState.CREATING)
         error = None
-        if state is PoolState.FAILED:
+        if state is PoolState.FAILED or pool.status.name == "RUNNING_WITH_ERROR":
             conditions = " ".join(f"{c.code.name} {c.message}" for c in pool.conditions)
-            error = self._error(f"{conditions} {pool.status_message}", pool.status_message or conditions)
+            found = self._error(f"{conditions} {pool.status_message}", pool.status_message or conditions)
+            named = found.code != UNKNOWN and found.kind in (ErrorKind.CAPACITY, ErrorKind.QUOTA)
+            if state is PoolState.FAILED or named:
+                state, error = PoolState.FAILED, found
         size = pool.initial_node_count * max(1, len(pool.locations))
         return NodePoolStatus(
             ref,

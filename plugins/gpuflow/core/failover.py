@@ -58,8 +58,7 @@ def decide(error: CloudError, target: Target, *, attempt: int, now: datetime, ji
     reason = f"{error.code}: {error.message}"
     if error.kind is ErrorKind.TRANSIENT:
         if attempt <= MAX_TRANSIENT_RETRIES:
-            ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
-            return Decision(Action.RETRY, reason, delay_s=ceiling * (0.5 + jitter / 2))
+            return Decision(Action.RETRY, reason, delay_s=backoff_s(attempt, jitter))
         return Decision(Action.NEXT, f"gave up after {attempt} transient failures; last {reason}")
     if error.kind in BLOCK_TTL:
         block = block_for(target, error.scope, now + BLOCK_TTL[error.kind], reason)
@@ -68,6 +67,13 @@ def decide(error: CloudError, target: Target, *, attempt: int, now: datetime, ji
         block = block_for(target, Scope.CLOUD, now + RUN_BLOCK_TTL, reason)
         return Decision(Action.NEXT, f"credentials refused on {target.cloud}; {reason}", block=block)
     return Decision(Action.STOP, reason)
+
+
+def backoff_s(attempt: int, jitter: float) -> float:
+    """Seconds to wait before try ``attempt + 1``: doubling from the base up to the cap, in its upper half by
+    ``jitter`` in [0, 1) so concurrent runs spread apart."""
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** (attempt - 1))
+    return ceiling * (0.5 + jitter / 2)
 
 
 def block_for(target: Target, scope: Scope, expires_at: datetime, reason: str) -> Block:

@@ -74,7 +74,7 @@ def test_label_node_pool_adds_a_label_and_keeps_the_others(cloud: str, clouds_em
     ("cloud", "codes"),
     [
         ("aws", {"InsufficientInstanceCapacity"}),
-        ("gcp", {"ZONE_RESOURCE_POOL_EXHAUSTED", "GCE_STOCKOUT"}),
+        ("gcp", {"ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", "GCE_STOCKOUT"}),
         ("azure", {"AllocationFailed"}),
     ],
 )
@@ -97,6 +97,30 @@ def test_global_gpu_quota_is_read_as_cloud_wide(clouds_emulator: EmulatorProcess
         backend_for(cluster_of("gcp")).create_node_pool(spec_on("gcp"))
     assert (info.value.kind, info.value.scope) == (ErrorKind.QUOTA, Scope.CLOUD)
     assert info.value.code == "GPUS_ALL_REGIONS"
+
+
+@pytest.mark.parametrize("clouds_emulator", ["quota-exhausted-gcp-region"], indirect=True)
+def test_regional_gpu_quota_is_a_quota_of_the_region_not_refused_credentials(clouds_emulator: EmulatorProcess) -> None:
+    """GKE's 403 PERMISSION_DENIED "Insufficient regional quota" carries no ErrorInfo; read as a 403 alone it
+    would be an AUTH failure and block every GCP region for the run."""
+    with pytest.raises(CloudError) as info:
+        backend_for(cluster_of("gcp")).create_node_pool(spec_on("gcp"))
+    assert (info.value.kind, info.value.scope) == (ErrorKind.QUOTA, Scope.REGION)
+    assert info.value.code == "NVIDIA_L4_GPUS"
+
+
+@pytest.mark.parametrize("clouds_emulator", ["busy-gke-cluster"], indirect=True)
+def test_a_busy_gke_cluster_is_a_transient_refusal(clouds_emulator: EmulatorProcess) -> None:
+    backend = backend_for(cluster_of("gcp"))
+    spec = spec_on("gcp")
+    with pytest.raises(CloudError) as info:
+        backend.create_node_pool(spec)
+    assert (info.value.kind, info.value.code) == (ErrorKind.TRANSIENT, "FAILED_PRECONDITION")
+    backend.create_node_pool(spec)
+    wait_for(backend, spec, {PoolState.READY})
+    with pytest.raises(CloudError) as info:
+        backend.delete_node_pool(spec.ref)
+    assert info.value.kind is ErrorKind.TRANSIENT
 
 
 def test_azure_sends_long_running_operations_without_following_them(clouds_emulator: EmulatorProcess) -> None:

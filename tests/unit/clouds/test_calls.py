@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from gpuflow.clouds.calls import classified, codes_in_text
+from gpuflow.clouds.calls import classified, codes_in_text, retrying
 from gpuflow.core.errors import CloudError, ErrorKind, Scope
 
 
@@ -35,3 +37,39 @@ def test_codes_are_found_as_whole_words_in_order_and_the_longest_wins() -> None:
     text = "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS then QUOTA_EXCEEDED, not GCE_QUOTA_EXCEEDED"
     assert codes_in_text(text, codes) == ["ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", "QUOTA_EXCEEDED"]
     assert codes_in_text("nothing known", codes) == []
+
+
+def failing(kinds: list[ErrorKind]) -> Callable[[], str]:
+    """A call that fails with each of ``kinds`` in turn, then answers "done"."""
+    left = list(kinds)
+
+    def call() -> str:
+        if left:
+            kind = left.pop(0)
+            raise CloudError(cloud="test", code=kind.value, kind=kind, scope=Scope.REGION, message="refused")
+        return "done"
+
+    return call
+
+
+def test_retrying_rides_out_transient_refusals_with_a_growing_backoff() -> None:
+    slept: list[float] = []
+    call = failing([ErrorKind.TRANSIENT, ErrorKind.TRANSIENT])
+    assert retrying(call, what="delete", sleep=slept.append, jitter=lambda: 0.0) == "done"
+    assert slept == [1.0, 2.0]  # half of 2 s, then of 4 s, with no jitter
+
+
+def test_retrying_gives_up_after_its_retries_and_raises_the_last_refusal() -> None:
+    slept: list[float] = []
+    with pytest.raises(CloudError) as raised:
+        retrying(failing([ErrorKind.TRANSIENT] * 3), what="delete", retries=2, sleep=slept.append)
+    assert raised.value.kind is ErrorKind.TRANSIENT
+    assert len(slept) == 2
+
+
+def test_retrying_raises_a_lasting_failure_at_once() -> None:
+    slept: list[float] = []
+    with pytest.raises(CloudError) as raised:
+        retrying(failing([ErrorKind.INVALID]), what="delete", sleep=slept.append)
+    assert raised.value.kind is ErrorKind.INVALID
+    assert slept == []

@@ -50,6 +50,34 @@ STOCKOUT_TEXT = (
             Scope.CLOUD,
         ),
         (google_errors.BadRequest("Invalid machine type"), "HTTP400", ErrorKind.INVALID, Scope.OFFER),
+        (  # vanvalenlab/kiosk-console #367: a bare 403, no ErrorInfo; a quota of that GPU in that region
+            google_errors.Forbidden(
+                'Insufficient regional quota to satisfy request: resource "PREEMPTIBLE_NVIDIA_V100_GPUS": request '
+                "requires '2.0' and is short '1.0'. project has a quota of '1.0' with '1.0' available. View and "
+                "manage quotas at https://console.cloud.google.com/iam-admin/quotas?usage=USED."
+            ),
+            "PREEMPTIBLE_NVIDIA_V100_GPUS",
+            ErrorKind.QUOTA,
+            Scope.REGION,
+        ),
+        (  # kubeflow/examples #597: the project-wide form
+            google_errors.Forbidden(
+                'Insufficient project quota to satisfy request: resource "GPUS_ALL_REGIONS": request requires '
+                "'16.0' and is short '4.0'. project has a quota of '12.0' with '12.0' available."
+            ),
+            "GPUS_ALL_REGIONS",
+            ErrorKind.QUOTA,
+            Scope.CLOUD,
+        ),
+        (  # hashicorp/terraform-provider-google #10366: another operation runs on the cluster
+            google_errors.BadRequest(
+                "Operation operation-1634563651427-e3d4b2e0 is currently deleting a node pool for cluster "
+                "default-cluster. Please wait and try again once it is done."
+            ),
+            "FAILED_PRECONDITION",
+            ErrorKind.TRANSIENT,
+            Scope.REGION,
+        ),
     ],
 )
 def test_gke_api_errors(exc: Exception, code: str, kind: ErrorKind, scope: Scope) -> None:
@@ -80,6 +108,42 @@ def test_gke_pool_in_error_without_conditions_is_read_from_the_message() -> None
     status = GkeBackend(GKE)._status(NodePoolRef("gcp", "us-central1", "gpuflow-usc1", "gf-pool"), pool)
     assert status.error is not None
     assert status.error.code == "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
+
+
+RUNNING_WITH_ERROR_TEXT = (  # hashicorp/terraform-provider-google #3304
+    "us-west1-c: Deploy error: Not all instances running in IGM after 45.677691201s. Expect 1. Current errors: "
+    "[ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS]: Instance 'gke-kube-test-92aefcaa-7t8l' creation failed: The zone "
+    "'projects/kube-env-181/zones/us-west1-c' does not have enough resources available to fulfill the request.  "
+    "'(resource type:compute)'. - ; ."
+)
+
+
+def test_gke_pool_running_with_a_stockout_has_failed_and_counts_no_node() -> None:
+    pool = types.NodePool(
+        name="gf-pool",
+        initial_node_count=1,
+        status=types.NodePool.Status.RUNNING_WITH_ERROR,
+        status_message=RUNNING_WITH_ERROR_TEXT,
+    )
+    status = GkeBackend(GKE)._status(NodePoolRef("gcp", "us-central1", "gpuflow-usc1", "gf-pool"), pool)
+    assert (status.state, status.ready_nodes) == (PoolState.FAILED, 0)
+    assert status.error is not None
+    assert (status.error.code, status.error.kind, status.error.scope) == (
+        "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
+        ErrorKind.CAPACITY,
+        Scope.OFFER,
+    )
+
+
+def test_gke_pool_running_with_an_error_it_does_not_name_is_not_ready_yet() -> None:
+    pool = types.NodePool(
+        name="gf-pool",
+        initial_node_count=1,
+        status=types.NodePool.Status.RUNNING_WITH_ERROR,
+        status_message="us-west1-c: Deploy error: Not all instances running in IGM after 12s. Expect 1.",
+    )
+    status = GkeBackend(GKE)._status(NodePoolRef("gcp", "us-central1", "gpuflow-usc1", "gf-pool"), pool)
+    assert (status.state, status.ready_nodes, status.error) == (PoolState.CREATING, 0, None)
 
 
 def azure_error(status: int, code: str, message: str) -> HttpResponseError:
