@@ -34,6 +34,11 @@ class ProvisioningFailed(GpuflowError):
     """No offer of the plan could be provisioned, or a failure that failover cannot help happened."""
 
 
+class ProvisioningStopped(ProvisioningFailed):
+    """A cloud's answer that no retry or other offer can change (an invalid request, a misconfigured
+    cluster): the task must fail without its retries, which would only walk the plan's other offers."""
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """The run that owns what is provisioned: every name and label derives from it."""
@@ -91,6 +96,8 @@ class Provisioner:
         decision = decide(error, _target(choice), attempt=1, now=self.clock(), jitter=self.rng.random())
         self._remember(decision.block, decision.shared)
         self._log(choice, "failed after acceptance", f"{error.code}: {error.message}", 0.0)
+        if decision.action is Action.STOP:  # e.g. nodes that cannot join: every other offer would fail alike
+            raise ProvisioningStopped(f"pool {spec.name} on {choice['cloud']} failed: {decision.reason}")
 
     def _create(self, spec: NodePoolSpec, choice: Mapping[str, Any]) -> bool:
         backend = self.backends(spec.cluster)
@@ -104,7 +111,7 @@ class Provisioner:
                 self._log(choice, decision.action.value, decision.reason, time.monotonic() - started)
                 self._remember(decision.block, decision.shared)
                 if decision.action is Action.STOP:
-                    raise ProvisioningFailed(f"{choice['cloud']} refused the request: {decision.reason}") from error
+                    raise ProvisioningStopped(f"{choice['cloud']} refused the request: {decision.reason}") from error
                 if decision.action is Action.NEXT:
                     return False
                 self.sleep(decision.delay_s)

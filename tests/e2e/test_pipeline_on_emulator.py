@@ -166,6 +166,23 @@ def test_stockout_everywhere_fails_after_trying_every_option_and_leaves_nothing(
     assert run_objects(clouds_emulator, run) == []
 
 
+@pytest.mark.parametrize("clouds_emulator", ["eks-nodes-cannot-join"], indirect=True)
+def test_nodes_that_cannot_join_stop_the_run_instead_of_failing_over(
+    dag: Any, clouds_emulator: EmulatorProcess
+) -> None:
+    """A misconfigured EKS cluster (NodeCreationFailure) fails every offer alike: stop, say what to fix."""
+    run = dag.test(run_conf={**CONF, "clouds": ["aws"], "benchmark_requests": 0})
+    states = task_states(run)
+    assert run.state == "failed"
+    assert states["wait_node_pool"] == "failed"
+    assert states["teardown"] == "success"
+    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan").xcom_pull(task_ids="plan")
+    assert plan["plan"]["fallbacks"]  # there were other AWS offers to walk through
+    creates = [c for c in clouds_emulator.calls("aws") if c["operation"] == "CreateNodegroup"]
+    assert len(creates) == 1  # none of them was tried: each would launch GPU instances that never join
+    assert run_objects(clouds_emulator, run) == []
+
+
 SECRET = "hf_planted_secret_7f3a9c"
 
 

@@ -49,6 +49,8 @@ FAILURE_MODES_SCENARIO = {
         {"match": {"pool": "syncstock*"}, "capacity": {"nodes": 0, "when": "sync"}},
         {"match": {"pool": "asyncstock*"}, "capacity": {"nodes": 0, "when": "async"}},
         {"match": {"pool": "degraded*"}, "capacity": {"nodes": 0, "when": "async", "status": "DEGRADED"}},
+        {"match": {"pool": "launching*"}, "capacity": {"nodes": 0, "when": "async", "status": "CREATING"}},
+        {"match": {"pool": "nojoin*"}, "capacity": {"nodes": 0, "when": "async", "code": "NodeCreationFailure"}},
         {"match": {"pool": "syncquota*"}, "quota": {"accelerators": 0, "when": "sync", "metric": "GPUS_ALL_REGIONS"}},
         {"match": {"pool": "syncregquota*"}, "quota": {"accelerators": 0, "when": "sync"}},
         {"match": {"pool": "asyncquota*"}, "quota": {"accelerators": 0, "when": "async", "metric": "GPUS_ALL_REGIONS"}},

@@ -34,9 +34,9 @@ def create(client: Any, name: str, **extra: Any) -> dict[str, Any]:
 def settled(client: Any, name: str) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         group = client.describe_nodegroup(clusterName=CLUSTER, nodegroupName=name)["nodegroup"]
-        return None if group["status"] == "CREATING" else dict(group)
+        return None if group["status"] == "CREATING" and not group["health"]["issues"] else dict(group)
 
-    return eventually(probe, timeout=10, what=f"node group {name} to leave CREATING")
+    return eventually(probe, timeout=10, what=f"node group {name} to leave CREATING or report an issue")
 
 
 def test_describe_cluster_returns_the_emulated_kubernetes_endpoint(clouds: EmulatorProcess) -> None:
@@ -108,7 +108,9 @@ def test_sync_stockout_is_insufficient_instance_capacity(clouds: EmulatorProcess
     assert caught.value.response["Error"]["Code"] == "InsufficientInstanceCapacity"
 
 
-@pytest.mark.parametrize(("name", "status"), [("asyncstock", "CREATE_FAILED"), ("degraded", "DEGRADED")])
+@pytest.mark.parametrize(
+    ("name", "status"), [("asyncstock", "CREATE_FAILED"), ("degraded", "DEGRADED"), ("launching", "CREATING")]
+)
 def test_async_stockout_reports_asg_launch_failure(clouds: EmulatorProcess, name: str, status: str) -> None:
     client = eks(clouds)
     create(client, name)
@@ -117,6 +119,15 @@ def test_async_stockout_reports_asg_launch_failure(clouds: EmulatorProcess, name
     (issue,) = group["health"]["issues"]
     assert issue["code"] == "AsgInstanceLaunchFailures"
     assert "InsufficientInstanceCapacity" in issue["message"]
+
+
+def test_nodes_that_cannot_join_are_a_node_creation_failure(clouds: EmulatorProcess) -> None:
+    client = eks(clouds)
+    create(client, "nojoin")
+    group = settled(client, "nojoin")
+    assert group["status"] == "CREATE_FAILED"
+    assert group["health"]["issues"][0]["code"] == "NodeCreationFailure"
+    assert group["health"]["issues"][0]["message"] == "Instances failed to join the kubernetes cluster"
 
 
 def test_quota_is_resource_limit_exceeded_sync_and_vcpu_limit_async(clouds: EmulatorProcess) -> None:

@@ -156,3 +156,16 @@ def test_failover_stops_when_deleting_the_failed_pool_fails(clusters: Clusters, 
     spec, _ = p.create_first([option])
     with pytest.raises(ProvisioningFailed, match="failover stopped"):
         p.abandon(spec, option, error("aws", "InsufficientInstanceCapacity", ErrorKind.CAPACITY, Scope.OFFER))
+
+
+def test_a_pool_failed_by_a_misconfigured_cluster_stops_failover(clusters: Clusters, tmp_path: Path) -> None:
+    """Nodes that cannot join (a node role without its policies) would fail the same way on every offer."""
+    backend = ScriptedBackend(clusters.for_region("aws", "us-east-1"), {})
+    p = provisioner(clusters, tmp_path, backend)
+    option = choice("aws", "us-east-1", "use1-az1")
+    spec, _ = p.create_first([option])
+    misconfigured = error("aws", "NodeCreationFailure", ErrorKind.INVALID, Scope.CLOUD)
+    with pytest.raises(ProvisioningFailed, match="NodeCreationFailure"):
+        p.abandon(spec, option, misconfigured)
+    assert backend.deleted == [spec.name]  # the pool is deleted all the same
+    assert p.memory.active(NOW) == []

@@ -38,6 +38,24 @@ CODES = {
     QUOTA: (400, "ResourceLimitExceededException"),
 }
 ASYNC_EC2_CODES = {CAPACITY: "InsufficientInstanceCapacity", QUOTA: "VcpuLimitExceeded"}
+# Node group health issues that are not an EC2 launch failure, with what EKS says of each: its words where a
+# report shows them (NodeCreationFailure: aws/containers-roadmap #764), else botocore's eks model (Issue.code).
+# A scenario fault whose `code` is one of these reports that issue instead of AsgInstanceLaunchFailures.
+HEALTH_ISSUES = {
+    "NodeCreationFailure": "Instances failed to join the kubernetes cluster",
+    "IamNodeRoleNotFound": "We couldn't find the IAM role for your managed node group.",
+    "IamInstanceProfileNotFound": "We couldn't find the IAM instance profile for your managed node group.",
+    "Ec2SubnetNotFound": "One or more Amazon EC2 subnets of the node group could not be found.",
+    "Ec2SubnetInvalidConfiguration": "One or more Amazon EC2 subnets specified for a node group do not "
+    "automatically assign public IP addresses to instances launched into it.",
+    "Ec2SecurityGroupNotFound": "We couldn't find the cluster security group for the cluster.",
+    "ClusterUnreachable": "Amazon EKS or one or more of your managed nodes is unable to to communicate with your "
+    "Kubernetes cluster API server.",
+    "AccessDenied": "Amazon EKS or one or more of your managed nodes is failing to authenticate or authorize with "
+    "your Kubernetes cluster API server.",
+    "AmiIdNotFound": "We couldn't find the AMI Id associated with your Launch Template.",
+    "Ec2InstanceTypeDoesNotExist": "One or more of the supplied Amazon EC2 instance types do not exist.",
+}
 STATES = {
     PoolState.CREATING: "CREATING",
     PoolState.READY: "ACTIVE",
@@ -79,6 +97,9 @@ class EksFlavor:
         if fault.when == SYNC:
             message = fault.message or f"{CODES[fault.kind][1]}: cannot create node group {pool.name}"
             return PoolError(fault.kind, fault.code or CODES[fault.kind][1], message)
+        if fault.code in HEALTH_ISSUES:
+            message = fault.message or HEALTH_ISSUES[fault.code]
+            return PoolError(fault.kind, fault.code, message, fault.status or "CREATE_FAILED")
         ec2_code = fault.code or ASYNC_EC2_CODES.get(fault.kind, "InsufficientInstanceCapacity")
         market = "Spot" if pool.spot else "On-Demand"
         detail = fault.message or (

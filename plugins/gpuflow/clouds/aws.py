@@ -33,10 +33,10 @@ STATES = {
 CODES: dict[str, tuple[ErrorKind, Scope]] = {
     "InsufficientInstanceCapacity": (ErrorKind.CAPACITY, Scope.OFFER),
     "InsufficientCapacity": (ErrorKind.CAPACITY, Scope.OFFER),
-    "Ec2InsufficientCapacity": (ErrorKind.CAPACITY, Scope.OFFER),
     "InsufficientHostCapacity": (ErrorKind.CAPACITY, Scope.OFFER),
     "SpotMaxPriceTooLow": (ErrorKind.CAPACITY, Scope.OFFER),
     "Unsupported": (ErrorKind.CAPACITY, Scope.OFFER),  # instance type not offered in that zone
+    "Ec2InstanceTypeDoesNotExist": (ErrorKind.CAPACITY, Scope.OFFER),  # health issue: not in this region
     "InsufficientFreeAddresses": (ErrorKind.CAPACITY, Scope.ZONE),  # the zone's subnet is full
     "VcpuLimitExceeded": (ErrorKind.QUOTA, Scope.REGION),
     "MaxSpotInstanceCountExceeded": (ErrorKind.QUOTA, Scope.REGION),
@@ -51,6 +51,8 @@ CODES: dict[str, tuple[ErrorKind, Scope]] = {
     "ServerException": (ErrorKind.TRANSIENT, Scope.REGION),
     "InternalFailure": (ErrorKind.TRANSIENT, Scope.REGION),
     "InternalError": (ErrorKind.TRANSIENT, Scope.REGION),
+    "IamThrottling": (ErrorKind.TRANSIENT, Scope.REGION),  # health issue
+    "AutoScalingGroupRateLimitExceeded": (ErrorKind.TRANSIENT, Scope.REGION),  # health issue, not a quota
     "AccessDenied": (ErrorKind.AUTH, Scope.CLOUD),
     "AccessDeniedException": (ErrorKind.AUTH, Scope.CLOUD),
     "UnauthorizedOperation": (ErrorKind.AUTH, Scope.CLOUD),
@@ -62,6 +64,34 @@ CODES: dict[str, tuple[ErrorKind, Scope]] = {
     "InvalidRequestException": (ErrorKind.INVALID, Scope.OFFER),
     "ValidationException": (ErrorKind.INVALID, Scope.OFFER),
     "ResourceNotFoundException": (ErrorKind.NOT_FOUND, Scope.OFFER),
+}
+# Node group health issues (botocore's eks model, Issue.code) that mean the cluster or its settings are wrong, not
+# the offer: every offer on the cluster would fail the same way, after launching GPU instances that never join.
+# Each stops the run with what to fix. (As an API error, AccessDenied is the caller's own; here, the nodes'.)
+_CLUSTERS_YAML = "include/config/clusters.yaml"
+MISCONFIGURED: dict[str, str] = {
+    "NodeCreationFailure": "the instances could not register with the cluster: give the node role "
+    "(settings.node_role_arn) the AmazonEKSWorkerNodePolicy, AmazonEKS_CNI_Policy and "
+    "AmazonEC2ContainerRegistryReadOnly policies, and the subnets (settings.subnets) a route out (a NAT gateway) "
+    "or the VPC endpoints EKS nodes need",
+    "IamNodeRoleNotFound": f"the node role does not exist: fix settings.node_role_arn in {_CLUSTERS_YAML}",
+    "IamInstanceProfileNotFound": f"the node role's instance profile does not exist: fix settings.node_role_arn "
+    f"in {_CLUSTERS_YAML}",
+    "Ec2SubnetNotFound": f"a subnet does not exist: fix settings.subnets in {_CLUSTERS_YAML}",
+    "Ec2SubnetInvalidConfiguration": "a public subnet does not assign public IPv4 addresses: use private subnets "
+    f"with a NAT gateway in settings.subnets ({_CLUSTERS_YAML}), or turn on auto-assign public IPv4",
+    "Ec2SubnetMissingIpv6Assignment": f"an IPv6 cluster's subnet does not assign IPv6 addresses: fix "
+    f"settings.subnets in {_CLUSTERS_YAML}",
+    "Ec2SecurityGroupNotFound": "the cluster's security group was deleted: the cluster must be recreated",
+    "ClusterUnreachable": "the nodes cannot reach the cluster's API server: check the cluster's endpoint access "
+    "and the subnets' routes",
+    "AccessDenied": "the nodes are not allowed into the cluster: add an access entry of type EC2_LINUX for the "
+    "node role (settings.node_role_arn), or map it in the aws-auth ConfigMap",
+    "AmiIdNotFound": "the node group's AMI cannot be found in this region",
+    "AutoScalingGroupNotFound": "the node group's Auto Scaling group was deleted outside EKS",
+    "AutoScalingGroupInvalidConfiguration": "the node group's Auto Scaling group was changed outside EKS",
+    "AutoScalingGroupOptInRequired": "the account must opt in to the Auto Scaling group's instance types or region",
+    "KubernetesLabelInvalid": "a node label is invalid",
 }
 # "AsgInstanceLaunchFailures" only says that launches failed; EC2's own code is in the issue's message
 # (e.g. "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity...").
@@ -148,10 +178,28 @@ class EksBackend:
         kind, scope = CODES.get(code, _unknown(code))
         return CloudError(cloud="aws", code=code, kind=kind, scope=scope, message=message, resource=self.cluster.name)
 
+    def _health_error(self, issue: Mapping[str, Any]) -> CloudError:
+        """A health issue of the node group: a misconfiguration stops the run with its fix, else as ``_error``."""
+        code, message = str(issue["code"]), str(issue.get("message", ""))
+        if code in MISCONFIGURED:
+            return CloudError(
+                cloud="aws",
+                code=code,
+                kind=ErrorKind.INVALID,
+                scope=Scope.CLOUD,
+                message=f"{message} (cluster {self.cluster.name}) — to fix: {MISCONFIGURED[code]}",
+                resource=self.cluster.name,
+            )
+        return self._error(code, message)
+
     def _status(self, ref: NodePoolRef, group: Mapping[str, Any]) -> NodePoolStatus:
+        """The group's state and, for a failed one, why. A group still CREATING whose health already names a
+        launch failure or a misconfiguration has failed: EKS would report CREATE_FAILED only ~20 minutes later."""
         state = STATES.get(group["status"], PoolState.CREATING)
         issues = group.get("health", {}).get("issues", [])
-        error = self._error(issues[0]["code"], issues[0].get("message", "")) if issues else None
+        error = self._health_error(issues[0]) if issues else None
+        if state is PoolState.CREATING and error is not None and error.kind is not ErrorKind.TRANSIENT:
+            state = PoolState.FAILED
         if state is PoolState.FAILED and error is None:
             error = self._error(group["status"], f"node group {ref.name} is {group['status']}")
         size = int(group.get("scalingConfig", {}).get("desiredSize", 0))

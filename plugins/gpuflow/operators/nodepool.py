@@ -6,15 +6,18 @@ not run when its setup failed, and a setup that waited and then timed out would 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
 
 from gpuflow.core.handoffs import PlanHandoff, PoolHandoff, cluster_fields
 from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
 from gpuflow.operators.runtime import provisioner
-from gpuflow.provisioning import Provisioner
+from gpuflow.provisioning import Provisioner, ProvisioningStopped
 from gpuflow.state.runs import RunRegistry
 from gpuflow.triggers import events
 from gpuflow.triggers.nodepool import NodePoolTrigger
@@ -43,7 +46,8 @@ class CreateNodePoolOperator(BaseOperator):
         # Before any cloud call: whatever this run leaves behind, the janitor can find whose it was.
         RunRegistry().register(p.run.dag_id, p.run.run_id, now=now)
         requested_at = now.isoformat()
-        spec, index = p.create_first(choices)
+        with _no_retry_when_stopped():
+            spec, index = p.create_first(choices)
         self.log.info(
             "requested node pool %s on %s (option %d of %d)", spec.name, spec.cluster.name, index, len(choices)
         )
@@ -90,9 +94,10 @@ class WaitNodePoolOperator(BaseOperator):
         self.log.warning("node pool %s failed after it was accepted: %s", state.pool.name, error)
         choices = PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).choices
         p: Provisioner = provisioner(context)
-        p.abandon(p.spec_for(state.choice), state.choice, error)
         remaining = choices[state.index + 1 :]
-        spec, offset = p.create_first(remaining)
+        with _no_retry_when_stopped():
+            p.abandon(p.spec_for(state.choice), state.choice, error)
+            spec, offset = p.create_first(remaining)
         index = state.index + 1 + offset
         attempts = [*state.attempts, *p.attempts]
         return self._defer_on(context, PoolHandoff.of(spec, index, choices[index], attempts, state.requested_at))
@@ -111,3 +116,13 @@ class WaitNodePoolOperator(BaseOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=self.ready_timeout_s + 60),
         )
+
+
+@contextmanager
+def _no_retry_when_stopped() -> Iterator[None]:
+    """A stop (an invalid request, a misconfigured cluster) fails the task for good: a retry would only try the
+    plan's other offers, each failing alike after it was paid for."""
+    try:
+        yield
+    except ProvisioningStopped as exc:
+        raise AirflowFailException(str(exc)) from exc

@@ -123,6 +123,34 @@ def test_a_busy_gke_cluster_is_a_transient_refusal(clouds_emulator: EmulatorProc
     assert info.value.kind is ErrorKind.TRANSIENT
 
 
+@pytest.mark.parametrize("clouds_emulator", ["stockout-aws-while-creating"], indirect=True)
+def test_an_eks_launch_failure_seen_while_creating_is_a_stockout_now(clouds_emulator: EmulatorProcess) -> None:
+    """EKS keeps the group CREATING for ~20 minutes before CREATE_FAILED; its health says why long before."""
+    backend = backend_for(cluster_of("aws"))
+    spec = spec_on("aws")
+    backend.create_node_pool(spec)
+    status = wait_for(backend, spec, {PoolState.FAILED, PoolState.READY}, timeout=10)
+    assert status.state is PoolState.FAILED
+    assert status.error is not None
+    assert (status.error.code, status.error.kind, status.error.scope) == (
+        "InsufficientInstanceCapacity",
+        ErrorKind.CAPACITY,
+        Scope.OFFER,
+    )
+
+
+@pytest.mark.parametrize("clouds_emulator", ["eks-nodes-cannot-join"], indirect=True)
+def test_eks_nodes_that_cannot_join_are_a_misconfiguration_with_its_fix(clouds_emulator: EmulatorProcess) -> None:
+    backend = backend_for(cluster_of("aws"))
+    spec = spec_on("aws")
+    backend.create_node_pool(spec)
+    status = wait_for(backend, spec, {PoolState.FAILED, PoolState.READY})
+    assert status.state is PoolState.FAILED
+    assert status.error is not None
+    assert (status.error.code, status.error.kind) == ("NodeCreationFailure", ErrorKind.INVALID)
+    assert "settings.node_role_arn" in status.error.message  # names what to fix
+
+
 def test_azure_sends_long_running_operations_without_following_them(clouds_emulator: EmulatorProcess) -> None:
     """The pipeline polls the pool itself; the SDK's default poller would poll ARM from a thread per call."""
     backend = backend_for(cluster_of("azure"))

@@ -90,3 +90,61 @@ def test_subnet_out_of_addresses_blocks_the_zone() -> None:
     status = EksBackend(CLUSTER)._status(REF, group)
     assert status.error is not None
     assert (status.error.kind, status.error.scope) == (ErrorKind.CAPACITY, Scope.ZONE)
+
+
+def group(status: str, code: str, message: str) -> dict[str, object]:
+    """A DescribeNodegroup ``nodegroup`` with one health issue."""
+    issue = {"code": code, "message": message, "resourceIds": ["eks-gf-pool-1234"]}
+    return {"status": status, "scalingConfig": {"desiredSize": 1}, "health": {"issues": [issue]}, "labels": {}}
+
+
+def test_a_launch_failure_seen_while_the_group_is_still_creating_fails_it_now() -> None:
+    launch = (  # aws/containers-roadmap #2204
+        "Could not launch On-Demand Instances. InsufficientInstanceCapacity - We currently do not have sufficient "
+        "p4d.24xlarge capacity in the Availability Zone you requested (us-east-1a). Launching EC2 instance failed."
+    )
+    status = EksBackend(CLUSTER)._status(REF, group("CREATING", "AsgInstanceLaunchFailures", launch))
+    assert status.state is PoolState.FAILED
+    assert status.error is not None
+    assert (status.error.code, status.error.kind) == ("InsufficientInstanceCapacity", ErrorKind.CAPACITY)
+
+
+def test_nodes_that_cannot_join_stop_the_run_with_what_to_fix() -> None:
+    # aws/containers-roadmap #764
+    status = EksBackend(CLUSTER)._status(
+        REF, group("CREATE_FAILED", "NodeCreationFailure", "Instances failed to join the kubernetes cluster")
+    )
+    assert status.error is not None
+    assert (status.error.kind, status.error.scope) == (ErrorKind.INVALID, Scope.CLOUD)
+    assert "AmazonEKSWorkerNodePolicy" in status.error.message
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("IamNodeRoleNotFound", ErrorKind.INVALID),
+        ("Ec2SubnetInvalidConfiguration", ErrorKind.INVALID),
+        ("ClusterUnreachable", ErrorKind.INVALID),
+        ("AccessDenied", ErrorKind.INVALID),  # as a health issue: the nodes', not the caller's
+        ("AmiIdNotFound", ErrorKind.INVALID),
+        ("Ec2InstanceTypeDoesNotExist", ErrorKind.CAPACITY),
+        ("AutoScalingGroupRateLimitExceeded", ErrorKind.TRANSIENT),  # not a quota, though it ends so
+        ("IamThrottling", ErrorKind.TRANSIENT),
+    ],
+)
+def test_health_issue_codes_of_botocore_s_model(code: str, kind: ErrorKind) -> None:
+    status = EksBackend(CLUSTER)._status(REF, group("CREATE_FAILED", code, "as EKS says"))
+    assert status.error is not None
+    assert status.error.kind is kind
+
+
+def test_every_code_read_is_one_aws_really_returns() -> None:
+    """Codes of EC2 and EKS errors and botocore's Issue.code enum; an invented one (Ec2InsufficientCapacity) would
+    never match anything."""
+    import botocore.session
+
+    from gpuflow.clouds.aws import CODES, MISCONFIGURED
+
+    issue_codes = set(botocore.session.get_session().get_service_model("eks").shape_for("Issue").members["code"].enum)
+    assert set(MISCONFIGURED) <= issue_codes
+    assert "Ec2InsufficientCapacity" not in CODES
