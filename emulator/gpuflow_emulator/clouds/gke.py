@@ -111,6 +111,10 @@ class GkeFlavor:
             return [dict(GPU_TAINT)]
         return []
 
+    def ships_device_plugin(self, pool: Pool) -> bool:
+        """GKE runs its own GPU device plugin DaemonSet on GPU nodes, and TPU nodes advertise google.com/tpu."""
+        return True
+
     def failure(self, pool: Pool, fault: Fault) -> PoolError:
         code = fault.code or CODES[fault.kind][2]
         zone = pool.zones[0]
