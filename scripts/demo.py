@@ -49,7 +49,8 @@ def start_emulator() -> Any:
     STATE.mkdir(parents=True, exist_ok=True)
     scenario.write_text((ROOT / "include" / "emulator" / "scenarios" / "default.yaml").read_text())
     clouds = {"aws_port": free_port(), "gcp_port": free_port(), "azure_port": free_port(), "scenario": str(scenario)}
-    extra = {"clusters": default["clusters"], "clouds": clouds, "runtimes": default["runtimes"]}
+    shared = ("clusters", "runtimes", "device_plugins")  # without the plugin table AKS nodes would offer no GPU
+    extra = {**{key: default[key] for key in shared}, "clouds": clouds}
     return EmulatorProcess.start(STATE, extra=extra)
 
 

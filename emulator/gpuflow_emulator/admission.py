@@ -93,6 +93,17 @@ def _default(kind: str, obj: Obj) -> None:
         spec.setdefault("progressDeadlineSeconds", 600)
         _default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
         obj.setdefault("status", {})
+    elif kind == "DaemonSet":
+        spec = obj.setdefault("spec", {})
+        strategy = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if strategy.get("type") == "RollingUpdate":
+            strategy.setdefault("rollingUpdate", {}).setdefault("maxUnavailable", 1)
+            strategy["rollingUpdate"].setdefault("maxSurge", 0)
+        spec.setdefault("revisionHistoryLimit", 10)
+        _default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
+        # Go's JSON keeps these four counts even at zero (no omitempty); clients require them.
+        counts = ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady")
+        obj.setdefault("status", dict.fromkeys(counts, 0))
     elif kind == "Service":
         spec = obj.setdefault("spec", {})
         digest = hashlib.sha256(f"{obj['metadata'].get('namespace')}/{obj['metadata'].get('name')}".encode()).digest()
@@ -169,9 +180,24 @@ def _validate_pod_spec(spec: Obj, path: str) -> list[dict[str, str]]:
 
 
 def _validate_deployment(spec: Obj) -> list[dict[str, str]]:
-    causes = _validate_pod_spec(spec["template"]["spec"], "spec.template.spec")
+    causes = _validate_selected_template(spec)
     if spec.get("replicas", 0) < 0:
         causes.append(_invalid("spec.replicas", spec["replicas"], "must be greater than or equal to 0"))
+    return causes
+
+
+def _validate_daemonset(spec: Obj) -> list[dict[str, str]]:
+    causes = _validate_selected_template(spec)
+    policy = spec["template"]["spec"].get("restartPolicy")
+    if policy != "Always":
+        detail = f'Unsupported value: "{policy}": supported values: "Always"'
+        causes.append(errors.cause("spec.template.spec.restartPolicy", "FieldValueNotSupported", detail))
+    return causes
+
+
+def _validate_selected_template(spec: Obj) -> list[dict[str, str]]:
+    """A controller's pod template, and a selector that selects the template's own labels."""
+    causes = _validate_pod_spec(spec["template"]["spec"], "spec.template.spec")
     selector = spec.get("selector")
     if not selector:
         return [*causes, _required("spec.selector")]
@@ -199,6 +225,8 @@ def admit(resource: Resource, obj: Obj) -> Obj:
         causes += _validate_pod_spec(obj["spec"], "spec")
     elif resource.kind == "Deployment":
         causes += _validate_deployment(obj["spec"])
+    elif resource.kind == "DaemonSet":
+        causes += _validate_daemonset(obj["spec"])
     elif resource.kind == "Service":
         causes += _validate_service(obj["spec"])
     if causes:

@@ -1,7 +1,9 @@
-"""One emulated cluster: object store, scheduler, kubelets, Deployment controller, and the loop driving them.
+"""One emulated cluster: object store, scheduler, kubelets, Deployment and DaemonSet controllers, device
+plugins, and the loop driving them.
 
-Every store change wakes the control loop, which runs one idempotent pass: Deployments, then
-scheduling, then the kubelets. A pass also runs every RESYNC_SECONDS, so retries need no extra timers.
+Every store change wakes the control loop, which runs one idempotent pass: Deployments, DaemonSets,
+scheduling, the kubelets, then what each node advertises of its accelerators. A pass also runs every
+RESYNC_SECONDS, so retries need no extra timers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from datetime import timedelta
 from gpuflow_emulator import admission
 from gpuflow_emulator.conditions import set_condition
 from gpuflow_emulator.config import EmulatorConfig
+from gpuflow_emulator.daemonsets import DaemonSetController
 from gpuflow_emulator.deployments import DeploymentController
+from gpuflow_emulator.device_plugins import DevicePlugins
 from gpuflow_emulator.events import EventRecorder
 from gpuflow_emulator.kubelet import TERMINAL_PHASES, Kubelet
 from gpuflow_emulator.resources import RESOURCES, by_kind
@@ -38,6 +42,8 @@ class Cluster:
         self.events = EventRecorder(self.store)
         self.kubelet = Kubelet(name, self.store, self.events, config)
         self._deployments = DeploymentController(self.store, self.delete_pod)
+        self._daemonsets = DaemonSetController(self.store, self.delete_pod)
+        self._device_plugins = DevicePlugins(self.store, config)
         self._unschedulable: dict[str, str] = {}
         self._dirty = asyncio.Event()
         self.store.subscribe(lambda _change: self._dirty.set())
@@ -55,8 +61,10 @@ class Cluster:
             self._dirty.clear()
             try:
                 self._deployments.sync()
+                self._daemonsets.sync()
                 self._schedule()
                 self.kubelet.sync()
+                self._device_plugins.sync()
             except Exception:
                 log.exception("cluster %s: control loop error", self.name)
 
@@ -68,8 +76,12 @@ class Cluster:
         labels: dict[str, str] | None = None,
         taints: list[dict[str, str]] | None = None,
         allocatable: dict[str, str] | None = None,
+        devices: dict[str, str] | None = None,
     ) -> Obj:
-        """Register a Ready node (as its kubelet would); raises ApiError 409 if the name is taken."""
+        """Register a Ready node (as its kubelet would); raises ApiError 409 if the name is taken.
+
+        `allocatable` is advertised at once; `devices` (accelerators) only while their device plugin runs here.
+        """
         resources = {"cpu": str(os.cpu_count() or 1), "memory": "16Gi", "pods": "110", **(allocatable or {})}
         node: Obj = {
             "metadata": {
@@ -83,8 +95,8 @@ class Cluster:
             },
             "spec": {"taints": taints} if taints else {},
             "status": {
-                "capacity": resources,
-                "allocatable": resources,
+                "capacity": dict(resources),
+                "allocatable": dict(resources),
                 "addresses": [
                     {"type": "InternalIP", "address": "127.0.0.1"},
                     {"type": "Hostname", "address": name},
@@ -105,13 +117,15 @@ class Cluster:
         }
         set_condition(node["status"], "Ready", True, "KubeletReady", "kubelet is posting ready status")
         created = self.store.create(NODES, "", node)
+        self._device_plugins.hold(name, devices or {})
         log.info(
-            "cluster %s: node %s added (labels=%s, taints=%s, allocatable=%s)",
+            "cluster %s: node %s added (labels=%s, taints=%s, allocatable=%s, devices awaiting a plugin=%s)",
             self.name,
             name,
             labels,
             taints,
             allocatable,
+            devices,
         )
         return created
 
@@ -130,6 +144,7 @@ class Cluster:
                 )
             self.events.record(pod, "Warning", reason, message, "node-controller")
         self.store.delete(NODES, "", name)
+        self._device_plugins.forget(name)
         log.info("cluster %s: node %s removed (%s)", self.name, name, reason)
 
     # ---- deletion ----

@@ -8,6 +8,10 @@ runtimes:
     commands: {python: $GPUFLOW_EMULATOR_PYTHON, python3: $GPUFLOW_EMULATOR_PYTHON}
     entrypoint: [python3]               # used when a container has no `command`
     env: {PYTHONUNBUFFERED: "1"}
+device_plugins:                         # images that advertise a node's accelerators while they run Ready there
+  - image_prefix: "nvcr.io/nvidia/k8s-device-plugin:"
+    resource: nvidia.com/gpu
+    source: https://docs.aws.amazon.com/eks/latest/userguide/ml-eks-k8s-device-plugin.html
 images:                                 # image -> size unpacked on a node's disk; first matching prefix wins
   - image_prefix: "vllm/vllm-openai:"
     size: 25G                           # a Kubernetes quantity; `source` says where the figure comes from
@@ -118,6 +122,23 @@ class ImageSize:
 
 
 @dataclass(frozen=True)
+class DevicePlugin:
+    """An image that is a device plugin: while its pod runs Ready on a node, the node advertises `resource`.
+
+    Its containers run `KEEP_ALIVE` locally (a plugin's only job here is to be running), so a plugin image
+    needs no `runtimes` row.
+    """
+
+    image_prefix: str
+    resource: str
+    source: str
+
+
+# A device plugin's stand-in: a process that stays up until it is told to stop.
+KEEP_ALIVE = ("-c", "import signal; signal.pause()")
+
+
+@dataclass(frozen=True)
 class EmulatorConfig:
     clusters: list[ClusterSpec]
     runtimes: list[Runtime]
@@ -126,9 +147,18 @@ class EmulatorConfig:
     state_dir: Path = Path(".emulator")
     clouds: CloudsConfig = CloudsConfig()
     images: list[ImageSize] = field(default_factory=list)
+    device_plugins: list[DevicePlugin] = field(default_factory=list)
 
     def runtime_for(self, image: str) -> Runtime | None:
-        return next((runtime for runtime in self.runtimes if image.startswith(runtime.image_prefix)), None)
+        """The first matching `runtimes` row; else, for a device plugin image, a process that stays up."""
+        configured = next((runtime for runtime in self.runtimes if image.startswith(runtime.image_prefix)), None)
+        if configured is None and (plugin := self.device_plugin(image)):
+            python = os.environ.get(PYTHON_VARIABLE, sys.executable)
+            return Runtime(plugin.image_prefix, entrypoint=[python, *KEEP_ALIVE])
+        return configured
+
+    def device_plugin(self, image: str) -> DevicePlugin | None:
+        return next((plugin for plugin in self.device_plugins if image.startswith(plugin.image_prefix)), None)
 
     def image_bytes(self, image: str) -> int:
         """The image's size on a node's disk; 0 for an image the table does not list (not accounted)."""
@@ -202,6 +232,9 @@ def parse(raw: dict[str, Any], base_dir: Path) -> EmulatorConfig:
         images=[
             ImageSize(r["image_prefix"], quantity_bytes(str(r["size"])), r.get("source", ""))
             for r in raw.get("images") or []
+        ],
+        device_plugins=[
+            DevicePlugin(r["image_prefix"], r["resource"], r.get("source", "")) for r in raw.get("device_plugins") or []
         ],
     )
 

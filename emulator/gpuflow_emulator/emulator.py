@@ -2,15 +2,16 @@
 
 Interface for the cloud half, to be called inside the emulator's event loop:
 
-    emulator.add_node(cluster, name, labels=None, taints=None, allocatable=None) -> dict   # the Node
+    emulator.add_node(cluster, name, labels=None, taints=None, allocatable=None, devices=None) -> dict  # Node
     await emulator.remove_node(cluster, name, reason="NodeLost", message="")
     emulator.relabel_node(cluster, name, labels, removed=())
 
 `add_node` registers a Ready node; `allocatable` holds extended resources such as
-{"nvidia.com/gpu": "8"}; taints are dicts like {"key": "nvidia.com/gpu", "value": "present",
-"effect": "NoSchedule"}. `remove_node` fails the pods running there with phase Failed and
-status.reason `reason` (Deployment pods are then recreated elsewhere or stay Pending), then
-deletes the Node. Unknown clusters or nodes raise ApiError (404), a duplicate node 409.
+{"nvidia.com/gpu": "8"}, advertised at once; `devices`, in the same form, are accelerators the node
+advertises only while their device plugin runs Ready on it (see `device_plugins`); taints are dicts
+like {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}. `remove_node` fails the
+pods running there with phase Failed and status.reason `reason` (Deployment pods are then recreated
+elsewhere or stay Pending), then deletes the Node. Unknown clusters or nodes raise ApiError (404), a duplicate node 409.
 """
 
 from __future__ import annotations
@@ -87,8 +88,9 @@ class Emulator:
         labels: dict[str, str] | None = None,
         taints: list[dict[str, str]] | None = None,
         allocatable: dict[str, str] | None = None,
+        devices: dict[str, str] | None = None,
     ) -> Obj:
-        return self.cluster(cluster).add_node(name, labels, taints, allocatable)
+        return self.cluster(cluster).add_node(name, labels, taints, allocatable, devices)
 
     async def remove_node(self, cluster: str, name: str, reason: str = "NodeLost", message: str = "") -> None:
         await self.cluster(cluster).remove_node(name, reason, message)

@@ -62,10 +62,15 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("services", "Service", "", "v1", True, ("svc",), ALL_VERBS, ("status", "proxy")),
     Resource("secrets", "Secret", "", "v1", True),
     Resource("configmaps", "ConfigMap", "", "v1", True, ("cm",)),
+    Resource("serviceaccounts", "ServiceAccount", "", "v1", True, ("sa",)),
     Resource("deployments", "Deployment", "apps", "v1", True, ("deploy",), ALL_VERBS, ("status",)),
+    Resource("daemonsets", "DaemonSet", "apps", "v1", True, ("ds",), ALL_VERBS, ("status",)),
+    # Stored only, never enforced (no RBAC here); served so add-ons that ship their RBAC objects apply.
+    Resource("clusterroles", "ClusterRole", "rbac.authorization.k8s.io", "v1", False),
+    Resource("clusterrolebindings", "ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", False),
 )
 
-GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"))
+GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"), ("rbac.authorization.k8s.io", "v1"))
 
 
 def not_served() -> ApiError:

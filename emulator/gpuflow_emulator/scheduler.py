@@ -74,7 +74,7 @@ def tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, Any]
     return False
 
 
-def _untolerated_taint(pod: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def untolerated_taint(pod: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any] | None:
     tolerations = pod["spec"].get("tolerations") or []
     taints: list[Mapping[str, Any]] = (node.get("spec") or {}).get("taints") or []
     for taint in taints:
@@ -97,7 +97,7 @@ def _reasons(pod: Mapping[str, Any], node: Mapping[str, Any], bound_pods: Sequen
         return ["node(s) were unschedulable"]
     if not matches_node_selection(pod, node["metadata"].get("labels") or {}):
         return ["node(s) didn't match Pod's node affinity/selector"]
-    if (taint := _untolerated_taint(pod, node)) is not None:
+    if (taint := untolerated_taint(pod, node)) is not None:
         return [f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"]
     free = _free(node, bound_pods)
     return [f"Insufficient {name}" for name, wanted in sorted(requests(pod).items()) if wanted > free[name]]

@@ -3,7 +3,7 @@
 Admin routes (not Kubernetes API):
     GET    /healthz
     GET    /_emulator/clusters                              -> [{name, server, kubeconfig}]
-    POST   /_emulator/clusters/{cluster}/nodes              {name, labels, taints, allocatable} -> Node
+    POST   /_emulator/clusters/{cluster}/nodes              {name, labels, taints, allocatable, devices} -> Node
     DELETE /_emulator/clusters/{cluster}/nodes/{node}?reason=NodeLost&message=...
 """
 
@@ -45,6 +45,7 @@ async def _add_node(request: web.Request) -> web.Response:
             body.get("labels"),
             body.get("taints"),
             body.get("allocatable"),
+            body.get("devices"),
         )
     except ApiError as exc:
         return web.json_response(exc.status(), status=exc.code)

@@ -111,8 +111,8 @@ class EmulatorProcess:
 
     @classmethod
     def start_clouds(cls, directory: Path, scenario: dict[str, Any]) -> EmulatorProcess:
-        """The default config's six clusters and image sizes, with all three cloud APIs on free ports, under
-        `scenario`."""
+        """The default config's six clusters, image sizes and device plugins, with all three cloud APIs on free
+        ports, under `scenario`."""
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "scenario.yaml").write_text(yaml.safe_dump(scenario))
         default = yaml.safe_load(DEFAULT_CONFIG.read_text())
@@ -122,9 +122,8 @@ class EmulatorProcess:
             "azure_port": free_port(),
             "scenario": "scenario.yaml",
         }
-        return cls.start(
-            directory, extra={"clusters": default["clusters"], "clouds": clouds, "images": default["images"]}
-        )
+        shared = {key: default[key] for key in ("clusters", "images", "device_plugins")}
+        return cls.start(directory, extra={**shared, "clouds": clouds})
 
     def clouds(self) -> dict[str, str]:
         """{aws, gcp, azure: base URL, azure_ca: path of the CA PEM to trust for azure}."""
@@ -195,8 +194,9 @@ class EmulatorProcess:
         taints: list[dict[str, str]] | None = None,
         allocatable: dict[str, str] | None = None,
         cluster: str = DEFAULT_CLUSTER,
+        devices: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        body = {"name": name, "labels": labels, "taints": taints, "allocatable": allocatable}
+        body = {"name": name, "labels": labels, "taints": taints, "allocatable": allocatable, "devices": devices}
         return dict(self._admin("POST", f"clusters/{cluster}/nodes", body))
 
     def remove_node(self, name: str, reason: str = "NodeLost", cluster: str = DEFAULT_CLUSTER) -> None:

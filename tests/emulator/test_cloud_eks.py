@@ -55,7 +55,15 @@ def test_describe_cluster_in_another_region_is_not_found(clouds: EmulatorProcess
 def test_node_group_becomes_active_with_labelled_gpu_nodes_and_goes_away(clouds: EmulatorProcess) -> None:
     client = eks(clouds)
     taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
-    created = create(client, "gpu", labels={"gpuflow.io/run": "r1"}, taints=[taint], capacityType="ON_DEMAND")
+    # Bottlerocket's NVIDIA AMI ships the device plugin, so the node advertises its GPU without one installed.
+    created = create(
+        client,
+        "gpu",
+        labels={"gpuflow.io/run": "r1"},
+        taints=[taint],
+        capacityType="ON_DEMAND",
+        amiType="BOTTLEROCKET_x86_64_NVIDIA",
+    )
     assert created["status"] == "CREATING"
     assert settled(client, "gpu")["status"] == "ACTIVE"
     assert "gpu" in client.list_nodegroups(clusterName=CLUSTER)["nodegroups"]

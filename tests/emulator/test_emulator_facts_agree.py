@@ -16,11 +16,14 @@ from gpuflow_emulator.clouds.aks import AksFlavor
 from gpuflow_emulator.clouds.eks import EksFlavor
 from gpuflow_emulator.clouds.gke import GkeFlavor
 from gpuflow_emulator.clouds.nodepools import Flavor, Pool
+from gpuflow_emulator.config import load as load_config
+from gpuflow_emulator.testing import DEFAULT_CONFIG
 
 from gpuflow.core import accelerators
 from gpuflow.core.catalog import CapacityType, load_catalog
 from gpuflow.core.clouds import traits
 from gpuflow.kube import placement
+from gpuflow.kube.device_plugins import PLUGINS
 
 # (cloud, instance type, accelerator, accelerators per node) of every shape the shipped catalog offers.
 SHAPES = sorted({(o.cloud, o.instance_type, o.accelerator, o.accelerator_count) for o in load_catalog().offers})
@@ -84,3 +87,12 @@ def test_emulated_nodes_match_placement_selectors_tolerations_and_limits(capacit
         if pool.allocatable() != {wanted.resource: str(count)}:
             disagreements.append(f"{where}: nodes hold {pool.allocatable()}, pods ask for {wanted.resources}")
     assert disagreements == [], "\n".join(disagreements)
+
+
+def test_the_emulator_recognises_every_device_plugin_gpuflow_installs() -> None:
+    """An add-on image the emulator's table does not list would run nowhere and advertise nothing."""
+    table = load_config(DEFAULT_CONFIG)
+    for resource, plugin in PLUGINS.items():
+        recognised = table.device_plugin(plugin.image)
+        assert recognised is not None, f"{plugin.image} is not in the device_plugins table of {DEFAULT_CONFIG}"
+        assert recognised.resource == resource

@@ -95,6 +95,11 @@ class AksFlavor:
             return [{"key": "kubernetes.azure.com/scalesetpriority", "value": "spot", "effect": "NoSchedule"}]
         return []
 
+    def ships_device_plugin(self, pool: Pool) -> bool:
+        """AKS GPU nodes come with drivers but no device plugin: "you need to install the NVIDIA device plugin"
+        (AKS docs, "Use GPUs for compute-intensive workloads", use-nvidia-gpu)."""
+        return False
+
     def failure(self, pool: Pool, fault: Fault) -> PoolError:
         if fault.kind == CAPACITY and fault.when != SYNC:
             zonal = bool(pool.request["properties"].get("availabilityZones"))

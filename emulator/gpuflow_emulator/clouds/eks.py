@@ -25,6 +25,10 @@ ACCOUNT = "123456789012"
 # CreateNodegroup diskSize: "The default disk size is 20 GiB for Linux and Bottlerocket" (EKS API reference,
 # CreateNodegroup; botocore's eks service model, field diskSize).
 DEFAULT_DISK_GIB = 20
+# What EKS reports when a GPU node group's request names no AMI type: the AL2023 accelerated AMI.
+DEFAULT_AMI_TYPE = "AL2023_x86_64_NVIDIA"
+# The AMI types whose image includes the NVIDIA device plugin (Bottlerocket's nvidia variants).
+PLUGIN_AMI_TYPES = frozenset({"BOTTLEROCKET_x86_64_NVIDIA", "BOTTLEROCKET_ARM_64_NVIDIA"})
 K8S_VERSION = "1.32"
 NOT_FOUND, CONFLICT, INVALID = "NOT_FOUND", "CONFLICT", "INVALID"
 # (HTTP status, Error.Code) per fault kind, for faults whose scenario names no code.
@@ -92,6 +96,12 @@ class EksFlavor:
 
     def node_taints(self, pool: Pool) -> list[dict[str, str]]:
         return []
+
+    def ships_device_plugin(self, pool: Pool) -> bool:
+        """Only the Bottlerocket NVIDIA AMIs include the NVIDIA device plugin; the AL2023 (and AL2) accelerated
+        AMIs and every AMI on Inferentia/Trainium need one installed (EKS user guide, "Install Kubernetes device
+        plugin for GPUs", ml-eks-k8s-device-plugin)."""
+        return pool.resource == "nvidia.com/gpu" and pool.request.get("amiType", DEFAULT_AMI_TYPE) in PLUGIN_AMI_TYPES
 
     def failure(self, pool: Pool, fault: Fault) -> PoolError:
         if fault.when == SYNC:
@@ -270,7 +280,7 @@ class EksApi:
             "scalingConfig": request["scalingConfig"],
             "instanceTypes": request["instanceTypes"],
             "subnets": request["subnets"],
-            "amiType": request.get("amiType", "AL2023_x86_64_NVIDIA"),
+            "amiType": request.get("amiType", DEFAULT_AMI_TYPE),
             "nodeRole": request["nodeRole"],
             "labels": request.get("labels") or {},
             "taints": request.get("taints") or [],

@@ -118,6 +118,10 @@ class GkeFlavor:
             return [dict(GPU_TAINT)]
         return []
 
+    def ships_device_plugin(self, pool: Pool) -> bool:
+        """GKE runs its own GPU device plugin DaemonSet on GPU nodes, and TPU nodes advertise google.com/tpu."""
+        return True
+
     def failure(self, pool: Pool, fault: Fault) -> PoolError:
         zone = pool.zones[0]
         if fault.when == SYNC and fault.kind == QUOTA:

@@ -140,6 +140,11 @@ class Flavor(Protocol):
 
     def node_taints(self, pool: Pool) -> list[dict[str, str]]: ...
 
+    def ships_device_plugin(self, pool: Pool) -> bool:
+        """Whether the pool's node image runs its accelerators' device plugin itself; if not, its nodes
+        advertise them only once a device plugin pod runs Ready there (`gpuflow_emulator.device_plugins`)."""
+        ...
+
     def failure(self, pool: Pool, fault: Fault) -> PoolError: ...
 
     def preemption(self, pool: Pool, node: str) -> tuple[str, str]:
@@ -250,7 +255,10 @@ class NodePools:
                 **pool.labels,
             }
             taints = [*flavor.node_taints(pool), *pool.taints]
-            self.emulator.add_node(pool.cluster, name, labels, taints, pool.allocatable())
+            allocatable, devices = pool.allocatable(), {}
+            if pool.resource in allocatable and not flavor.ships_device_plugin(pool):
+                devices[pool.resource] = allocatable.pop(pool.resource)
+            self.emulator.add_node(pool.cluster, name, labels, taints, allocatable, devices)
             pool.nodes.append(name)
 
     async def _remove_nodes(self, pool: Pool, keep: int, reason: str, message: str) -> None:

@@ -121,7 +121,7 @@ class EksBackend:
                 nodeRole=self.cluster.settings["node_role_arn"],
                 subnets=chosen,
                 instanceTypes=[spec.instance_type],
-                amiType="AL2023_x86_64_NEURON" if spec.resource_name == NEURON else "AL2023_x86_64_NVIDIA",
+                amiType=_ami_type(spec),
                 capacityType="SPOT" if spec.capacity_type is CapacityType.SPOT else "ON_DEMAND",
                 scalingConfig={"minSize": spec.nodes, "maxSize": spec.nodes, "desiredSize": spec.nodes},
                 diskSize=spec.disk_gib,  # GiB; EKS's default, 20, is smaller than the vLLM image
@@ -213,6 +213,13 @@ class EksBackend:
             node_count=size,
             spot=group.get("capacityType") == "SPOT",
         )
+
+
+def _ami_type(spec: NodePoolSpec) -> str:
+    """Bottlerocket's NVIDIA AMI ships the NVIDIA device plugin (the AL2023 one does not, "Install Kubernetes
+    device plugin for GPUs", EKS user guide); no AMI ships the Neuron plugin, which gpuflow installs as an
+    add-on (``CloudTraits.device_plugin_addons``)."""
+    return "AL2023_x86_64_NEURON" if spec.resource_name == NEURON else "BOTTLEROCKET_x86_64_NVIDIA"
 
 
 def _code(exc: BaseException) -> str | None:

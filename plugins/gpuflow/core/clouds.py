@@ -44,6 +44,9 @@ class CloudTraits:
     accelerator_label: str | None = None
     accelerator_label_values: Mapping[str, str] = field(default_factory=dict)
     spot_taint: tuple[str, str] | None = None  # (key, value) the cloud itself taints spot nodes with
+    # The accelerator resources whose device plugin gpuflow installs as a cluster add-on, because the node image
+    # its pools get does not ship one: without a plugin a node holds the hardware but never advertises it.
+    device_plugin_addons: frozenset[str] = frozenset()
     # The URI schemes of its object storage, each with the rclone remote that copies a model from it into a
     # serving pod; None for a scheme rclone cannot read (see ``gpuflow.core.storage``).
     storage_schemes: Mapping[str, str | None] = field(default_factory=dict)
@@ -81,6 +84,9 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.NEURON}),
             backend="gpuflow.clouds.aws:EksBackend",
             max_disk_gib=16_384,  # an EBS gp3 volume holds at most 16 TiB (EC2 docs, "Amazon EBS volume types")
+            # NVIDIA pools get the Bottlerocket NVIDIA AMI, which ships the NVIDIA device plugin; no EKS AMI ships
+            # the Neuron one ("Install Kubernetes device plugin for GPUs", EKS user guide).
+            device_plugin_addons=frozenset({accelerators.NEURON}),
             storage_schemes={"s3": ":s3:"},
             model_uri_shape="s3://BUCKET/PATH",
             rclone_env={"RCLONE_S3_PROVIDER": "AWS", "RCLONE_S3_ENV_AUTH": "true"},
@@ -116,6 +122,9 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             backend="gpuflow.clouds.azure:AksBackend",
             max_disk_gib=1_907,  # osDiskSizeGB is at most 2,048 GB (the AKS REST API's ContainerServiceOSDisk)
             spot_taint=("kubernetes.azure.com/scalesetpriority", "spot"),
+            # AKS installs the GPU drivers but not the device plugin (AKS docs, "use-nvidia-gpu"). No AMD plugin is
+            # installed yet, so an AMD pool's nodes never advertise amd.com/gpu and the wait fails over.
+            device_plugin_addons=frozenset({accelerators.NVIDIA}),
             # rclone reads Blob storage as az://ACCOUNT/CONTAINER/PATH; fsspec's abfs:// names are not its own.
             storage_schemes={"az": ":azureblob:", "abfs": None, "abfss": None},
             model_uri_shape="az://ACCOUNT/CONTAINER/PATH",

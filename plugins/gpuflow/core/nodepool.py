@@ -6,7 +6,7 @@ name, the placement, the labels that mark ownership, the taint that keeps non-GP
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -68,6 +68,33 @@ class NodePoolStatus:
     instance_type: str = ""
     node_count: int = 0
     spot: bool = False
+
+
+class Readiness(StrEnum):
+    """Where a pool the cloud calls ready stands in Kubernetes."""
+
+    READY = "READY"  # every planned node is Ready with the planned accelerators allocatable
+    JOINING = "JOINING"  # nodes are missing or not Ready yet
+    UNADVERTISED = "UNADVERTISED"  # every node is Ready but some advertise too few accelerators
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReport:
+    """One node of a pool as Kubernetes reports it: its Ready condition and the accelerators it advertises."""
+
+    name: str
+    ready: bool
+    allocatable: int
+
+
+def readiness(nodes: Sequence[NodeReport], planned_nodes: int, per_node: int) -> Readiness:
+    """Ready only when ``planned_nodes`` nodes are Ready in Kubernetes, each advertising ``per_node`` accelerators:
+    a cloud reports a pool ready before a device plugin has made its accelerators schedulable."""
+    if len(nodes) < planned_nodes or not all(node.ready for node in nodes):
+        return Readiness.JOINING
+    if any(node.allocatable < per_node for node in nodes):
+        return Readiness.UNADVERTISED
+    return Readiness.READY
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Talk to a cluster's Kubernetes API: apply manifests, read a Deployment, delete what a run labelled.
+"""Talk to a cluster's Kubernetes API: apply manifests, install add-ons, read a Deployment and a pool's nodes,
+delete what a run labelled.
 
 The only module of ``gpuflow.kube`` that performs I/O; the others build manifests. The kubernetes client is
 imported lazily (it takes seconds) and built from a kubeconfig dict, as the cloud backends return it.
@@ -10,6 +11,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from gpuflow.core.nodepool import NodeReport
 
 # The kind of every object a run may leave behind, in deletion order.
 RUN_OBJECT_KINDS = ("Deployment", "Service", "Secret", "Pod")
@@ -23,21 +26,52 @@ def api_client(kube_config: Mapping[str, Any]) -> Any:
     return config.new_client_from_config_dict(dict(kube_config))
 
 
-def apply(client: Any, manifests: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Create each object, or replace it when it exists (a retried deploy converges, never duplicates)."""
+def _ref(manifest: Mapping[str, Any]) -> str:
+    return f"{manifest['kind']}/{manifest['metadata']['name']}"
+
+
+def _created(client: Any, manifest: Mapping[str, Any]) -> bool:
+    """Create the object; False when one of that name already exists."""
     from kubernetes import utils
     from kubernetes.client.exceptions import ApiException
 
+    try:
+        utils.create_from_dict(client, dict(manifest))
+    except utils.FailToCreateError as exc:
+        if not all(isinstance(e, ApiException) and e.status == 409 for e in exc.api_exceptions):
+            raise
+        return False
+    return True
+
+
+def apply(client: Any, manifests: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Create each object, or replace it when it exists (a retried deploy converges, never duplicates)."""
     applied = []
     for manifest in manifests:
-        try:
-            utils.create_from_dict(client, dict(manifest))
-        except utils.FailToCreateError as exc:
-            if not all(isinstance(e, ApiException) and e.status == 409 for e in exc.api_exceptions):
-                raise
+        if not _created(client, manifest):
             _replace(client, manifest)
-        applied.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+        applied.append(_ref(manifest))
     return applied
+
+
+def ensure(client: Any, manifests: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Create each object that is missing and leave those that exist as they are (a shared add-on whose owner
+    may have installed their own version); returns the objects created."""
+    return [_ref(manifest) for manifest in manifests if _created(client, manifest)]
+
+
+def pool_nodes(client: Any, pool_label: str, pool: str, resource: str) -> list[NodeReport]:
+    """The nodes of pool ``pool`` (``pool_label=pool``): Ready or not, and how many ``resource`` each advertises."""
+    from kubernetes import client as k8s
+
+    return [
+        NodeReport(
+            name=node.metadata.name,
+            ready=any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])),
+            allocatable=int((node.status.allocatable or {}).get(resource, "0")),
+        )
+        for node in k8s.CoreV1Api(client).list_node(label_selector=f"{pool_label}={pool}").items
+    ]
 
 
 def _replace(client: Any, manifest: Mapping[str, Any]) -> None:

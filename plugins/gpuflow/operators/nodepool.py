@@ -1,7 +1,9 @@
 """Create a GPU node pool (the setup task) and wait for it (deferrable, failing over on late failures).
 
 The setup only submits the create, so it cannot fail after a pool exists: in Airflow 3 a teardown does
-not run when its setup failed, and a setup that waited and then timed out would leak the pool.
+not run when its setup failed, and a setup that waited and then timed out would leak the pool. For the same
+reason the device plugin add-on (``gpuflow.kube.device_plugins``) is installed by the wait, before it defers:
+a failed install there still leaves the pool to its teardown, and every failover target's cluster gets it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ from typing import Any, NoReturn
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from gpuflow.clouds.access import kube_config
+from gpuflow.core.clusters import Cluster
+from gpuflow.core.errors import GpuflowError
 from gpuflow.core.handoffs import PlanHandoff, PoolHandoff, cluster_fields
 from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
+from gpuflow.kube.cluster import api_client, ensure
+from gpuflow.kube.device_plugins import NAMESPACE, addon_manifests
 from gpuflow.operators.runtime import provisioner
 from gpuflow.provisioning import Provisioner, ProvisioningStopped
 from gpuflow.state.runs import RunRegistry
@@ -24,6 +31,25 @@ from gpuflow.triggers.nodepool import NodePoolTrigger
 
 DEFAULT_READY_TIMEOUT_S = 20 * 60
 ATTEMPT_XCOM = "attempt"
+
+
+def install_device_plugin(cluster: Cluster, resource: str) -> list[str]:
+    """Create the device plugin add-on for ``resource`` on ``cluster`` where its nodes need one and it is missing;
+    returns what was created (nothing when the node image ships the plugin or the add-on is already there)."""
+    manifests = addon_manifests(cluster.cloud, resource)
+    if not manifests:
+        return []
+    from kubernetes.utils import FailToCreateError
+
+    try:
+        return ensure(api_client(kube_config(cluster)), manifests)
+    except FailToCreateError as exc:
+        raise GpuflowError(
+            f"cluster {cluster.name}: could not install the {resource} device plugin ({manifests[-1]['kind']} "
+            f"{manifests[-1]['metadata']['name']} in {NAMESPACE}): {exc}. Without it the pool's nodes never "
+            "advertise their accelerators. Fix: let gpuflow's identity create DaemonSets (and, for Neuron, RBAC "
+            f"objects) in {NAMESPACE}, or install the plugin yourself under that name (docs/real-clouds.md)"
+        ) from exc
 
 
 class CreateNodePoolOperator(BaseOperator):
@@ -105,9 +131,14 @@ class WaitNodePoolOperator(BaseOperator):
     def _defer_on(self, context: Context, state: PoolHandoff) -> NoReturn:
         """Wait for the pool of ``state``; the state is kept in XCom, where the resumed task finds it."""
         context["ti"].xcom_push(key=ATTEMPT_XCOM, value=state.to_xcom())
+        if created := install_device_plugin(state.cluster, state.resource):
+            self.log.info("installed the device plugin add-on on %s: %s", state.cluster.name, ", ".join(created))
         trigger = NodePoolTrigger(
             cluster=cluster_fields(state.cluster),
             ref=state.pool.to_dict(),
+            resource=state.resource,
+            accelerators_per_node=int(state.choice["accelerator_count"]),
+            nodes=int(state.choice["nodes"]),
             timeout_s=self.ready_timeout_s,
             poll_interval_s=self.poll_interval_s or poll_interval_s_setting(),
         )

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from gpuflow_emulator.testing import EmulatorProcess
+from gpuflow_emulator.testing import EmulatorProcess, eventually
 from kubernetes import client as k8s
 
 from gpuflow.clouds.azure import AksBackend
@@ -15,6 +15,7 @@ from gpuflow.core import naming
 from gpuflow.core.errors import CloudError, ErrorKind, Scope
 from gpuflow.core.nodepool import NodePoolSpec, NodePoolStatus, PoolState
 from gpuflow.kube.cluster import api_client
+from gpuflow.operators.nodepool import install_device_plugin
 from tests.support.offers import cluster_of, one_gpu_pool_spec
 
 
@@ -43,7 +44,13 @@ def test_create_ready_nodes_visible_list_delete(cloud: str, clouds_emulator: Emu
     )
     assert len(nodes.items) == 1
     node = nodes.items[0]
-    assert node.status.allocatable[spec.resource_name] == "1"
+    # A GPU appears once a device plugin runs: shipped by the node image (EKS Bottlerocket, GKE), else gpuflow's add-on.
+    install_device_plugin(spec.cluster, spec.resource_name)
+    core = k8s.CoreV1Api(api_client(backend.kube_config()))
+    eventually(
+        lambda: core.read_node(node.metadata.name).status.allocatable.get(spec.resource_name) == "1",
+        what=f"{node.metadata.name} to advertise {spec.resource_name}",
+    )
     assert any(t.key == spec.resource_name and t.effect == "NoSchedule" for t in node.spec.taints)
     run = {naming.RUN_LABEL: naming.run_key("backend_test", "manual__1")}
     assert [s.ref for s in backend.list_node_pools(run)] == [spec.ref]

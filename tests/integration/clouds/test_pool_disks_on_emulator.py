@@ -18,6 +18,7 @@ from gpuflow.core.vllm_options import VllmOptions
 from gpuflow.kube.cluster import api_client, apply
 from gpuflow.kube.placement import placement_for_pool
 from gpuflow.kube.serving import EndpointSpec, endpoint_manifests
+from gpuflow.operators.nodepool import install_device_plugin
 from tests.support.offers import one_gpu_pool_spec
 
 pytestmark = pytest.mark.timeout(120)
@@ -34,6 +35,7 @@ def test_the_serving_pod_pulls_its_image_on_the_pool_the_product_creates(
     deadline = time.monotonic() + 30
     while backend.get_node_pool(spec.ref).state is not PoolState.READY and time.monotonic() < deadline:
         time.sleep(0.3)
+    install_device_plugin(spec.cluster, spec.resource_name)  # as wait_node_pool does: AKS nodes ship none
     endpoint = EndpointSpec(
         name="disk",
         namespace="default",
