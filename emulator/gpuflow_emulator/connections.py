@@ -1,6 +1,9 @@
 """The environment that points Airflow (gpuflow's connections) at a running emulator's cloud APIs.
 
-Only endpoints and credentials differ from a real deployment: the backends run unchanged.
+Only endpoints and credentials differ from a real deployment: the backends run unchanged. The AWS
+connection's access key is the IAM user the default config (`include/emulator/default.yaml`, `auth`) gives an
+access entry on each EKS cluster; nothing is exported as AWS_* variables, so a product that signed its
+Kubernetes tokens with the worker's default AWS chain instead of the connection would be refused (401).
 """
 
 from __future__ import annotations
@@ -8,13 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+ACCESS_KEY_ID = "AKIAGPUFLOWEMULATOR"
+
 
 def airflow_environment(clouds: Mapping[str, str]) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` for gpuflow's three connections, from ``GET /_emulator/clouds``."""
     connections = {
         "GPUFLOW_AWS": {
             "conn_type": "aws",
-            "login": "emulator",
+            "login": ACCESS_KEY_ID,
             "password": "emulator",
             "extra": {"endpoint_url": clouds["aws"]},
         },
@@ -27,7 +32,4 @@ def airflow_environment(clouds: Mapping[str, str]) -> dict[str, str]:
             "extra": {"base_url": clouds["azure"], "ca_bundle": clouds["azure_ca"], "static_token": "emulator"},
         },
     }
-    environment = {f"AIRFLOW_CONN_{name}": json.dumps(value) for name, value in connections.items()}
-    # The EKS token helper signs with the default AWS credential chain of the process using the kubeconfig.
-    environment |= {"AWS_ACCESS_KEY_ID": "emulator", "AWS_SECRET_ACCESS_KEY": "emulator"}
-    return environment
+    return {f"AIRFLOW_CONN_{name}": json.dumps(value) for name, value in connections.items()}

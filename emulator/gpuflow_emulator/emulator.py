@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from gpuflow_emulator.auth import ADMIN_TOKEN
 from gpuflow_emulator.cluster import Cluster
 from gpuflow_emulator.config import EmulatorConfig
 from gpuflow_emulator.errors import ApiError
@@ -67,7 +68,7 @@ class Emulator:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": cluster, "cluster": {"server": self.server_url(cluster)}}],
-            "users": [{"name": "emulator", "user": {"token": "gpuflow-emulator"}}],
+            "users": [{"name": "emulator", "user": {"token": ADMIN_TOKEN}}],
             "contexts": [
                 {"name": cluster, "context": {"cluster": cluster, "user": "emulator", "namespace": "default"}}
             ],

@@ -33,7 +33,13 @@ def start_emulator(directory: Path, scenario: str, *, real_ml: bool = False) -> 
     clouds = {"aws_port": free_port(), "gcp_port": free_port(), "azure_port": free_port(), "scenario": "scenario.yaml"}
     return EmulatorProcess.start(
         directory,
-        extra={"clusters": clusters, "clouds": clouds, "runtimes": runtimes, "images": default["images"]},
+        extra={
+            "clusters": clusters,
+            "clouds": clouds,
+            "runtimes": runtimes,
+            "images": default["images"],
+            "auth": default["auth"],
+        },
     )
 
 
