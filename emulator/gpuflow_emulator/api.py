@@ -104,7 +104,7 @@ async def _body(request: web.Request) -> Any:
 class KubeApi:
     def __init__(self, emulator: Emulator) -> None:
         self._emulator = emulator
-        self._auth = Authenticator(emulator.config)
+        self._auth = Authenticator(emulator.config, emulator.entra)
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:

@@ -6,7 +6,12 @@
   its `X-Amz-Date` whatever `X-Amz-Expires` says (`token_lifetime_seconds`, shorter in tests). STS names the
   caller; here the access key id maps to an IAM principal through `auth.aws_identities` (STS temporary keys are
   not modelled). The principal needs an access entry on the cluster (`access_entries`).
-- Anything else (GKE, plain clusters): any token, as before.
+- AKS with Microsoft Entra ID integration (`entra`, the default): only access tokens that the emulator's Entra
+  endpoint (`clouds/entra.py`) issued for the AKS server application (`aud` = `AKS_SERVER_APP_ID`, requested as
+  scope `6dae42f8-4368-4678-94ff-3960e28e3630/.default`, as kubelogin does), unexpired. A token for ARM
+  (`https://management.azure.com`) or any other audience is refused, as AKS refuses it. Tokens are JWTs signed
+  with a key made at start (HS256, where Entra signs RS256 with its published keys: nothing here checks keys).
+- Anything else (GKE, AKS without Entra, plain clusters): any token, as before.
 - Every cluster also lets in `ADMIN_TOKEN`, the token of the kubeconfig files the emulator writes for its own
   tests and kubectl; no cloud API hands it out for an EKS cluster.
 
@@ -18,7 +23,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
+import json
 import logging
+import secrets
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
@@ -30,6 +41,10 @@ ADMIN_TOKEN = "gpuflow-emulator"
 EKS_PREFIX = "k8s-aws-v1."
 EKS_CLUSTER_HEADER = "x-k8s-aws-id"
 AMZ_DATE = "%Y%m%dT%H%M%SZ"
+# The Entra application every AKS cluster's API server accepts tokens for ("Azure Kubernetes Service AAD Server").
+AKS_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+# The Entra tenant of the emulated subscription.
+ENTRA_TENANT = "00000000-0000-0000-0000-00000000a11d"
 
 
 class Refused(Exception):
@@ -40,22 +55,80 @@ def unauthorized() -> ApiError:
     return ApiError(401, "Unauthorized", "Unauthorized")
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class EntraTokens:
+    """Issues and checks the emulator's Microsoft Entra access tokens (JWTs with Entra's v1 claims)."""
+
+    def __init__(self, lifetime_seconds: float) -> None:
+        self.lifetime_seconds = lifetime_seconds
+        self._key = secrets.token_bytes(32)
+
+    def issue(self, tenant: str, client_id: str, audience: str) -> tuple[str, int]:
+        """An app-only access token for `audience`, and how many seconds it lives (`expires_in`)."""
+        issued = int(time.time())
+        lifetime = max(1, round(self.lifetime_seconds))
+        claims = {
+            "aud": audience,
+            "iss": f"https://sts.windows.net/{tenant}/",
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + lifetime,
+            "appid": client_id,
+            "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/{client_id}")),
+            "tid": tenant,
+            "ver": "1.0",
+        }
+        signed = f"{_b64(json.dumps({'typ': 'JWT', 'alg': 'HS256'}).encode())}.{_b64(json.dumps(claims).encode())}"
+        return f"{signed}.{_b64(self._signature(signed))}", lifetime
+
+    def claims(self, token: str, audience: str, now: float | None = None) -> dict[str, object]:
+        """The claims of a token this emulator issued for `audience` that has not expired."""
+        signed, _, signature = token.rpartition(".")
+        try:
+            genuine = hmac.compare_digest(_unb64(signature), self._signature(signed))
+            claims = json.loads(_unb64(signed.split(".")[1]))
+        except (binascii.Error, ValueError, IndexError):
+            raise Refused("not an Entra access token") from None
+        if not genuine:
+            raise Refused("Entra token signature is not valid")
+        if claims.get("aud") != audience:
+            raise Refused(f"Entra token audience {claims.get('aud')!r} is not {audience!r}")
+        if (now or time.time()) >= float(claims.get("exp", 0)):
+            raise Refused("Entra token has expired")
+        return dict(claims)
+
+    def _signature(self, signed: str) -> bytes:
+        return hmac.new(self._key, signed.encode(), hashlib.sha256).digest()
+
+
 class Authenticator:
     """Checks the bearer token of every Kubernetes API request against its cluster's cloud."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, entra: EntraTokens) -> None:
         self.config = config
+        self.entra = entra
 
     def check(self, cluster: str, authorization: str, now: datetime | None = None) -> None:
         """Raise 401 unless the `Authorization` header lets its caller into `cluster`."""
         identity = self.config.cluster_identity(cluster)
         token = authorization.removeprefix("Bearer ").strip() if authorization.startswith("Bearer ") else ""
-        if identity is None or identity.provider != "aws" or token == ADMIN_TOKEN:
+        if identity is None or token == ADMIN_TOKEN:
             return
+        moment = now or datetime.now(UTC)
         try:
-            principal = self.eks_principal(cluster, token, now or datetime.now(UTC))
-            if principal not in identity.access_entries:
-                raise Refused(f"{principal} has no access entry on cluster {cluster}")
+            if identity.provider == "aws":
+                principal = self.eks_principal(cluster, token, moment)
+                if principal not in identity.access_entries:
+                    raise Refused(f"{principal} has no access entry on cluster {cluster}")
+            elif identity.provider == "azure" and identity.entra:
+                self.entra.claims(token, AKS_SERVER_APP_ID, moment.timestamp())
         except Refused as exc:
             log.warning("401 for cluster %s: %s", cluster, exc)
             raise unauthorized() from None

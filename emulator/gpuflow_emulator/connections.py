@@ -3,7 +3,9 @@
 Only endpoints and credentials differ from a real deployment: the backends run unchanged. The AWS
 connection's access key is the IAM user the default config (`include/emulator/default.yaml`, `auth`) gives an
 access entry on each EKS cluster; nothing is exported as AWS_* variables, so a product that signed its
-Kubernetes tokens with the worker's default AWS chain instead of the connection would be refused (401).
+Kubernetes tokens with the worker's default AWS chain instead of the connection would be refused (401). The
+Azure connection is a service principal whose authority is the emulator's Entra endpoint (`authority`), so
+ARM and the Entra-integrated AKS clusters both get real client-credential tokens, each for its own audience.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from gpuflow_emulator.auth import ENTRA_TENANT
+
 ACCESS_KEY_ID = "AKIAGPUFLOWEMULATOR"
+AZURE_CLIENT_ID = "gpuflow-emulator-app"
 
 
 def airflow_environment(clouds: Mapping[str, str]) -> dict[str, str]:
@@ -29,7 +34,14 @@ def airflow_environment(clouds: Mapping[str, str]) -> dict[str, str]:
         },
         "GPUFLOW_AZURE": {
             "conn_type": "azure",
-            "extra": {"base_url": clouds["azure"], "ca_bundle": clouds["azure_ca"], "static_token": "emulator"},
+            "login": AZURE_CLIENT_ID,
+            "password": "emulator",
+            "extra": {
+                "tenantId": ENTRA_TENANT,
+                "authority": clouds["azure"],
+                "base_url": clouds["azure"],
+                "ca_bundle": clouds["azure_ca"],
+            },
         },
     }
     return {f"AIRFLOW_CONN_{name}": json.dumps(value) for name, value in connections.items()}

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from gpuflow_emulator.auth import ADMIN_TOKEN
+from gpuflow_emulator.auth import ADMIN_TOKEN, EntraTokens
 from gpuflow_emulator.cluster import Cluster
 from gpuflow_emulator.config import EmulatorConfig
 from gpuflow_emulator.errors import ApiError
@@ -39,6 +39,8 @@ class Emulator:
         self.config = config
         self.base_url = base_url.rstrip("/")
         self.clusters: dict[str, Cluster] = {}
+        # Shared by the Entra endpoint that issues Azure tokens and the AKS API servers that check them.
+        self.entra = EntraTokens(config.auth.token_lifetime_seconds)
 
     def start(self) -> None:
         """Create the configured clusters and their static nodes, start their loops, write kubeconfigs."""

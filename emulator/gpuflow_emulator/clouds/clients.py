@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 from azure.core.credentials import AccessToken
+from azure.identity import ClientSecretCredential
 from azure.mgmt.containerservice import ContainerServiceClient
 from botocore.config import Config
 from botocore.model import ServiceId
@@ -26,6 +27,8 @@ from botocore.signers import RequestSigner
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.container_v1 import ClusterManagerClient
+
+from gpuflow_emulator.auth import ENTRA_TENANT
 
 AZURE_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 
@@ -75,6 +78,18 @@ class StaticToken:
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         return AccessToken("emulator-token", int(time.time()) + 3600)
+
+
+def entra_credential(url: str, ca_path: str, client_id: str = "gpuflow-emulator-app") -> ClientSecretCredential:
+    """A service principal's credential whose authority is the emulator's Entra endpoint (on the Azure listener)."""
+    return ClientSecretCredential(
+        ENTRA_TENANT,
+        client_id,
+        "emulator",
+        authority=url,
+        disable_instance_discovery=True,
+        connection_verify=ca_path,
+    )
 
 
 def aks(url: str, ca_path: str, retry_total: int | None = None) -> ContainerServiceClient:

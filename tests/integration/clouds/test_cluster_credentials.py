@@ -36,3 +36,10 @@ def test_eks_kubeconfig_ignores_other_keys_in_the_workers_environment(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWORKERDEFAULT")  # who the worker is: no access entry
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "worker")
     assert k8s.CoreV1Api(api_client(config)).list_namespaced_pod("default").items == []
+
+
+def test_entra_aks_kubeconfig_gets_tokens_from_the_connections_service_principal(
+    clouds_emulator: EmulatorProcess,
+) -> None:
+    config = backend_for(cluster_of("azure")).kube_config()
+    assert k8s.CoreV1Api(api_client(config)).list_namespaced_pod("default").items == []
