@@ -99,8 +99,8 @@ def test_an_entra_token_expires_after_the_configured_lifetime(short_lived: Emula
 def test_entra_aks_hands_out_a_kubelogin_kubeconfig(short_lived: EmulatorProcess) -> None:
     clouds = short_lived.clouds()
     aks = clients.aks(clouds["azure"], clouds["azure_ca"])
-    value = aks.managed_clusters.list_cluster_user_credentials("gpuflow", AKS).kubeconfigs[0].value
-    (user,) = yaml.safe_load(value)["users"]
+    kubeconfigs = aks.managed_clusters.list_cluster_user_credentials("gpuflow", AKS).kubeconfigs or []
+    (user,) = yaml.safe_load(kubeconfigs[0].value or b"")["users"]
     assert user["user"]["exec"]["command"] == "kubelogin"
     assert user["user"]["exec"]["args"][:5] == [
         "get-token",
