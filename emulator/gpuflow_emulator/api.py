@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from gpuflow_emulator import admission, errors, proxy, resources, tables
+from gpuflow_emulator.auth import Authenticator
 from gpuflow_emulator.cluster import Cluster
 from gpuflow_emulator.emulator import Emulator
 from gpuflow_emulator.errors import ApiError
@@ -103,6 +104,7 @@ async def _body(request: web.Request) -> Any:
 class KubeApi:
     def __init__(self, emulator: Emulator) -> None:
         self._emulator = emulator
+        self._auth = Authenticator(emulator.config, emulator.entra)
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -112,6 +114,7 @@ class KubeApi:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
             cluster = self._emulator.cluster(request.match_info["cluster"])
+            self._auth.check(cluster.name, request.headers.get("Authorization", ""))
             # Segments are split before decoding, so an encoded `/` inside a segment stays in it.
             path = [unquote(part) for part in request.rel_url.raw_path.split("/")[3:]]
             return await self._route(request, cluster, path)

@@ -22,10 +22,15 @@ clouds:                                 # the cloud node-pool APIs (see README "
   gcp_port: 8091                        # GKE, plain http
   azure_port: 8092                      # AKS, https with a CA generated at start
   scenario: scenarios/default.yaml      # relative to this file
+auth:                                   # who each cluster's Kubernetes API lets in (README "Authentication")
+  token_lifetime_seconds: 900           # EKS tokens are good 15 minutes after X-Amz-Date; Entra tokens as long
+  aws_identities:                       # access key id -> the IAM principal STS GetCallerIdentity names
+    AKIAEMULATOR: arn:aws:iam::123456789012:user/gpuflow
 clusters:
   - name: demo
     cloud: {provider: gcp, region: us-central1, project: p, location: us-central1,
-            zones: [us-central1-a]}     # aws: subnets {subnet-id: zone-id}; azure: subscription_id, resource_group
+            zones: [us-central1-a]}     # aws: subnets {subnet-id: zone-id}, access_entries [principal ARN];
+                                        # azure: subscription_id, resource_group, entra (default true)
     nodes:
       - name: gpu-node-1
         labels: {nvidia.com/gpu.product: H100}
@@ -76,6 +81,10 @@ class CloudIdentity:
     location: str = ""
     subscription_id: str = ""
     resource_group: str = ""
+    # EKS: the IAM principals with an access entry, the only ones its Kubernetes API lets in.
+    access_entries: tuple[str, ...] = ()
+    # AKS: Microsoft Entra ID integration (a kubelogin kubeconfig; only Entra tokens for AKS are accepted).
+    entra: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,14 @@ class CloudsConfig:
     gcp_port: int = 0
     azure_port: int = 0
     scenario: Path | None = None
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """How long the tokens the clusters accept live, and which AWS access key is which IAM principal."""
+
+    token_lifetime_seconds: float = 900
+    aws_identities: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -148,6 +165,11 @@ class EmulatorConfig:
     clouds: CloudsConfig = CloudsConfig()
     images: list[ImageSize] = field(default_factory=list)
     device_plugins: list[DevicePlugin] = field(default_factory=list)
+    auth: AuthConfig = AuthConfig()
+
+    def cluster_identity(self, name: str) -> CloudIdentity | None:
+        """The cloud identity of the cluster called `name` (None: a plain cluster, or not configured)."""
+        return next((spec.cloud for spec in self.clusters if spec.name == name), None)
 
     def runtime_for(self, image: str) -> Runtime | None:
         """The first matching `runtimes` row; else, for a device plugin image, a process that stays up."""
@@ -191,6 +213,8 @@ def _identity(raw: dict[str, Any] | None) -> CloudIdentity | None:
         location=raw.get("location", ""),
         subscription_id=raw.get("subscription_id", ""),
         resource_group=raw.get("resource_group", ""),
+        access_entries=tuple(str(arn) for arn in raw.get("access_entries") or ()),
+        entra=bool(raw.get("entra", True)),
     )
 
 
@@ -202,6 +226,14 @@ def _clouds(raw: dict[str, Any] | None, base_dir: Path) -> CloudsConfig:
         gcp_port=int(raw.get("gcp_port", 0)),
         azure_port=int(raw.get("azure_port", 0)),
         scenario=base_dir / scenario if scenario else None,
+    )
+
+
+def _auth(raw: dict[str, Any] | None) -> AuthConfig:
+    raw = raw or {}
+    return AuthConfig(
+        token_lifetime_seconds=float(raw.get("token_lifetime_seconds", 900)),
+        aws_identities={str(k): str(v) for k, v in (raw.get("aws_identities") or {}).items()},
     )
 
 
@@ -236,6 +268,7 @@ def parse(raw: dict[str, Any], base_dir: Path) -> EmulatorConfig:
         device_plugins=[
             DevicePlugin(r["image_prefix"], r["resource"], r.get("source", "")) for r in raw.get("device_plugins") or []
         ],
+        auth=_auth(raw.get("auth")),
     )
 
 

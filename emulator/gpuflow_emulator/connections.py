@@ -1,6 +1,11 @@
 """The environment that points Airflow (gpuflow's connections) at a running emulator's cloud APIs.
 
-Only endpoints and credentials differ from a real deployment: the backends run unchanged.
+Only endpoints and credentials differ from a real deployment: the backends run unchanged. The AWS
+connection's access key is the IAM user the default config (`include/emulator/default.yaml`, `auth`) gives an
+access entry on each EKS cluster; nothing is exported as AWS_* variables, so a product that signed its
+Kubernetes tokens with the worker's default AWS chain instead of the connection would be refused (401). The
+Azure connection is a service principal whose authority is the emulator's Entra endpoint (`authority`), so
+ARM and the Entra-integrated AKS clusters both get real client-credential tokens, each for its own audience.
 """
 
 from __future__ import annotations
@@ -8,13 +13,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from gpuflow_emulator.auth import ENTRA_TENANT
+
+ACCESS_KEY_ID = "AKIAGPUFLOWEMULATOR"
+AZURE_CLIENT_ID = "gpuflow-emulator-app"
+
 
 def airflow_environment(clouds: Mapping[str, str]) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` for gpuflow's three connections, from ``GET /_emulator/clouds``."""
     connections = {
         "GPUFLOW_AWS": {
             "conn_type": "aws",
-            "login": "emulator",
+            "login": ACCESS_KEY_ID,
             "password": "emulator",
             "extra": {"endpoint_url": clouds["aws"]},
         },
@@ -24,10 +34,14 @@ def airflow_environment(clouds: Mapping[str, str]) -> dict[str, str]:
         },
         "GPUFLOW_AZURE": {
             "conn_type": "azure",
-            "extra": {"base_url": clouds["azure"], "ca_bundle": clouds["azure_ca"], "static_token": "emulator"},
+            "login": AZURE_CLIENT_ID,
+            "password": "emulator",
+            "extra": {
+                "tenantId": ENTRA_TENANT,
+                "authority": clouds["azure"],
+                "base_url": clouds["azure"],
+                "ca_bundle": clouds["azure_ca"],
+            },
         },
     }
-    environment = {f"AIRFLOW_CONN_{name}": json.dumps(value) for name, value in connections.items()}
-    # The EKS token helper signs with the default AWS credential chain of the process using the kubeconfig.
-    environment |= {"AWS_ACCESS_KEY_ID": "emulator", "AWS_SECRET_ACCESS_KEY": "emulator"}
-    return environment
+    return {f"AIRFLOW_CONN_{name}": json.dumps(value) for name, value in connections.items()}

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from gpuflow_emulator.auth import ADMIN_TOKEN, EntraTokens
 from gpuflow_emulator.cluster import Cluster
 from gpuflow_emulator.config import EmulatorConfig
 from gpuflow_emulator.errors import ApiError
@@ -39,6 +40,8 @@ class Emulator:
         self.config = config
         self.base_url = base_url.rstrip("/")
         self.clusters: dict[str, Cluster] = {}
+        # Shared by the Entra endpoint that issues Azure tokens and the AKS API servers that check them.
+        self.entra = EntraTokens(config.auth.token_lifetime_seconds)
 
     def start(self) -> None:
         """Create the configured clusters and their static nodes, start their loops, write kubeconfigs."""
@@ -68,7 +71,7 @@ class Emulator:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": cluster, "cluster": {"server": self.server_url(cluster)}}],
-            "users": [{"name": "emulator", "user": {"token": "gpuflow-emulator"}}],
+            "users": [{"name": "emulator", "user": {"token": ADMIN_TOKEN}}],
             "contexts": [
                 {"name": cluster, "context": {"cluster": cluster, "user": "emulator", "namespace": "default"}}
             ],

@@ -110,9 +110,11 @@ class EmulatorProcess:
         return emulator
 
     @classmethod
-    def start_clouds(cls, directory: Path, scenario: dict[str, Any]) -> EmulatorProcess:
-        """The default config's six clusters, image sizes and device plugins, with all three cloud APIs on free
-        ports, under `scenario`."""
+    def start_clouds(
+        cls, directory: Path, scenario: dict[str, Any], auth: dict[str, Any] | None = None
+    ) -> EmulatorProcess:
+        """The default config's six clusters, image sizes, device plugins and `auth` (or `auth`, e.g. a shorter
+        token lifetime), with all three cloud APIs on free ports, under `scenario`."""
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "scenario.yaml").write_text(yaml.safe_dump(scenario))
         default = yaml.safe_load(DEFAULT_CONFIG.read_text())
@@ -123,7 +125,7 @@ class EmulatorProcess:
             "scenario": "scenario.yaml",
         }
         shared = {key: default[key] for key in ("clusters", "images", "device_plugins")}
-        return cls.start(directory, extra={**shared, "clouds": clouds})
+        return cls.start(directory, extra={**shared, "clouds": clouds, "auth": auth or default["auth"]})
 
     def clouds(self) -> dict[str, str]:
         """{aws, gcp, azure: base URL, azure_ca: path of the CA PEM to trust for azure}."""

@@ -39,6 +39,7 @@ def start_emulator(directory: Path, scenario: str, *, real_ml: bool = False) -> 
             "runtimes": runtimes,
             "images": default["images"],
             "device_plugins": default["device_plugins"],
+            "auth": default["auth"],
         },
     )
 

@@ -1,6 +1,7 @@
 """Azure AKS in azure-mgmt-containerservice's ARM wire format (`operations/_operations.py`).
 
-Managed cluster get, listClusterUserCredential (a kubeconfig for the emulated cluster), agent pools
+Managed cluster get, listClusterUserCredential (a kubeconfig for the emulated cluster: for an Entra-integrated
+one, the kubelogin exec format AKS returns by default since Kubernetes 1.24), agent pools
 create-or-update/get/list/delete as long-running operations polled through `Azure-AsyncOperation`.
 A failed operation's status body carries ARM's `error.code` (AllocationFailed, ZonalAllocationFailed,
 SkuNotAvailable, OverconstrainedAllocationRequest, QuotaExceeded), which azure-core surfaces as
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from gpuflow_emulator.auth import AKS_SERVER_APP_ID, ENTRA_TENANT
 from gpuflow_emulator.clouds import clusters
 from gpuflow_emulator.clouds.nodepools import GB, CloudFault, NodePools, Operation, Pool, PoolError, PoolState
 from gpuflow_emulator.clouds.scenarios import CAPACITY, QUOTA, SERVER, SYNC, THROTTLED, Fault, Scenario
@@ -23,6 +25,12 @@ from gpuflow_emulator.config import CloudIdentity, EmulatorConfig
 from gpuflow_emulator.emulator import Emulator
 
 NOT_FOUND, INVALID, BUSY = "NOT_FOUND", "INVALID", "BUSY"
+# The public client kubelogin's device-code login runs as (as in `az aks get-credentials` output).
+AZURE_CLI_CLIENT_ID = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"
+KUBELOGIN_INSTALL_HINT = (
+    "\nkubelogin is not installed which is required to connect to AAD enabled cluster.\n\n"
+    "To learn more, please go to https://aka.ms/aks/kubelogin\n"
+)
 K8S_VERSION = "1.32.2"
 PROVIDER = "providers/Microsoft.ContainerService"
 # agentPools osDiskSizeGB: 0 or absent applies "the default osDisk size according to the vmSize" (AKS REST API
@@ -125,6 +133,33 @@ def _check_tags(tags: dict[str, Any]) -> None:
         raise CloudFault(Fault(INVALID, code="InvalidTagNameCharacters"), message)
 
 
+def kubelogin_user() -> dict[str, Any]:
+    """The user of an Entra-integrated cluster's kubeconfig (Kubernetes >= 1.24: the exec format by default), as
+    `az aks get-credentials` writes it: kubelogin, interactive device-code login, for the AKS server app."""
+    return {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "kubelogin",
+            "args": [
+                "get-token",
+                "--environment",
+                "AzurePublicCloud",
+                "--server-id",
+                AKS_SERVER_APP_ID,
+                "--client-id",
+                AZURE_CLI_CLIENT_ID,
+                "--tenant-id",
+                ENTRA_TENANT,
+                "--login",
+                "devicecode",
+            ],
+            "env": None,
+            "installHint": KUBELOGIN_INSTALL_HINT,
+            "provideClusterInfo": False,
+        }
+    }
+
+
 def _taint(text: str) -> dict[str, str]:
     """`key=value:Effect` as AKS takes nodeTaints."""
     pair, _, effect = text.partition(":")
@@ -208,9 +243,12 @@ class AksApi:
         return web.json_response(body)
 
     async def user_credentials(self, request: web.Request) -> web.Response:
-        name, _ = self._cluster(request)
-        kubeconfig = yaml.safe_dump(self.emulator.kubeconfig(name), sort_keys=False).encode()
-        value = base64.b64encode(kubeconfig).decode()
+        name, identity = self._cluster(request)
+        config = self.emulator.kubeconfig(name)
+        if identity.entra:
+            config["users"] = [{"name": f"clusterUser_{identity.resource_group}_{name}", "user": kubelogin_user()}]
+            config["contexts"][0]["context"]["user"] = config["users"][0]["name"]
+        value = base64.b64encode(yaml.safe_dump(config, sort_keys=False).encode()).decode()
         return web.json_response({"kubeconfigs": [{"name": "clusterUser", "value": value}]})
 
     async def list_pools(self, request: web.Request) -> web.Response:

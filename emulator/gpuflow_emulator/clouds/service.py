@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gpuflow_emulator.clouds import aks, eks, gke, scenarios, tls
+from gpuflow_emulator.clouds import aks, eks, entra, gke, scenarios, tls
 from gpuflow_emulator.clouds.api import CallLog, cloud_app
 from gpuflow_emulator.clouds.nodepools import NodePools
 from gpuflow_emulator.emulator import Emulator
@@ -56,7 +56,8 @@ class CloudServices:
                 self.scenario,
                 self.calls,
                 aks.render,
-                aks.AksApi(config, self.pools, emulator, self.scenario).routes(),
+                aks.AksApi(config, self.pools, emulator, self.scenario).routes()
+                + entra.EntraApi(emulator.entra).routes(),
             ),
         }
         self.urls: dict[str, str] = {}

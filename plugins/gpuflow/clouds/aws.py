@@ -106,10 +106,14 @@ class EksBackend:
         self.cluster = cluster
 
     @cached_property
-    def client(self) -> Any:
+    def hook(self) -> Any:
         from airflow.providers.amazon.aws.hooks.eks import EksHook
 
-        return EksHook(aws_conn_id=self.cluster.connection_id, region_name=self.cluster.region).conn
+        return EksHook(aws_conn_id=self.cluster.connection_id, region_name=self.cluster.region)
+
+    @cached_property
+    def client(self) -> Any:
+        return self.hook.conn
 
     def create_node_pool(self, spec: NodePoolSpec) -> NodePoolRef:
         subnets: Mapping[str, str] = self.cluster.settings["subnets"]
@@ -159,13 +163,34 @@ class EksBackend:
             )
 
     def kube_config(self) -> dict[str, Any]:
-        """Server and CA from DescribeCluster; the user runs the AWS provider's EKS token helper.
+        """Server and CA from DescribeCluster; the user runs ``gpuflow.clouds.eks_token`` as the connection's
+        identity, which is the one that needs an EKS access entry.
 
-        The helper signs with the default AWS credential chain of the process that uses the kubeconfig
-        (instance profile, IRSA, environment), so no secret is written into the config or a trigger.
+        A connection with keys or a ``role_arn`` signs with what the provider's hook resolves from it (the keys,
+        or the assumed role's temporary keys, which the hook masks in task logs), handed to the helper in the
+        exec ``env``: the helper is a subprocess and cannot read Airflow connections. Assumed-role keys last the
+        role's session (an hour by default); every call here resolves them afresh. A connection with neither
+        leaves the helper to the default AWS chain of the process that runs it (instance profile, IRSA), which
+        refreshes itself, so no secret is written at all.
         """
         cluster = self.client.describe_cluster(name=self.cluster.name)["cluster"]
-        return _kube_config(self.cluster, cluster["endpoint"], cluster["certificateAuthority"]["data"])
+        return _kube_config(
+            self.cluster, cluster["endpoint"], cluster["certificateAuthority"]["data"], self._token_environment()
+        )
+
+    def _token_environment(self) -> dict[str, str]:
+        """The connection's own AWS credentials as the environment variables boto3 reads first; none without."""
+        settings = self.hook.conn_config
+        if not (settings.aws_access_key_id or settings.role_arn):
+            return {}
+        credentials = self.hook.get_credentials(region_name=self.cluster.region)
+        # The session token is always set (empty for long-term keys), so one in the worker's environment is not
+        # paired with the connection's keys.
+        return {
+            "AWS_ACCESS_KEY_ID": credentials.access_key,
+            "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+            "AWS_SESSION_TOKEN": credentials.token or "",
+        }
 
     def classify(self, exc: BaseException) -> CloudError:
         code = _code(exc) or type(exc).__name__
@@ -244,6 +269,8 @@ def _unknown(code: str) -> tuple[ErrorKind, Scope]:
     return (ErrorKind.CAPACITY, Scope.OFFER)
 
 
-def _kube_config(cluster: Cluster, server: str, ca_data: str) -> dict[str, Any]:
-    user = kubeconfig.exec_user(eks_token.__name__, "--cluster-name", cluster.name, "--region-name", cluster.region)
+def _kube_config(cluster: Cluster, server: str, ca_data: str, env: Mapping[str, str]) -> dict[str, Any]:
+    user = kubeconfig.exec_user(
+        eks_token.__name__, "--cluster-name", cluster.name, "--region-name", cluster.region, env=env
+    )
     return kubeconfig.kube_config(cluster.name, server, ca_data, user)

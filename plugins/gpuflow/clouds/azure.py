@@ -3,7 +3,8 @@
 The Azure provider has no AKS hook, so ``AksHook`` below builds the client the way the provider's hooks
 do, from the Airflow Azure connection: ``login``/``password`` + extra ``tenantId`` for a service principal,
 else ``DefaultAzureCredential``; extras may add ``base_url``, ``ca_bundle`` (a CA to trust for it) and
-``static_token`` (a pre-issued bearer token). Failures are read from ``error.code`` of API errors and
+``static_token`` (a pre-issued bearer token) and ``authority`` (an Entra host other than Azure's public one).
+Failures are read from ``error.code`` of API errors and
 from the agent pool's ``status.provisioningError.code``.
 """
 
@@ -13,10 +14,12 @@ import re
 import time
 from collections.abc import Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gpuflow.clouds import aks_token, kubeconfig
 from gpuflow.clouds.calls import classified, codes_in_text
 from gpuflow.clouds.connections import extras
 from gpuflow.clouds.http_status import kind_for_status
@@ -97,17 +100,25 @@ class AksHook:
     def _credential(self, settings: Mapping[str, Any]) -> Any:
         if settings.get("static_token"):
             return StaticTokenCredential(str(settings["static_token"]))
+
+        principal = self.service_principal(settings)
+        if principal is not None:
+            return aks_token.service_principal(
+                *principal, authority=settings.get("authority"), ca_bundle=settings.get("ca_bundle")
+            )
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
+
+    def service_principal(self, settings: Mapping[str, Any]) -> tuple[str, str, str] | None:
+        """(tenant, client id, secret) of the connection's service principal, if it names one."""
         from airflow.sdk import BaseHook
 
         connection = BaseHook.get_connection(self.connection_id)
         tenant = settings.get("tenantId") or settings.get("tenant_id")
         if connection.login and connection.password and tenant:
-            from azure.identity import ClientSecretCredential
-
-            return ClientSecretCredential(tenant, connection.login, connection.password)
-        from azure.identity import DefaultAzureCredential
-
-        return DefaultAzureCredential()
+            return str(tenant), str(connection.login), str(connection.password)
+        return None
 
 
 class AksBackend:
@@ -162,12 +173,48 @@ class AksBackend:
             )
 
     def kube_config(self) -> dict[str, Any]:
+        """listClusterUserCredential's kubeconfig. An Entra-integrated cluster's runs ``kubelogin`` (interactive
+        device-code login by default), which workers do not have: its user is replaced by
+        ``gpuflow.clouds.aks_token``, which mints the Entra token for the same server application as the
+        connection's service principal (handed over in the exec ``env``) or with ``DefaultAzureCredential``.
+        """
         with classified(self):
             credentials = self.client.managed_clusters.list_cluster_user_credentials(
                 self.resource_group, self.cluster.name
             )
         config: dict[str, Any] = yaml.safe_load(credentials.kubeconfigs[0].value)
+        for entry in config.get("users") or []:
+            login = (entry.get("user") or {}).get("exec") or {}
+            if Path(str(login.get("command", ""))).name.startswith("kubelogin"):
+                entry["user"] = self._entra_user(list(login.get("args") or []))
         return config
+
+    def _entra_user(self, kubelogin_args: list[str]) -> dict[str, Any]:
+        settings = extras(self.cluster.connection_id)
+        if settings.get("static_token"):
+            message = (
+                f"connection {self.cluster.connection_id!r}: extra static_token cannot sign in to the Entra-integrated "
+                f"AKS cluster {self.cluster.name!r} (it needs a token for {aks_token.AKS_SERVER_ID}/.default, minted "
+                "whenever Kubernetes asks); give the connection a service principal (login, password and extra "
+                "tenantId) or remove static_token to use DefaultAzureCredential"
+            )
+            raise CloudError(
+                cloud="azure",
+                code="StaticTokenNotForAks",
+                kind=ErrorKind.AUTH,
+                scope=Scope.CLOUD,
+                message=message,
+                resource=self.cluster.name,
+            )
+        hook = AksHook(self.cluster.connection_id, self.cluster.settings["subscription_id"])
+        principal = hook.service_principal(settings)
+        env = dict(zip(aks_token.SERVICE_PRINCIPAL_VARIABLES, principal, strict=True)) if principal else {}
+        server_id = _flag(kubelogin_args, "--server-id") or aks_token.AKS_SERVER_ID
+        options = [
+            *(["--authority", str(settings["authority"])] if settings.get("authority") else []),
+            *(["--ca-bundle", str(settings["ca_bundle"])] if settings.get("ca_bundle") else []),
+        ]
+        return kubeconfig.exec_user(aks_token.__name__, "--server-id", server_id, *options, env=env)
 
     def classify(self, exc: BaseException) -> CloudError:
         error = getattr(exc, "error", None)
@@ -217,6 +264,11 @@ def azure_tags(labels: Mapping[str, str]) -> dict[str, str]:
     """Our labels as Azure tags (for cost reports in Azure): ARM refuses '/' in a tag name, so
     ``gpuflow.io/run`` is tagged ``gpuflow.io_run``. The node labels keep the Kubernetes keys."""
     return {key.replace("/", "_"): value for key, value in labels.items()}
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    """The value after ``name`` in a command line."""
+    return args[args.index(name) + 1] if name in args[:-1] else None
 
 
 def _agent_pool(spec: NodePoolSpec) -> Any:

@@ -3,7 +3,9 @@
 Kubernetes clients run it whenever they need a token, so it imports only boto3 (the provider's
 ``eks_get_token`` helper imports all of Airflow, seconds per call, and prints text that is not the JSON the
 exec protocol expects). The token format is EKS's: ``k8s-aws-v1.`` + the unpadded URL-safe base64 of a
-GetCallerIdentity URL signed for the cluster (header ``x-k8s-aws-id``), valid 15 minutes.
+GetCallerIdentity URL signed for the cluster (header ``x-k8s-aws-id``), valid 15 minutes. It signs with the
+AWS credentials in its environment, which boto3 reads before anything else: the Airflow connection's, put in
+the exec ``env`` by ``EksBackend.kube_config``; without them, the default chain of the process running it.
 
     python -m gpuflow.clouds.eks_token --cluster-name NAME --region-name REGION
 """
@@ -30,7 +32,7 @@ def sts_url(region: str) -> str:
 
 
 def token(cluster_name: str, region: str, session: boto3.Session | None = None) -> str:
-    """A bearer token for the cluster, signed with the default AWS credential chain (or ``session``)."""
+    """A bearer token for the cluster, signed with boto3's credential chain (environment first) or ``session``."""
     session = session or boto3.Session(region_name=region)
     credentials = session.get_credentials()
     if credentials is None:

@@ -2,13 +2,16 @@
 
 A kubeconfig whose user runs an exec plugin gets a fresh short-lived token whenever the Kubernetes client
 needs one (and cncf-kubernetes reloads such a config on every call, the triggerer's included), so a job
-that runs for hours never meets an expired token and no secret is written into the config or a trigger.
+that runs for hours never meets an expired token. No secret goes into a trigger or XCom; where the token
+must come from an Airflow connection's own credentials, they travel in the exec section's ``env`` of a config
+that is only held in memory or written mode 0600 (``clouds.access.kube_config_file``).
 Kept free of cloud SDK and Airflow imports: the token helpers import it, and they run once per token.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,15 +20,18 @@ EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
 _PLUGINS = str(Path(__file__).resolve().parents[2])  # the folder that holds the gpuflow package
 
 
-def exec_user(module: str, *args: str) -> dict[str, Any]:
-    """A kubeconfig user that runs ``python -m module args`` (this interpreter) for each token."""
+def exec_user(module: str, *args: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A kubeconfig user that runs ``python -m module args`` (this interpreter) for each token, with ``env``
+    added to its environment: how the credentials of an Airflow connection reach the plugin, which cannot read
+    connections itself (in Airflow 3 only the task supervisor can)."""
+    # The exec plugin is a new process: make gpuflow importable there as it is here.
+    variables = {"PYTHONPATH": _PLUGINS, **(env or {})}
     return {
         "exec": {
             "apiVersion": EXEC_API_VERSION,
             "command": sys.executable,
             "args": ["-m", module, *args],
-            # The exec plugin is a new process: make gpuflow importable there as it is here.
-            "env": [{"name": "PYTHONPATH", "value": _PLUGINS}],
+            "env": [{"name": name, "value": value} for name, value in variables.items()],
             "interactiveMode": "Never",
         }
     }

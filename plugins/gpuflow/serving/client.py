@@ -7,9 +7,11 @@ pipeline already has, so an endpoint needs no public IP or load balancer to be t
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
@@ -21,12 +23,14 @@ DEFAULT_TIMEOUT_S = 120.0
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where the server is and how to authenticate: ``verify`` is a CA bundle path or a bool, ``cert`` a
-    (certificate, key) pair of file paths for client-certificate clusters."""
+    (certificate, key) pair of file paths for client-certificate clusters, ``auth`` credentials that must be
+    renewed while the client lives (``KubeconfigAuth``)."""
 
     base_url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     verify: bool | str = True
     cert: tuple[str, str] | None = None
+    auth: httpx.Auth | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,7 @@ class OpenAIClient:
             headers=dict(endpoint.headers),
             verify=endpoint.verify,
             cert=endpoint.cert,
+            auth=endpoint.auth,
             timeout=timeout_s,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
@@ -162,23 +167,67 @@ def _usage(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
     return usage.get("prompt_tokens"), usage.get("completion_tokens")
 
 
-def service_proxy_endpoint(kubeconfig: Mapping[str, Any], namespace: str, service: str, port: str | int) -> Endpoint:
-    """The ``Endpoint`` of a Service's port through the API server's proxy, authenticated as ``kubeconfig``'s
-    current context (bearer token, exec plugin or client certificate, with its CA) by the kubernetes client's
-    own loader, so every auth method it supports works here too."""
-    # Imported here: the kubernetes package takes seconds to import, and only this helper needs it.
-    from kubernetes.client import Configuration
-    from kubernetes.config.kube_config import KubeConfigLoader
+class KubeconfigAuth(httpx.Auth):
+    """The bearer token of a kubeconfig's current context, renewed while a client lives.
 
-    configuration = Configuration()
-    KubeConfigLoader(config_dict=dict(kubeconfig)).load_and_set(configuration)
+    Cluster tokens are short-lived (EKS about 15 minutes, GKE and Entra about an hour) and a smoke test or
+    benchmark may outlast one. Every request asks the kubernetes client's loader, which runs the exec plugin
+    again once the token's ``expirationTimestamp`` has passed; a 401 (the server expired it first) reloads the
+    kubeconfig and retries the request once. Thread-safe: a benchmark shares one client between threads, and
+    one renewal serves every request that was refused with the same token.
+    """
+
+    def __init__(self, kubeconfig: Mapping[str, Any]) -> None:
+        self._kubeconfig = dict(kubeconfig)
+        self._lock = threading.Lock()
+        self.configuration = self._load()
+
+    def headers(self, refused: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The current auth headers; renewed first if ``refused`` (the headers a 401 answered) are still current."""
+        with self._lock:
+            hook = self.configuration.refresh_api_key_hook
+            if hook is not None:
+                hook(self.configuration)
+            current = _auth_headers(self.configuration)
+            if refused is not None and current == refused:
+                self.configuration = self._load()
+                current = _auth_headers(self.configuration)
+            return current
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        sent = self.headers()
+        request.headers.update(sent)
+        response = yield request
+        if response.status_code == HTTPStatus.UNAUTHORIZED:
+            request.headers.update(self.headers(refused=sent))
+            yield request
+
+    def _load(self) -> Any:
+        # Imported here: the kubernetes package takes seconds to import, and only this helper needs it.
+        from kubernetes.client import Configuration
+        from kubernetes.config.kube_config import KubeConfigLoader
+
+        configuration = Configuration()
+        KubeConfigLoader(config_dict=self._kubeconfig).load_and_set(configuration)
+        return configuration
+
+
+def _auth_headers(configuration: Any) -> dict[str, str]:
     # auth_settings() hides where the client keeps the token (the key changed in kubernetes 36).
-    headers = {
+    return {
         setting["key"].title(): setting["value"]
         for setting in configuration.auth_settings().values()
         if setting["in"] == "header" and setting["value"]
     }
+
+
+def service_proxy_endpoint(kubeconfig: Mapping[str, Any], namespace: str, service: str, port: str | int) -> Endpoint:
+    """The ``Endpoint`` of a Service's port through the API server's proxy, authenticated as ``kubeconfig``'s
+    current context (bearer token, exec plugin or client certificate, with its CA) by the kubernetes client's
+    own loader, so every auth method it supports works here too; tokens are renewed (``KubeconfigAuth``)."""
+    auth = KubeconfigAuth(kubeconfig)
+    configuration = auth.configuration
     verify: bool | str = configuration.ssl_ca_cert or bool(configuration.verify_ssl)
     cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
     base = f"{configuration.host.rstrip('/')}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
-    return Endpoint(base, headers, verify, cert)
+    return Endpoint(base, {}, verify, cert, auth)

@@ -117,3 +117,45 @@ def test_label_node_pool_of_a_missing_group_is_classified_not_found(cluster: Clu
     with pytest.raises(CloudError) as info:
         EksBackend(cluster).label_node_pool(spec_for(cluster).ref, {naming.EXPIRES_LABEL: "1"})
     assert info.value.kind is ErrorKind.NOT_FOUND
+
+
+def exec_env(config: dict[str, object]) -> dict[str, str]:
+    user = config["users"][0]["user"]  # type: ignore[index]
+    return {entry["name"]: entry["value"] for entry in user["exec"]["env"]}
+
+
+def test_kube_config_hands_the_connections_keys_to_the_token_helper(cluster: Cluster) -> None:
+    env = exec_env(EksBackend(cluster).kube_config())
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env["AWS_SESSION_TOKEN"]) == (
+        "testing",
+        "testing",
+        "",
+    )
+
+
+def test_kube_config_with_a_role_hands_over_the_assumed_roles_temporary_keys(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    role = "arn:aws:iam::123456789012:role/gpuflow-kubernetes"
+    extra = {"region_name": REGION, "role_arn": role}
+    connection = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_GPUFLOW_AWS", json.dumps(connection))
+    env = exec_env(EksBackend(cluster).kube_config())
+    assumed = boto3.client(
+        "sts",
+        region_name=REGION,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=env["AWS_SESSION_TOKEN"],
+    ).get_caller_identity()
+    assert env["AWS_ACCESS_KEY_ID"] != "testing"
+    assert env["AWS_SESSION_TOKEN"]
+    assert assumed["Arn"].startswith("arn:aws:sts::123456789012:assumed-role/gpuflow-kubernetes/")
+
+
+def test_kube_config_without_connection_credentials_leaves_the_helper_to_the_default_chain(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connection = {"conn_type": "aws", "extra": {"region_name": REGION}}
+    monkeypatch.setenv("AIRFLOW_CONN_GPUFLOW_AWS", json.dumps(connection))
+    assert set(exec_env(EksBackend(cluster).kube_config())) == {"PYTHONPATH"}

@@ -3,6 +3,7 @@ the probes gate readiness, the Service routes, and smoke test and benchmark go t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import yaml
 from gpuflow_emulator.testing import EmulatorProcess, eventually
 from openai_double import MODEL
 
+from gpuflow.clouds.aws import _kube_config as eks_kube_config
+from gpuflow.core.clusters import Cluster
 from gpuflow.core.vllm_options import VllmOptions
 from gpuflow.kube.placement import placement
 from gpuflow.kube.serving import EndpointSpec, ModelDownloader, ProbeTiming, endpoint_manifests
@@ -95,4 +98,36 @@ def test_endpoint_serves_smoke_test_and_benchmark_through_the_api_server_proxy(e
 
     assert result.completion_text == "w0 w1 w2 w3"
     assert (report.completed, report.failed, report.total_output_tokens) == (5, 0, 20)
+    api.close()
+
+
+EKS_IDENTITY = ("AKIAGPUFLOWEMULATOR", "arn:aws:iam::123456789012:user/gpuflow")
+TOKEN_LIFETIME_S = 3
+
+
+@pytest.fixture
+def short_lived_eks(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    """One EKS cluster whose API server refuses tokens TOKEN_LIFETIME_S after they were signed."""
+    cloud = {"provider": "aws", "region": "us-east-1", "access_entries": [EKS_IDENTITY[1]]}
+    extra = {
+        "clusters": [{"name": "gpuflow-use1", "nodes": [{"name": "cpu-0"}, GPU_NODE], "cloud": cloud}],
+        "auth": {"token_lifetime_seconds": TOKEN_LIFETIME_S, "aws_identities": dict([EKS_IDENTITY])},
+    }
+    with EmulatorProcess.start(tmp_path / "emulator", extra=extra) as running:
+        yield running
+
+
+def test_the_proxy_client_outlives_an_expired_eks_token(short_lived_eks: EmulatorProcess) -> None:
+    cluster = Cluster("aws", "us-east-1", "gpuflow-use1", "gpuflow_aws", {})
+    keys = {"AWS_ACCESS_KEY_ID": EKS_IDENTITY[0], "AWS_SECRET_ACCESS_KEY": "emulator", "AWS_SESSION_TOKEN": ""}
+    kubeconfig = eks_kube_config(cluster, f"{short_lived_eks.url}/clusters/gpuflow-use1", "", keys)
+    api = kubernetes.config.new_client_from_config_dict(kubeconfig)
+    _apply(api, endpoint_manifests(_spec(), hf_token="hf_test_token"))
+    apps = kubernetes.client.AppsV1Api(api)
+    eventually(lambda: _available(apps), timeout=45, what=f"the endpoint to become available\n{short_lived_eks.log()}")
+
+    with OpenAIClient(service_proxy_endpoint(kubeconfig, "default", "tiny", "http")) as client:
+        assert client.models() == [MODEL]
+        time.sleep(TOKEN_LIFETIME_S + 1.5)  # the token the client holds is now refused (its exec expiry is later)
+        assert client.models() == [MODEL]
     api.close()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from openai_double import MODEL
 
-from gpuflow.serving.client import OpenAIClient, ServerError, TokenChunk, Usage, service_proxy_endpoint
+from gpuflow.serving.client import (
+    KubeconfigAuth,
+    OpenAIClient,
+    ServerError,
+    TokenChunk,
+    Usage,
+    service_proxy_endpoint,
+)
 
 
 def test_models_lists_the_served_name(client: OpenAIClient) -> None:
@@ -55,5 +62,6 @@ def test_service_proxy_endpoint_uses_the_kubeconfig_server_and_token() -> None:
     endpoint = service_proxy_endpoint(kubeconfig, "serving", "llama-ep", "http")
 
     assert endpoint.base_url == "https://10.0.0.1:6443/api/v1/namespaces/serving/services/llama-ep:http/proxy"
-    assert endpoint.headers == {"Authorization": "Bearer abc123"}
+    assert isinstance(endpoint.auth, KubeconfigAuth)
+    assert endpoint.auth.headers() == {"Authorization": "Bearer abc123"}
     assert (endpoint.verify, endpoint.cert) == (False, None)

@@ -15,10 +15,10 @@ from gpuflow.core.clusters import Cluster
 def test_the_kubernetes_client_runs_the_exec_plugin_and_gets_a_signed_sts_token(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDWORKER")  # the exec env (the connection's keys) wins
     cluster = Cluster(name="gpuflow-use1", cloud="aws", region="us-east-1", connection_id="gpuflow_aws", settings={})
-    user = _kube_config(cluster, "https://example.invalid", "Q0E=")["users"][0]["user"]
+    keys = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": ""}
+    user = _kube_config(cluster, "https://example.invalid", "Q0E=", keys)["users"][0]["user"]
 
     credential = ExecProvider(ConfigNode("exec", user["exec"]), cwd=None).run()  # what the client does before a request
 
