@@ -181,3 +181,30 @@ def test_put_of_an_existing_pool_updates_its_node_labels_in_place(clouds: Emulat
         if n.metadata.labels.get("kubernetes.azure.com/agentpool") == "relabel"
     ]
     assert [n.metadata.labels["gpuflow.io/expires-at"] for n in nodes] == ["1900000000"]
+
+
+def test_a_quota_inside_a_template_validation_error_is_nested_in_details(clouds: EmulatorProcess) -> None:
+    with pytest.raises(HttpResponseError) as caught:
+        create(client(clouds), "templatequota")
+    error = caught.value.error
+    assert error is not None
+    assert error.code == "InvalidTemplateDeployment"
+    assert "See inner errors for details." in str(error.message)
+    (inner,) = error.details
+    assert inner.code == "QuotaExceeded"
+    assert "exceeding approved Standard_NC4as_T4_v3 Cores quota" in str(inner.message)
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "words"),
+    [
+        ("vcpuquota", "ErrCode_InsufficientVCPUQuota", "Insufficient vcpu quota requested 4, remaining 0"),
+        ("sizenotallowed", "BadRequest", "is not allowed in your subscription in location 'eastus'"),
+    ],
+)
+def test_aks_refusals_in_aks_words(clouds: EmulatorProcess, name: str, code: str, words: str) -> None:
+    with pytest.raises(HttpResponseError) as caught:
+        create(client(clouds), name)
+    assert caught.value.error is not None
+    assert caught.value.error.code == code
+    assert words in str(caught.value.error.message)

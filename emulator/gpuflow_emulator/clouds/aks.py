@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+import uuid
 from typing import Any
 
 import yaml
@@ -58,7 +60,20 @@ MESSAGES = {
     "different location or different zone.",
     "QuotaExceeded": "Operation could not be completed as it results in exceeding approved {vm_size} Cores quota. "
     "Additional details - Deployment Model: Resource Manager, Location: {region}, Current Limit: 0.",
+    # AKS's own pre-check of a VM family's vCPU quota (1ChristianAlex/motordesk #14).
+    "ErrCode_InsufficientVCPUQuota": "Insufficient vcpu quota requested {vcpus}, remaining 0 for family "
+    "{vm_size} for region {region}. Surge nodes would also consume vcpu quota.",
+    # A size the subscription may not use in that location at all (dotnet/core #8000, #7603).
+    "BadRequest": "The VM size of AgentPoolProfile:{pool} is not allowed in your subscription in location "
+    "'{region}'.  For more details, please visit https://aka.ms/aks/quotas-skus-regions",
 }
+# ARM's template validation wraps the real failure in `details` (MicrosoftDocs/azure-docs #43164, mspnp/aks-baseline
+# #377): a fault with this code answers with the quota refusal nested inside it.
+TEMPLATE_WRAPPER = "InvalidTemplateDeployment"
+TEMPLATE_MESSAGE = (
+    "The template deployment '{tracking}' is not valid according to the validation procedure. The tracking id is "
+    "'{tracking}'. See inner errors for details."
+)
 STATES = {
     PoolState.CREATING: "Creating",
     PoolState.READY: "Succeeded",
@@ -73,7 +88,15 @@ def render(exc: CloudFault) -> web.Response:
     status = fault.http_status or status
     code = fault.code or ("ServiceUnavailable" if status == 503 else code)
     headers = {"Retry-After": "1"} if status == 429 else {}
-    return web.json_response({"error": {"code": code, "message": exc.message}}, status=status, headers=headers)
+    error: dict[str, Any] = {"code": code, "message": exc.message}
+    if code == TEMPLATE_WRAPPER:
+        tracking = str(uuid.uuid5(uuid.NAMESPACE_URL, exc.message))
+        error = {
+            "code": code,
+            "message": TEMPLATE_MESSAGE.format(tracking=tracking),
+            "details": [{"code": "QuotaExceeded", "message": exc.message}],
+        }
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 class AksFlavor:
@@ -115,11 +138,20 @@ class AksFlavor:
         else:
             default = CODES[fault.kind][1]
         code = fault.code or default
-        message = fault.message or MESSAGES.get(code, code).format(vm_size=pool.instance_type, region=pool.region)
-        return PoolError(fault.kind, code, message)
+        template = MESSAGES["QuotaExceeded"] if code == TEMPLATE_WRAPPER else MESSAGES.get(code, code)
+        vcpus = pool.node_count * _vcpus(pool.instance_type)
+        facts = {"vm_size": pool.instance_type, "region": pool.region, "pool": pool.name, "vcpus": vcpus}
+        return PoolError(fault.kind, code, fault.message or template.format(**facts))
 
     def preemption(self, pool: Pool, node: str) -> tuple[str, str]:
         return "PreemptScheduled", f"Scheduled event: the Spot VM of node {node} will be evicted (Preempt)"
+
+
+def _vcpus(vm_size: str) -> int:
+    """The vCPUs of a size, from its name: the number after the family letters (Azure's VM naming
+    conventions: Standard_NC4as_T4_v3 has 4)."""
+    found = re.match(r"Standard_[A-Za-z]+(\d+)", vm_size)
+    return int(found[1]) if found else 1
 
 
 # ARM refuses these in tag names on every resource (Kubernetes label keys such as "gpuflow.io/run" included).

@@ -45,6 +45,8 @@ CODES: dict[str, tuple[ErrorKind, Scope]] = {
     "OverconstrainedZonalAllocationRequest": (ErrorKind.CAPACITY, Scope.OFFER),
     "SkuNotAvailable": (ErrorKind.CAPACITY, Scope.OFFER),
     "QuotaExceeded": (ErrorKind.QUOTA, Scope.REGION),
+    # AKS's own check of a VM family's vCPU quota in the region (1ChristianAlex/motordesk #14).
+    "ErrCode_InsufficientVCPUQuota": (ErrorKind.QUOTA, Scope.REGION),
     "TooManyRequests": (ErrorKind.TRANSIENT, Scope.REGION),
     "RetryableError": (ErrorKind.TRANSIENT, Scope.REGION),
     "InternalServerError": (ErrorKind.TRANSIENT, Scope.REGION),
@@ -61,6 +63,10 @@ CODES: dict[str, tuple[ErrorKind, Scope]] = {
 # AKS wraps VM allocation failures in its own codes (e.g. "ReconcileVMSSAgentPoolFailed") and names the
 # Compute code only in the message; look the known codes up as whole words there.
 _QUOTA_TEXT = re.compile(r"\bquota\b", re.IGNORECASE)
+# A size the subscription may not use in that location at all, as a BadRequest: "The VM size of
+# AgentPoolProfile:nodepool1 is not allowed in your subscription in location 'westus'." (dotnet/core #8000, #7603).
+# Lifting it takes a support request, as a quota does: the offer is blocked as long, nothing else.
+_SIZE_NOT_ALLOWED = re.compile(r"VM size of \S+ is not allowed in your subscription", re.IGNORECASE)
 # Long-running operations are sent, not followed: the pipeline polls the pool itself (get_node_pool, in a
 # trigger). azure-core's default poller would start a thread per call that keeps polling ARM, against the
 # subscription's read throttle, until the operation ends or the process exits.
@@ -217,15 +223,22 @@ class AksBackend:
         return kubeconfig.exec_user(aks_token.__name__, "--server-id", server_id, *options, env=env)
 
     def classify(self, exc: BaseException) -> CloudError:
+        """ARM's error, or the first known error nested in its ``details`` (template validation wraps the real
+        one: InvalidTemplateDeployment with QuotaExceeded inside, MicrosoftDocs/azure-docs #43164)."""
         error = getattr(exc, "error", None)
         code = getattr(error, "code", None) or ""
         message = getattr(error, "message", None) or str(getattr(exc, "message", "") or exc)
+        inner = next((d for d in _nested(error) if getattr(d, "code", None) in CODES), None)
+        if inner is not None:
+            code, message = str(inner.code), f"{message} {inner.message}" if message else str(inner.message)
         return self._error(code, message, getattr(exc, "status_code", None))
 
     def _error(self, code: str, message: str, http_status: int | None = None) -> CloudError:
         if code not in CODES and (found := codes_in_text(message, CODES)):
             code = found[0]
-        if code in CODES:
+        if _SIZE_NOT_ALLOWED.search(message):
+            kind, scope = ErrorKind.QUOTA, Scope.OFFER
+        elif code in CODES:
             kind, scope = CODES[code]
         elif code == "OperationNotAllowed" and _QUOTA_TEXT.search(message):
             kind, scope = ErrorKind.QUOTA, Scope.REGION  # Azure reports core quota this way
@@ -258,6 +271,14 @@ class AksBackend:
             node_count=size,
             spot=pool.scale_set_priority == "Spot",
         )
+
+
+def _nested(error: Any) -> list[Any]:
+    """The errors inside ``error.details`` (azure-core's ODataV4Format), depth first."""
+    found = []
+    for detail in getattr(error, "details", None) or []:
+        found += [detail, *_nested(detail)]
+    return found
 
 
 def azure_tags(labels: Mapping[str, str]) -> dict[str, str]:

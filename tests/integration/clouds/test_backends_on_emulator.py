@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -156,6 +157,24 @@ def test_eks_nodes_that_cannot_join_are_a_misconfiguration_with_its_fix(clouds_e
     assert status.error is not None
     assert (status.error.code, status.error.kind) == ("NodeCreationFailure", ErrorKind.INVALID)
     assert "settings.node_role_arn" in status.error.message  # names what to fix
+
+
+@pytest.mark.parametrize("clouds_emulator", ["aks-refusals"], indirect=True)
+@pytest.mark.parametrize(
+    ("name", "code", "kind", "scope"),
+    [
+        ("quotatpl1", "QuotaExceeded", ErrorKind.QUOTA, Scope.REGION),  # nested in InvalidTemplateDeployment
+        ("vcpuquota1", "ErrCode_InsufficientVCPUQuota", ErrorKind.QUOTA, Scope.REGION),
+        ("sizeblock1", "BadRequest", ErrorKind.QUOTA, Scope.OFFER),  # the size is barred: a long block, not a stop
+    ],
+)
+def test_aks_refusals_are_read_from_their_words_and_details(
+    clouds_emulator: EmulatorProcess, name: str, code: str, kind: ErrorKind, scope: Scope
+) -> None:
+    spec = dataclasses.replace(spec_on("azure"), name=name)
+    with pytest.raises(CloudError) as info:
+        backend_for(cluster_of("azure")).create_node_pool(spec)
+    assert (info.value.code, info.value.kind, info.value.scope) == (code, kind, scope)
 
 
 def test_azure_sends_long_running_operations_without_following_them(clouds_emulator: EmulatorProcess) -> None:

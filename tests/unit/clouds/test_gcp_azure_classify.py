@@ -187,11 +187,47 @@ def azure_error(status: int, code: str, message: str) -> HttpResponseError:
             ErrorKind.AUTH,
             Scope.CLOUD,
         ),
+        (  # 1ChristianAlex/motordesk #14
+            400,
+            "ErrCode_InsufficientVCPUQuota",
+            "Insufficient vcpu quota requested 2, remaining 0 for family StandardDasv7Family for region eastus. "
+            "Surge nodes would also consume vcpu quota.",
+            ErrorKind.QUOTA,
+            Scope.REGION,
+        ),
+        (  # dotnet/core #8000: barred for the subscription, a long block of the offer, not a stop
+            400,
+            "BadRequest",
+            "The VM size of AgentPoolProfile:nodepool1 is not allowed in your subscription in location 'westus'.  "
+            "For more details, please visit https://aka.ms/aks/quotas-skus-regions",
+            ErrorKind.QUOTA,
+            Scope.OFFER,
+        ),
     ],
 )
 def test_aks_api_errors(status: int, code: str, message: str, kind: ErrorKind, scope: Scope) -> None:
     error = AksBackend(AKS).classify(azure_error(status, code, message))
     assert (error.code, error.kind, error.scope) == (code, kind, scope)
+
+
+def test_aks_error_nested_in_template_validation_details_is_read_for_it() -> None:
+    """MicrosoftDocs/azure-docs #43164: InvalidTemplateDeployment, with the quota refusal in its details."""
+    inner = SimpleNamespace(
+        code="QuotaExceeded",
+        message="The operation couldn't be completed as it results in exceeding quota limit of Core. Maximum "
+        "allowed: 4, Current in use: 0, Additional requested: 40.",
+        details=[],
+    )
+    exc = azure_error(
+        400,
+        "InvalidTemplateDeployment",
+        "The template deployment 'e9a37e68' is not valid according to the validation procedure. The tracking id is "
+        "'90f41981'. See inner errors for details.",
+    )
+    exc.error.details = [inner]  # type: ignore[union-attr]
+    error = AksBackend(AKS).classify(exc)
+    assert (error.code, error.kind, error.scope) == ("QuotaExceeded", ErrorKind.QUOTA, Scope.REGION)
+    assert "Maximum allowed: 4" in error.message
 
 
 def test_aks_failed_pool_wrapping_a_compute_code_is_read_for_it() -> None:
