@@ -124,7 +124,7 @@ class Provisioner:
         t = _target(choice)
         now = self.clock()
         return any(
-            b.is_active(now) and b.covers(t.cloud, t.region, t.zone, t.instance_type, t.capacity_type)
+            b.is_active(now) and b.covers(t.cloud, t.region, t.zone, t.instance_type, t.capacity_type, t.accelerator)
             for b in self.blocks
         )
 
@@ -149,4 +149,5 @@ def _target(choice: Mapping[str, Any]) -> Target:
         zone=choice.get("availability_zone"),
         instance_type=choice["instance_type"],
         capacity_type=CapacityType(choice["capacity_type"]),
+        accelerator=choice["accelerator"],
     )

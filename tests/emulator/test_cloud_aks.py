@@ -192,7 +192,7 @@ def test_a_quota_inside_a_template_validation_error_is_nested_in_details(clouds:
     assert "See inner errors for details." in str(error.message)
     (inner,) = error.details
     assert inner.code == "QuotaExceeded"
-    assert "exceeding approved Standard_NC4as_T4_v3 Cores quota" in str(inner.message)
+    assert "exceeding approved standardNCASv3_T4Family Cores quota" in str(inner.message)
 
 
 @pytest.mark.parametrize(

@@ -45,3 +45,26 @@ def test_concurrent_runs_recording_failures_lose_nothing(tmp_path: Path) -> None
     blocks = BlockStore(url).active(NOW)
     assert len(blocks) == 100
     assert {(b.region, b.zone) for b in blocks} == {(f"r{w}", f"z{i}") for w in range(4) for i in range(25)}
+
+
+def test_a_store_written_by_an_older_gpuflow_gains_the_new_column_and_keeps_its_blocks(tmp_path: Path) -> None:
+    """gpuflow_blocks had no quota_family column before quota-family blocks; create_all does not add columns."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE gpuflow_blocks (id INTEGER PRIMARY KEY, cloud VARCHAR(16) NOT NULL, region VARCHAR(64), "
+            "zone VARCHAR(64), instance_type VARCHAR(128), capacity_type VARCHAR(16), expires_at DATETIME NOT NULL, "
+            "reason VARCHAR(2000) NOT NULL, recorded_by VARCHAR(256) NOT NULL, recorded_at DATETIME NOT NULL)"
+        )
+        old.execute(
+            "INSERT INTO gpuflow_blocks (cloud, region, expires_at, reason, recorded_by, recorded_at) "
+            "VALUES ('aws', 'us-east-1', '2026-11-29 13:00:00', 'old', 'run-0', '2026-11-29 12:00:00')"
+        )
+    store = BlockStore(f"sqlite:///{path}")
+    family = Block(
+        "aws", region="us-east-1", quota_family="P", expires_at=NOW + timedelta(hours=6), reason="VcpuLimitExceeded"
+    )
+    store.record([family], recorded_by="run-1", now=NOW)
+    assert [(b.reason, b.quota_family) for b in store.active(NOW)] == [("old", None), ("VcpuLimitExceeded", "P")]

@@ -58,11 +58,11 @@ MESSAGES = {
     "SkuNotAvailable": "The requested VM size for resource 'Following SKUs have failed for Capacity Restrictions: "
     "{vm_size}' is currently not available in location '{region}'. Please try another size or deploy to a "
     "different location or different zone.",
-    "QuotaExceeded": "Operation could not be completed as it results in exceeding approved {vm_size} Cores quota. "
+    "QuotaExceeded": "Operation could not be completed as it results in exceeding approved {family} Cores quota. "
     "Additional details - Deployment Model: Resource Manager, Location: {region}, Current Limit: 0.",
     # AKS's own pre-check of a VM family's vCPU quota (1ChristianAlex/motordesk #14).
     "ErrCode_InsufficientVCPUQuota": "Insufficient vcpu quota requested {vcpus}, remaining 0 for family "
-    "{vm_size} for region {region}. Surge nodes would also consume vcpu quota.",
+    "{family} for region {region}. Surge nodes would also consume vcpu quota.",
     # A size the subscription may not use in that location at all (dotnet/core #8000, #7603).
     "BadRequest": "The VM size of AgentPoolProfile:{pool} is not allowed in your subscription in location "
     "'{region}'.  For more details, please visit https://aka.ms/aks/quotas-skus-regions",
@@ -140,7 +140,13 @@ class AksFlavor:
         code = fault.code or default
         template = MESSAGES["QuotaExceeded"] if code == TEMPLATE_WRAPPER else MESSAGES.get(code, code)
         vcpus = pool.node_count * _vcpus(pool.instance_type)
-        facts = {"vm_size": pool.instance_type, "region": pool.region, "pool": pool.name, "vcpus": vcpus}
+        facts = {
+            "vm_size": pool.instance_type,
+            "family": _quota_family(pool.instance_type),
+            "region": pool.region,
+            "pool": pool.name,
+            "vcpus": vcpus,
+        }
         return PoolError(fault.kind, code, fault.message or template.format(**facts))
 
     def preemption(self, pool: Pool, node: str) -> tuple[str, str]:
@@ -152,6 +158,17 @@ def _vcpus(vm_size: str) -> int:
     conventions: Standard_NC4as_T4_v3 has 4)."""
     found = re.match(r"Standard_[A-Za-z]+(\d+)", vm_size)
     return int(found[1]) if found else 1
+
+
+def _quota_family(vm_size: str) -> str:
+    """The name of the vCPU quota a size counts against, as Azure spells it for the NCasT4_v3 sizes:
+    Standard_NC4as_T4_v3 -> standardNCASv3_T4Family (AKS docs, GPU node pools)."""
+    found = re.match(r"Standard_([A-Z]+)\d+([a-z]*)_?([A-Za-z0-9]*?)_?(v\d+)?$", vm_size)
+    if found is None:
+        return f"{vm_size} family"
+    series, features, accelerator, version = found.groups()
+    tail = f"_{accelerator}" if accelerator else ""
+    return f"standard{series}{features.upper()}{version or ''}{tail}Family"
 
 
 # ARM refuses these in tag names on every resource (Kubernetes label keys such as "gpuflow.io/run" included).

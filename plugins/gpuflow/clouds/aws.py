@@ -38,9 +38,10 @@ CODES: dict[str, tuple[ErrorKind, Scope]] = {
     "Unsupported": (ErrorKind.CAPACITY, Scope.OFFER),  # instance type not offered in that zone
     "Ec2InstanceTypeDoesNotExist": (ErrorKind.CAPACITY, Scope.OFFER),  # health issue: not in this region
     "InsufficientFreeAddresses": (ErrorKind.CAPACITY, Scope.ZONE),  # the zone's subnet is full
-    "VcpuLimitExceeded": (ErrorKind.QUOTA, Scope.REGION),
-    "MaxSpotInstanceCountExceeded": (ErrorKind.QUOTA, Scope.REGION),
-    "InstanceLimitExceeded": (ErrorKind.QUOTA, Scope.REGION),
+    # vCPU quotas count an instance-family bucket (P, G and VT, Inf, ...) per region and market, not the region.
+    "VcpuLimitExceeded": (ErrorKind.QUOTA, Scope.FAMILY),
+    "MaxSpotInstanceCountExceeded": (ErrorKind.QUOTA, Scope.FAMILY),
+    "InstanceLimitExceeded": (ErrorKind.QUOTA, Scope.FAMILY),
     "ResourceLimitExceededException": (ErrorKind.QUOTA, Scope.REGION),
     "RequestLimitExceeded": (ErrorKind.TRANSIENT, Scope.REGION),
     "Throttling": (ErrorKind.TRANSIENT, Scope.REGION),

@@ -63,6 +63,9 @@ CODES: dict[str, tuple[ErrorKind, Scope]] = {
 # AKS wraps VM allocation failures in its own codes (e.g. "ReconcileVMSSAgentPoolFailed") and names the
 # Compute code only in the message; look the known codes up as whole words there.
 _QUOTA_TEXT = re.compile(r"\bquota\b", re.IGNORECASE)
+# A VM family's vCPU quota in a region ("exceeding approved standardNCASv3_T4Family Cores quota", "for family
+# StandardDasv7Family"): it blocks that family there, not the region ("Total Regional Cores quota" does).
+_FAMILY_QUOTA = re.compile(r"\bstandard\w+Family Cores quota|\bfor family \w+", re.IGNORECASE)
 # A size the subscription may not use in that location at all, as a BadRequest: "The VM size of
 # AgentPoolProfile:nodepool1 is not allowed in your subscription in location 'westus'." (dotnet/core #8000, #7603).
 # Lifting it takes a support request, as a quota does: the offer is blocked as long, nothing else.
@@ -244,6 +247,8 @@ class AksBackend:
             kind, scope = ErrorKind.QUOTA, Scope.REGION  # Azure reports core quota this way
         else:
             kind, scope = kind_for_status(http_status)
+        if kind is ErrorKind.QUOTA and scope is Scope.REGION and _FAMILY_QUOTA.search(message):
+            scope = Scope.FAMILY
         return CloudError(
             cloud="azure",
             code=code or f"HTTP{http_status}",

@@ -39,6 +39,9 @@ STATES = {
 _QUOTA_REFUSAL = re.compile(
     r'insufficient (regional|project) quota to satisfy request:? (?:for )?resource:? \\?"([A-Z0-9_]+)', re.I
 )
+# Compute Engine's quota of one GPU type in one region (NVIDIA_L4_GPUS, PREEMPTIBLE_NVIDIA_L4_GPUS for spot VMs):
+# exhausting it blocks that GPU type there, in that market; a region's CPUS or addresses block the region.
+_GPU_METRIC = re.compile(r"\b(?:PREEMPTIBLE_)?NVIDIA_[A-Z0-9_]+_GPUS\b|\bTPU[A-Z0-9_]*\b")
 # A 400 FAILED_PRECONDITION while another operation runs on the cluster: "... is currently creating a node pool
 # for cluster C. Please wait and try again once it is done." (hashicorp/terraform-provider-google #10366).
 _PLEASE_WAIT = re.compile(r"please wait and try again", re.I)
@@ -180,7 +183,7 @@ class GkeBackend:
         """A quota refusal or "please wait" read from its words, else the preferred known code found
         (``GCE_CODES`` order), else the HTTP status."""
         if quota := _QUOTA_REFUSAL.search(text):
-            scope = Scope.CLOUD if quota[1].lower() == "project" else Scope.REGION
+            scope = Scope.CLOUD if quota[1].lower() == "project" else _regional_quota_scope(quota[2])
             return self._cloud_error(quota[2], ErrorKind.QUOTA, scope, message)
         if _PLEASE_WAIT.search(text):
             return self._cloud_error("FAILED_PRECONDITION", ErrorKind.TRANSIENT, Scope.REGION, message)
@@ -188,6 +191,8 @@ class GkeBackend:
         code = next((c for c in GCE_CODES if c in found), None)
         if code is not None:
             kind, scope = GCE_CODES[code]
+            if scope is Scope.REGION and (metric := _GPU_METRIC.search(text)):
+                scope = _regional_quota_scope(metric[0])
         else:
             code = f"HTTP{http_status}" if http_status else UNKNOWN
             kind, scope = kind_for_status(http_status)
@@ -220,6 +225,10 @@ class GkeBackend:
             node_count=size,
             spot=bool(pool.config.spot or pool.config.preemptible),
         )
+
+
+def _regional_quota_scope(metric: str) -> Scope:
+    return Scope.FAMILY if _GPU_METRIC.fullmatch(metric) else Scope.REGION
 
 
 def _node_pool(spec: NodePoolSpec) -> Any:

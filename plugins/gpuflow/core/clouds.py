@@ -8,6 +8,7 @@ of cloud SDKs: the backend is named as a "module:Class" string and imported only
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from gpuflow.core.errors import RequestError
 
 # The zones of its region a cluster can place a pool in, from its region and settings; None for all of them.
 ZoneReach = Callable[[str, Mapping[str, Any]], frozenset[str] | None]
+# What one of the cloud's quotas counts an offer under, from its instance type and accelerator (see below).
+QuotaFamily = Callable[[str, str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,9 @@ class CloudTraits:
     accelerator_resources: frozenset[str]  # the Kubernetes extended resources its nodes can offer
     backend: str  # "module:Class" of the ``CloudBackend``, imported only when a backend is built
     max_disk_gib: int  # the largest boot disk its node pools accept (see ``gpuflow.core.disks``)
+    # The quota an offer counts against, per region and market (spot quotas are separate on all three clouds):
+    # a quota refusal blocks what that quota covers, no less (the run would retry it) and no more.
+    quota_family: QuotaFamily
     # The node label naming an NVIDIA GPU's type, with its value per canonical accelerator; None when absent.
     accelerator_label: str | None = None
     accelerator_label_values: Mapping[str, str] = field(default_factory=dict)
@@ -69,6 +75,29 @@ def _whole_region(region: str, settings: Mapping[str, Any]) -> None:
     return None
 
 
+# EC2's vCPU quotas count instance families in buckets: "Running On-Demand P instances", "... G and VT
+# instances", "... Inf instances", "... Trn instances", "... DL instances", and the same for spot requests
+# (EC2 docs, "On-Demand Instance quotas"). The family is the type's letters before its generation digit.
+_EC2_BUCKETS = {"p": "P", "g": "G and VT", "vt": "G and VT", "inf": "Inf", "trn": "Trn", "dl": "DL"}
+
+
+def _ec2_bucket(instance_type: str, accelerator: str) -> str:
+    letters = re.match(r"[a-z]+", instance_type)
+    family = letters[0] if letters else instance_type
+    return _EC2_BUCKETS.get(family, family.upper())
+
+
+def _gpu_type(instance_type: str, accelerator: str) -> str:
+    """Compute Engine's GPU quotas are per GPU type and region (NVIDIA_L4_GPUS; PREEMPTIBLE_... for spot)."""
+    return accelerator
+
+
+def _vm_family(instance_type: str, accelerator: str) -> str:
+    """Azure's vCPU quotas are per VM family and region: the size without its vCPU count (Standard_NC4as_T4_v3
+    and Standard_NC64as_T4_v3 are both NCas_T4_v3, quota "standardNCASv3_T4Family")."""
+    return re.sub(r"^Standard_([A-Za-z]+)\d+", r"\1", instance_type)
+
+
 CLOUD_TRAITS: Mapping[str, CloudTraits] = {
     traits.name: traits
     for traits in (
@@ -84,6 +113,7 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.NEURON}),
             backend="gpuflow.clouds.aws:EksBackend",
             max_disk_gib=16_384,  # an EBS gp3 volume holds at most 16 TiB (EC2 docs, "Amazon EBS volume types")
+            quota_family=_ec2_bucket,
             # NVIDIA pools get the Bottlerocket NVIDIA AMI, which ships the NVIDIA device plugin; no EKS AMI ships
             # the Neuron one ("Install Kubernetes device plugin for GPUs", EKS user guide).
             device_plugin_addons=frozenset({accelerators.NEURON}),
@@ -103,6 +133,7 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.TPU}),
             backend="gpuflow.clouds.gcp:GkeBackend",
             max_disk_gib=61_035,  # a persistent disk holds at most 64 TB = 65,536 GB (Compute Engine docs)
+            quota_family=_gpu_type,
             accelerator_label="cloud.google.com/gke-accelerator",
             accelerator_label_values=accelerators.GKE_ACCELERATOR_TYPES,
             spot_taint=("cloud.google.com/gke-spot", "true"),
@@ -121,6 +152,7 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             accelerator_resources=frozenset({accelerators.NVIDIA, accelerators.AMD}),
             backend="gpuflow.clouds.azure:AksBackend",
             max_disk_gib=1_907,  # osDiskSizeGB is at most 2,048 GB (the AKS REST API's ContainerServiceOSDisk)
+            quota_family=_vm_family,
             spot_taint=("kubernetes.azure.com/scalesetpriority", "spot"),
             # AKS installs the GPU drivers but not the device plugin (AKS docs, "use-nvidia-gpu"). No AMD plugin is
             # installed yet, so an AMD pool's nodes never advertise amd.com/gpu and the wait fails over.

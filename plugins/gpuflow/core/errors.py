@@ -48,6 +48,7 @@ class Scope(StrEnum):
     """How far a failure reaches: the blocks it leads to cover this much."""
 
     OFFER = "offer"  # this instance type in this zone
+    FAMILY = "family"  # what one quota counts, in this region and market (see ``CloudTraits.quota_family``)
     ZONE = "zone"
     REGION = "region"
     CLOUD = "cloud"

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from gpuflow.core.catalog import CapacityType
+from gpuflow.core.clouds import traits
 from gpuflow.core.errors import CloudError, ErrorKind, Scope
 from gpuflow.core.request import Block
 
@@ -39,6 +40,7 @@ class Target:
     zone: str | None
     instance_type: str
     capacity_type: CapacityType
+    accelerator: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,16 @@ def block_for(target: Target, scope: Scope, expires_at: datetime, reason: str) -
         return Block(target.cloud, expires_at=expires_at, reason=reason)
     if scope is Scope.REGION:
         return Block(target.cloud, region=target.region, expires_at=expires_at, reason=reason)
+    if scope is Scope.FAMILY:
+        family = traits(target.cloud).quota_family(target.instance_type, target.accelerator)
+        return Block(
+            target.cloud,
+            region=target.region,
+            quota_family=family,
+            capacity_type=target.capacity_type,
+            expires_at=expires_at,
+            reason=reason,
+        )
     if scope is Scope.ZONE:
         return Block(target.cloud, region=target.region, zone=target.zone, expires_at=expires_at, reason=reason)
     return Block(

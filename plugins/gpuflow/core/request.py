@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
 from gpuflow.core.catalog import CapacityType, Offer
-from gpuflow.core.clouds import CLOUDS
+from gpuflow.core.clouds import CLOUDS, traits
 from gpuflow.core.errors import RequestError
 
 MAX_ACCELERATORS_PER_NODE = 16
@@ -49,7 +49,8 @@ class Block:
     """Offers that must not be tried (e.g. after a stockout), as a wildcard record until ``expires_at``.
 
     A field left as None matches anything, so ``Block("gcp")`` blocks a whole cloud after a
-    ``GPUS_ALL_REGIONS`` quota error, and ``Block("aws", zone="use1-az4")`` one zone after a stockout.
+    ``GPUS_ALL_REGIONS`` quota error, ``Block("aws", zone="use1-az4")`` one zone after a stockout, and
+    ``Block("aws", region="us-east-1", quota_family="P", capacity_type=SPOT)`` what an exhausted quota counts.
     """
 
     cloud: str
@@ -59,20 +60,30 @@ class Block:
     capacity_type: CapacityType | None = None
     expires_at: datetime | None = None
     reason: str = ""
+    quota_family: str | None = None  # ``CloudTraits.quota_family`` of the offers it covers
 
     def is_active(self, now: datetime) -> bool:
         return self.expires_at is None or now < self.expires_at
 
     def matches(self, offer: Offer, capacity: CapacityType) -> bool:
-        return self.covers(offer.cloud, offer.region, offer.zone, offer.instance_type, capacity)
+        return self.covers(offer.cloud, offer.region, offer.zone, offer.instance_type, capacity, offer.accelerator)
 
-    def covers(self, cloud: str, region: str, zone: str | None, instance_type: str, capacity: CapacityType) -> bool:
+    def covers(
+        self,
+        cloud: str,
+        region: str,
+        zone: str | None,
+        instance_type: str,
+        capacity: CapacityType,
+        accelerator: str,
+    ) -> bool:
         return (
             self.cloud == cloud
             and self.region in (None, region)
             and self.zone in (None, zone)
             and self.instance_type in (None, instance_type)
             and self.capacity_type in (None, capacity)
+            and self.quota_family in (None, traits(cloud).quota_family(instance_type, accelerator))
         )
 
     @classmethod

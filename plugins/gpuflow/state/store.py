@@ -24,7 +24,9 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 
@@ -42,6 +44,7 @@ blocks_table = Table(
     Column("zone", String(64)),
     Column("instance_type", String(128)),
     Column("capacity_type", String(16)),
+    Column("quota_family", String(64)),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
     Column("reason", String(2000), nullable=False, default=""),
     Column("recorded_by", String(256), nullable=False, default=""),
@@ -87,6 +90,7 @@ class StateStore:
     def __init__(self, url: str | None = None) -> None:
         self.engine = _engine(url or state_url())
         metadata.create_all(self.engine)
+        _add_new_columns(self.engine)
 
 
 class BlockStore(StateStore):
@@ -100,6 +104,7 @@ class BlockStore(StateStore):
                 "zone": b.zone,
                 "instance_type": b.instance_type,
                 "capacity_type": b.capacity_type.value if b.capacity_type else None,
+                "quota_family": b.quota_family,
                 "expires_at": b.expires_at or now.replace(year=now.year + 100),
                 "reason": b.reason[:2000],
                 "recorded_by": recorded_by[:256],
@@ -127,9 +132,23 @@ class BlockStore(StateStore):
                 capacity_type=CapacityType(row.capacity_type) if row.capacity_type else None,
                 expires_at=aware(row.expires_at),
                 reason=row.reason,
+                quota_family=row.quota_family,
             )
             for row in rows
         ]
+
+
+def _add_new_columns(engine: Engine) -> None:
+    """Columns added since a table was created (nullable, so old rows read as None), added in place: a store
+    written by an older gpuflow keeps working and keeps its blocks, costs and runs."""
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=engine.dialect)
+                with engine.begin() as connection:
+                    connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
 
 
 def aware(moment: datetime) -> datetime:

@@ -108,12 +108,14 @@ def test_global_gpu_quota_is_read_as_cloud_wide(clouds_emulator: EmulatorProcess
 
 
 @pytest.mark.parametrize("clouds_emulator", ["quota-exhausted-gcp-region"], indirect=True)
-def test_regional_gpu_quota_is_a_quota_of_the_region_not_refused_credentials(clouds_emulator: EmulatorProcess) -> None:
+def test_regional_gpu_quota_is_a_quota_of_that_gpu_there_not_refused_credentials(
+    clouds_emulator: EmulatorProcess,
+) -> None:
     """GKE's 403 PERMISSION_DENIED "Insufficient regional quota" carries no ErrorInfo; read as a 403 alone it
     would be an AUTH failure and block every GCP region for the run."""
     with pytest.raises(CloudError) as info:
         backend_for(cluster_of("gcp")).create_node_pool(spec_on("gcp"))
-    assert (info.value.kind, info.value.scope) == (ErrorKind.QUOTA, Scope.REGION)
+    assert (info.value.kind, info.value.scope) == (ErrorKind.QUOTA, Scope.FAMILY)  # L4s there, not the region
     assert info.value.code == "NVIDIA_L4_GPUS"
 
 
@@ -163,8 +165,8 @@ def test_eks_nodes_that_cannot_join_are_a_misconfiguration_with_its_fix(clouds_e
 @pytest.mark.parametrize(
     ("name", "code", "kind", "scope"),
     [
-        ("quotatpl1", "QuotaExceeded", ErrorKind.QUOTA, Scope.REGION),  # nested in InvalidTemplateDeployment
-        ("vcpuquota1", "ErrCode_InsufficientVCPUQuota", ErrorKind.QUOTA, Scope.REGION),
+        ("quotatpl1", "QuotaExceeded", ErrorKind.QUOTA, Scope.FAMILY),  # nested in InvalidTemplateDeployment
+        ("vcpuquota1", "ErrCode_InsufficientVCPUQuota", ErrorKind.QUOTA, Scope.FAMILY),
         ("sizeblock1", "BadRequest", ErrorKind.QUOTA, Scope.OFFER),  # the size is barred: a long block, not a stop
     ],
 )

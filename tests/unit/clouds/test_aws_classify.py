@@ -40,7 +40,7 @@ def client_error(code: str, message: str, operation: str = "CreateNodegroup") ->
             "You have requested more vCPU capacity than your current vCPU limit of 0 allows for the instance "
             "bucket that the specified instance type belongs to.",
             ErrorKind.QUOTA,
-            Scope.REGION,
+            Scope.FAMILY,  # the P or G bucket of that region, not every instance there
         ),
         ("ResourceLimitExceededException", "Nodegroups per cluster limit exceeded", ErrorKind.QUOTA, Scope.REGION),
         ("ThrottlingException", "Rate exceeded", ErrorKind.TRANSIENT, Scope.REGION),

@@ -39,7 +39,7 @@ STOCKOUT_TEXT = (
             ),
             "QUOTA_EXCEEDED",
             ErrorKind.QUOTA,
-            Scope.REGION,
+            Scope.FAMILY,  # L4s in that region: the region's other GPU types are counted apart
         ),
         (google_errors.TooManyRequests("Rate limit exceeded"), "HTTP429", ErrorKind.TRANSIENT, Scope.REGION),
         (google_errors.ServiceUnavailable("backend error"), "HTTP503", ErrorKind.TRANSIENT, Scope.REGION),
@@ -58,7 +58,7 @@ STOCKOUT_TEXT = (
             ),
             "PREEMPTIBLE_NVIDIA_V100_GPUS",
             ErrorKind.QUOTA,
-            Scope.REGION,
+            Scope.FAMILY,
         ),
         (  # kubeflow/examples #597: the project-wide form
             google_errors.Forbidden(
@@ -162,7 +162,7 @@ def azure_error(status: int, code: str, message: str) -> HttpResponseError:
             "Operation could not be completed as it results in exceeding approved standardNCASv3_T4Family Cores "
             "quota. Additional details - Deployment Model: Resource Manager, Location: eastus, Current Limit: 0.",
             ErrorKind.QUOTA,
-            Scope.REGION,
+            Scope.FAMILY,
         ),
         (
             400,
@@ -193,7 +193,7 @@ def azure_error(status: int, code: str, message: str) -> HttpResponseError:
             "Insufficient vcpu quota requested 2, remaining 0 for family StandardDasv7Family for region eastus. "
             "Surge nodes would also consume vcpu quota.",
             ErrorKind.QUOTA,
-            Scope.REGION,
+            Scope.FAMILY,
         ),
         (  # dotnet/core #8000: barred for the subscription, a long block of the offer, not a stop
             400,
@@ -226,7 +226,7 @@ def test_aks_error_nested_in_template_validation_details_is_read_for_it() -> Non
     )
     exc.error.details = [inner]  # type: ignore[union-attr]
     error = AksBackend(AKS).classify(exc)
-    assert (error.code, error.kind, error.scope) == ("QuotaExceeded", ErrorKind.QUOTA, Scope.REGION)
+    assert (error.code, error.kind, error.scope) == ("QuotaExceeded", ErrorKind.QUOTA, Scope.REGION)  # all cores
     assert "Maximum allowed: 4" in error.message
 
 

@@ -84,3 +84,23 @@ def test_an_unknown_cloud_is_refused_with_the_registered_ones() -> None:
         traits("oci")
     assert error.value.field == "cloud"
     assert str(error.value).startswith("cloud='oci' is invalid: one of aws, gcp, azure (the clouds in ")
+
+
+@pytest.mark.parametrize(
+    ("cloud", "instance_type", "accelerator", "family"),
+    [
+        ("aws", "p4d.24xlarge", "A100", "P"),
+        ("aws", "p5.48xlarge", "H100", "P"),
+        ("aws", "g6.xlarge", "L4", "G and VT"),
+        ("aws", "inf2.xlarge", "Inferentia2", "Inf"),
+        ("gcp", "g2-standard-4", "L4", "L4"),
+        ("gcp", "n1-standard-8", "T4", "T4"),
+        ("azure", "Standard_NC4as_T4_v3", "T4", "NCas_T4_v3"),
+        ("azure", "Standard_NC64as_T4_v3", "T4", "NCas_T4_v3"),
+        ("azure", "Standard_NC24ads_A100_v4", "A100-80GB", "NCads_A100_v4"),
+    ],
+)
+def test_quota_families_group_what_one_quota_counts(
+    cloud: str, instance_type: str, accelerator: str, family: str
+) -> None:
+    assert traits(cloud).quota_family(instance_type, accelerator) == family

@@ -10,7 +10,7 @@ from gpuflow.core.errors import CloudError, ErrorKind, Scope
 from gpuflow.core.failover import Action, Target, decide
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
-TARGET = Target("gcp", "us-central1", "us-central1-a", "a3-highgpu-8g", CapacityType.SPOT)
+TARGET = Target("gcp", "us-central1", "us-central1-a", "a3-highgpu-8g", CapacityType.SPOT, "H100")
 
 
 def error(kind: ErrorKind, scope: Scope, code: str = "CODE") -> CloudError:
@@ -66,3 +66,21 @@ def test_invalid_requests_stop_with_the_clouds_message(kind: ErrorKind) -> None:
     decision = decide(error(kind, Scope.OFFER, "ValidationException"), TARGET, attempt=1, now=NOW, jitter=0)
     assert decision.action is Action.STOP
     assert "ValidationException: refused" in decision.reason
+
+
+def test_a_quota_of_one_family_blocks_that_family_in_that_region_and_market_only() -> None:
+    """A P-instance vCPU quota on AWS leaves the G instances of the region, and on-demand P, usable."""
+    p4d = Target("aws", "us-east-1", "use1-az1", "p4d.24xlarge", CapacityType.SPOT, "A100")
+    decision = decide(error(ErrorKind.QUOTA, Scope.FAMILY, "VcpuLimitExceeded"), p4d, attempt=1, now=NOW, jitter=0)
+    block = decision.block
+    assert block is not None
+    assert (block.region, block.zone, block.quota_family, block.capacity_type) == (
+        "us-east-1",
+        None,
+        "P",
+        CapacityType.SPOT,
+    )
+    assert block.covers("aws", "us-east-1", "use1-az4", "p5.48xlarge", CapacityType.SPOT, "H100")
+    assert not block.covers("aws", "us-east-1", "use1-az1", "g6.xlarge", CapacityType.SPOT, "L4")
+    assert not block.covers("aws", "us-east-1", "use1-az1", "p4d.24xlarge", CapacityType.ON_DEMAND, "A100")
+    assert not block.covers("aws", "us-west-2", "usw2-az1", "p4d.24xlarge", CapacityType.SPOT, "A100")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -89,6 +90,24 @@ def test_active_blocks_remove_offers_and_expired_ones_do_not(catalog: Catalog) -
     assert replanned.rejected["blocked"] >= 1
     later = plan(PlanRequest(accelerator="H100", count=8, blocked=(blocked,)), catalog, now=NOW + timedelta(hours=1))
     assert later.chosen.offer == first
+
+
+def test_a_quota_family_block_removes_that_family_there_and_leaves_the_others(catalog: Catalog) -> None:
+    """After a P-instance vCPU quota refusal on AWS us-east-1, G instances there are still planned."""
+    family = Block(
+        "aws",
+        region="us-east-1",
+        quota_family="P",
+        capacity_type=CapacityType.ON_DEMAND,
+        expires_at=NOW + timedelta(hours=6),
+    )
+    request = PlanRequest(clouds=("aws",), regions=("us-east-1",), min_memory_gib=40, count=8)
+    before = plan(request, catalog, now=NOW)
+    after = plan(dataclasses.replace(request, blocked=(family,)), catalog, now=NOW)
+    kinds = {c.offer.instance_type[0] for c in (after.chosen, *after.fallbacks)}
+    assert "p" in {c.offer.instance_type[0] for c in (before.chosen, *before.fallbacks)}
+    assert kinds == {"g"}
+    assert after.rejected["blocked"] >= 1
 
 
 def test_a_cloud_wide_block_removes_the_whole_cloud(catalog: Catalog) -> None:
