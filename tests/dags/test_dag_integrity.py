@@ -13,8 +13,11 @@ from airflow.dag_processing.dagbag import DagBag
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted(str(p) for p in (ROOT / "dags").glob("*.py"))
 BAD_DAGS = ROOT / "tests" / "fixtures" / "bad_dags"
-# The DAG processor re-parses every file every few seconds; its own top-level work must stay tiny.
-MAX_IMPORT_SECONDS = 0.3
+# The DAG processor re-parses every file every few seconds; its own top-level work must stay tiny. Computing is
+# measured in CPU seconds, which a busy machine does not inflate; waiting (a sleep, a slow disk or service) only
+# shows in wall seconds, held to a looser limit that the load of a test run does not reach.
+MAX_IMPORT_CPU_SECONDS = 0.3
+MAX_IMPORT_WALL_SECONDS = 1.0
 
 
 def probe(paths: list[str]) -> dict[str, dict[str, object]]:
@@ -32,12 +35,15 @@ def probe(paths: list[str]) -> dict[str, dict[str, object]]:
 def import_problems(report: dict[str, dict[str, object]]) -> dict[str, str]:
     problems = {}
     for path, outcome in report.items():
-        seconds = outcome["seconds"]
-        assert isinstance(seconds, float)
+        wall, cpu = outcome["seconds"], outcome["cpu_seconds"]
+        assert isinstance(wall, float)
+        assert isinstance(cpu, float)
         if outcome["error"]:
             problems[Path(path).name] = str(outcome["error"])
-        elif seconds > MAX_IMPORT_SECONDS:
-            problems[Path(path).name] = f"import took {seconds:.2f} s (limit {MAX_IMPORT_SECONDS} s)"
+        elif cpu > MAX_IMPORT_CPU_SECONDS:
+            problems[Path(path).name] = f"import took {cpu:.2f} s of CPU (limit {MAX_IMPORT_CPU_SECONDS} s)"
+        elif wall > MAX_IMPORT_WALL_SECONDS:
+            problems[Path(path).name] = f"import took {wall:.2f} s (limit {MAX_IMPORT_WALL_SECONDS} s)"
     return problems
 
 

@@ -26,6 +26,7 @@ def oracle(
             if (
                 (wanted is not None and offer.accelerator != wanted)
                 or offer.accelerator_count != request.count
+                or accelerators.unsupported_reason(offer.accelerator) is not None
                 or (request.min_memory_gib is not None and (offer.memory_gib or 0) < request.min_memory_gib)
                 or offer.cloud not in request.clouds
                 or not any(fnmatchcase(offer.region, p) for p in request.regions)

@@ -22,6 +22,7 @@ class AcceleratorModel:
     memory_gib: tuple[float, ...]
     resource: str = "nvidia.com/gpu"
     aliases: tuple[str, ...] = ()
+    compute_capability: float | None = None  # NVIDIA's, for the chips that have one (NVIDIA "CUDA GPUs" table)
 
 
 NVIDIA = "nvidia.com/gpu"
@@ -31,29 +32,35 @@ TPU = "google.com/tpu"
 
 # Nominal memory per device, first figure the usual one. Sources: the vendors' data sheets.
 MODELS: tuple[AcceleratorModel, ...] = (
-    AcceleratorModel("B300", (288,)),
-    AcceleratorModel("B200", (180, 192)),
-    AcceleratorModel("H200", (141,)),
-    AcceleratorModel("H100", (80, 94), aliases=("h100-80gb", "h100-sxm", "h100-pcie", "h100-nvl")),
-    AcceleratorModel("H100-MEGA", (80,), aliases=("h100-mega-80gb",)),
-    AcceleratorModel("A100-80GB", (80,), aliases=("a100-80g", "a100-sxm4-80gb")),
-    AcceleratorModel("A100", (40,), aliases=("a100-40gb", "a100-40g", "a100-sxm4-40gb")),
-    AcceleratorModel("L40S", (48,)),
-    AcceleratorModel("L4", (24,)),
-    AcceleratorModel("A10G", (24,)),
-    AcceleratorModel("A10", (24,)),
-    AcceleratorModel("T4", (16,), aliases=("tesla-t4",)),
-    AcceleratorModel("V100-32GB", (32,), aliases=("v100-32g",)),
-    AcceleratorModel("V100", (16,), aliases=("v100-16gb", "tesla-v100")),
-    AcceleratorModel("P100", (16,)),
-    AcceleratorModel("P4", (8,)),
-    AcceleratorModel("M60", (8,)),
+    AcceleratorModel("B300", (288,), compute_capability=10.3),
+    AcceleratorModel("B200", (180, 192), compute_capability=10.0),
+    AcceleratorModel("H200", (141,), compute_capability=9.0),
+    AcceleratorModel(
+        "H100", (80, 94), aliases=("h100-80gb", "h100-sxm", "h100-pcie", "h100-nvl"), compute_capability=9.0
+    ),
+    AcceleratorModel("H100-MEGA", (80,), aliases=("h100-mega-80gb",), compute_capability=9.0),
+    AcceleratorModel("A100-80GB", (80,), aliases=("a100-80g", "a100-sxm4-80gb"), compute_capability=8.0),
+    AcceleratorModel("A100", (40,), aliases=("a100-40gb", "a100-40g", "a100-sxm4-40gb"), compute_capability=8.0),
+    AcceleratorModel("L40S", (48,), compute_capability=8.9),
+    AcceleratorModel("L4", (24,), compute_capability=8.9),
+    AcceleratorModel("A10G", (24,), compute_capability=8.6),
+    AcceleratorModel("A10", (24,), compute_capability=8.6),
+    AcceleratorModel("T4", (16,), aliases=("tesla-t4",), compute_capability=7.5),
+    AcceleratorModel("V100-32GB", (32,), aliases=("v100-32g",), compute_capability=7.0),
+    AcceleratorModel("V100", (16,), aliases=("v100-16gb", "tesla-v100"), compute_capability=7.0),
+    AcceleratorModel("P100", (16,), compute_capability=6.0),
+    AcceleratorModel("P4", (8,), compute_capability=6.1),
+    AcceleratorModel("M60", (8,), compute_capability=5.2),
     AcceleratorModel("MI300X", (192,), resource=AMD),
     AcceleratorModel("MI25", (16,), resource=AMD),
     AcceleratorModel("Inferentia2", (32,), resource=NEURON, aliases=("inf2",)),
     AcceleratorModel("Trainium", (32,), resource=NEURON, aliases=("trn1", "trainium1")),
     AcceleratorModel("Trainium2", (96,), resource=NEURON, aliases=("trn2",)),
 )
+# The serving engine's floor: vLLM's GPU installation page (docs.vllm.ai, v0.31 and later; the default image is
+# v0.32): "compute capability 7.5 or higher (e.g., T4, RTX20xx, A100, L4, H100, B200...)".
+MIN_SERVING_COMPUTE_CAPABILITY = 7.5
+_SERVING_ENGINE = "the serving image (vLLM built for NVIDIA CUDA)"
 
 # GKE's accelerator type per GPU model: the value of the node label cloud.google.com/gke-accelerator and of
 # a node pool's accelerator config (GKE "Run GPUs in Standard node pools").
@@ -143,4 +150,23 @@ def nominal_memory(model: AcceleratorModel, catalogued_gib: float) -> float | No
     for nominal in model.memory_gib:
         if abs(catalogued_gib - nominal) <= MEMORY_TOLERANCE * nominal:
             return nominal
+    return None
+
+
+def unsupported_reason(name: str) -> str | None:
+    """Why gpuflow cannot train and serve on ``name`` (a canonical accelerator name), or None if it can."""
+    if is_tpu(name):
+        return "TPU slices are not provisioned as GKE TPU node pools yet (a slice name is not a machine type)"
+    model = model_for(name)
+    if model is None:
+        return None
+    if model.resource == NEURON:
+        return f"{_SERVING_ENGINE} does not run on AWS Neuron devices"
+    if model.resource == AMD:
+        return f"{_SERVING_ENGINE} does not run on AMD GPUs, and no ROCm device plugin is installed"
+    if model.compute_capability is not None and model.compute_capability < MIN_SERVING_COMPUTE_CAPABILITY:
+        return (
+            f"vLLM needs NVIDIA compute capability {MIN_SERVING_COMPUTE_CAPABILITY} or newer; {name} has "
+            f"{model.compute_capability}"
+        )
     return None

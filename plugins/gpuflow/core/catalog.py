@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from gpuflow.core import accelerators
+from gpuflow.core import accelerators, unsold
 from gpuflow.core.clouds import CLOUDS
 from gpuflow.core.errors import CatalogError
 
@@ -280,9 +280,16 @@ def _parse_row(line: int, values: list[str], notes: list[RowNote]) -> Offer | No
     if not count.is_integer():
         note("rejected", "fractional accelerator (a GPU slice; Kubernetes schedules whole devices)")
         return None
+    limit = unsold.rule_for(cloud, instance)
+    if limit is not None and limit.effect is unsold.Effect.NOT_SOLD:
+        note("rejected", f"not sold: {limit.reason}")
+        return None
     price_problems: list[str] = []
     on_demand = _price(_number(od_text), "on-demand", price_problems)
     spot = _price(_number(spot_text), "spot", price_problems)
+    if limit is not None and on_demand is not None:
+        price_problems.append(f"on-demand price dropped, spot only: {limit.reason}")
+        on_demand = None
     if on_demand is not None and spot is not None and spot > on_demand:
         price_problems.append("spot price above on-demand: spot price treated as unknown")
         spot = None

@@ -38,6 +38,7 @@ from gpuflow.core.request import Block, PlanRequest
 # Filters in the order they apply; the names are the keys of ``Plan.rejected``.
 ACCELERATOR = "accelerator"
 ACCELERATOR_COUNT = "accelerator_count"
+UNSUPPORTED = "unsupported"  # accelerators gpuflow cannot train and serve on (``accelerators.unsupported_reason``)
 MEMORY = "min_memory_gib"
 CLOUD = "clouds"
 REGION = "regions"
@@ -49,6 +50,7 @@ BUDGET = "budget_usd"
 FILTERS = (
     ACCELERATOR,
     ACCELERATOR_COUNT,
+    UNSUPPORTED,
     MEMORY,
     CLOUD,
     REGION,
@@ -214,8 +216,11 @@ def _filter(
     total = len(catalog.offers)
     in_wanted = sum(catalog.by_accelerator[a] for a in wanted)
     funnel.drop(ACCELERATOR, total - in_wanted)
-    groups = [g for a in sorted(wanted) for g in catalog.by_shape.get((a, request.count), ())]
-    funnel.drop(ACCELERATOR_COUNT, in_wanted - sum(g.size for g in groups))
+    shaped = {a: catalog.by_shape.get((a, request.count), ()) for a in sorted(wanted)}
+    funnel.drop(ACCELERATOR_COUNT, in_wanted - sum(g.size for found in shaped.values() for g in found))
+    unsupported = [a for a in shaped if accelerators.unsupported_reason(a) is not None]
+    funnel.drop(UNSUPPORTED, sum(g.size for a in unsupported for g in shaped[a]))
+    groups = [g for a, found in shaped.items() if a not in unsupported for g in found]
     min_memory = request.min_memory_gib
     nodes = request.nodes
 
@@ -355,6 +360,7 @@ class _Funnel:
             counts = sorted({c for (a, c) in catalog.by_shape if a in wanted})
             return f"no offer of {' or '.join(sorted(wanted))} has count={request.count}; offered counts: {counts}"
         messages = {
+            UNSUPPORTED: f"{what} but gpuflow cannot run on them: {_unsupported(wanted)}",
             MEMORY: f"{what} but none has min_memory_gib>={request.min_memory_gib or 0:g} per accelerator",
             CLOUD: f"{what} but none is on clouds={list(request.clouds)}",
             REGION: f"{what} on clouds={list(request.clouds)} but none is in regions={list(request.regions)}",
@@ -374,6 +380,10 @@ class _Funnel:
             f"{what} but all exceed budget_usd={request.budget_usd:g} over "
             f"estimated_hours={request.estimated_hours:g}; cheapest estimate is {self.cheapest[BUDGET]:.2f}"
         )
+
+
+def _unsupported(wanted: set[str]) -> str:
+    return "; ".join(f"{a}: {reason}" for a in sorted(wanted) if (reason := accelerators.unsupported_reason(a)))
 
 
 def _cluster_list(clusters: Collection[tuple[str, str]] | None) -> str:

@@ -162,13 +162,31 @@ def test_suspect_low_tier_choice_carries_a_warning(catalog: Catalog) -> None:
     assert "priced far below" in result.warnings[0]
 
 
-def test_tpu_placeholder_prices_are_never_chosen(catalog: Catalog) -> None:
-    request = PlanRequest(accelerator="tpu-v6e-1", capacity=CapacityPreference.SPOT, max_fallbacks=32)
-    result = plan(request, catalog, now=NOW)
-    options = (result.chosen, *result.fallbacks)
-    assert all(c.hourly_usd != 700 for c in options)
-    assert "southamerica-west1" not in {c.offer.region for c in options}
-    assert result.rejected["price_unknown"] >= 1
+@pytest.mark.parametrize(
+    ("accelerator", "why"),
+    [
+        ("tpu-v6e-1", "TPU slices are not provisioned as GKE TPU node pools yet"),
+        ("Inferentia2", "does not run on AWS Neuron devices"),
+        ("Trainium", "does not run on AWS Neuron devices"),
+        ("V100", "vLLM needs NVIDIA compute capability 7.5 or newer; V100 has 7.0"),
+    ],
+)
+def test_accelerators_gpuflow_cannot_run_on_are_refused_with_the_reason(
+    catalog: Catalog, accelerator: str, why: str
+) -> None:
+    """A plan is for provisioning: a TPU slice sent as a GKE machine type, or a vLLM image on a chip it does not
+    support, would fail after the pool was paid for."""
+    with pytest.raises(UnsatisfiableRequest) as info:
+        plan(PlanRequest(accelerator=accelerator), catalog, now=NOW)
+    assert why in str(info.value)
+    assert info.value.rejected["unsupported"] >= 1
+
+
+def test_offers_of_unsupported_accelerators_are_counted_not_chosen(catalog: Catalog) -> None:
+    result = plan(PlanRequest(min_memory_gib=16), catalog, now=NOW)
+    chosen = {c.offer.accelerator for c in (result.chosen, *result.fallbacks)}
+    assert not chosen & {"V100", "P100", "P4", "M60", "MI300X", "Inferentia2", "Trainium"}
+    assert result.rejected["unsupported"] > 0
 
 
 @pytest.mark.parametrize(("max_fallbacks", "on_demand"), [(8, 3), (2, 1), (1, 1)])
