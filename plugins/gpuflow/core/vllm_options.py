@@ -15,12 +15,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gpuflow.core import vllm_cli
 from gpuflow.core.errors import RequestError
 
 QUANTIZATION_ALIASES = {"awq": "awq_marlin", "gptq": "gptq_marlin"}
-QUANTIZATIONS = frozenset({"awq_marlin", "gptq_marlin", "fp8", "bitsandbytes", "gguf", "compressed-tensors"})
-DTYPES = frozenset({"auto", "half", "float16", "bfloat16", "float", "float32"})
+# What the pinned vLLM accepts (``vllm_cli``, generated from the vLLM of the serving image): an option the image
+# refuses would crash-loop the endpoint after training was paid for.
+QUANTIZATIONS = vllm_cli.QUANTIZATION_METHODS
+DTYPES = vllm_cli.DTYPES
 # Flags a caller may add; the ones above have fields, and anything else (e.g. --trust-remote-code) is refused.
+# Every one is a flag of the pinned ``vllm serve`` (a unit test holds them to it).
 EXTRA_FLAGS = frozenset(
     {
         "max-num-seqs",
@@ -29,7 +33,6 @@ EXTRA_FLAGS = frozenset(
         "enable-chunked-prefill",
         "enforce-eager",
         "kv-cache-dtype",
-        "swap-space",
         "block-size",
         "seed",
         "revision",
@@ -37,6 +40,8 @@ EXTRA_FLAGS = frozenset(
         "generation-config",
     }
 )
+# Flags whose value must be one of the pinned vLLM's choices.
+FLAG_CHOICES = {"kv-cache-dtype": vllm_cli.KV_CACHE_DTYPES}
 _NO_SPACE = re.compile(r"^\S+$")
 ExtraValue = str | int | float | bool
 
@@ -71,6 +76,9 @@ class VllmOptions:
         if self.dtype not in DTYPES:
             raise RequestError("dtype", self.dtype, f"one of {', '.join(sorted(DTYPES))}")
         object.__setattr__(self, "extra_args", {_extra_flag(k): _extra_value(k, v) for k, v in self.extra_args.items()})
+        for flag, value in self.extra_args.items():
+            if flag in FLAG_CHOICES and value not in FLAG_CHOICES[flag]:
+                raise RequestError(f"extra_args.{flag}", value, f"one of {', '.join(sorted(FLAG_CHOICES[flag]))}")
 
 
 def _positive_int(value: object) -> bool:
@@ -80,7 +88,12 @@ def _positive_int(value: object) -> bool:
 def _quantization(value: str) -> str:
     method = QUANTIZATION_ALIASES.get(value, value)
     if method not in QUANTIZATIONS:
-        raise RequestError("quantization", value, f"None (read from the checkpoint) or one of {sorted(QUANTIZATIONS)}")
+        raise RequestError(
+            "quantization",
+            value,
+            f"None (read from the checkpoint) or a method vLLM {vllm_cli.VLLM_VERSION} knows: "
+            f"{', '.join(sorted(QUANTIZATIONS))}",
+        )
     return method
 
 

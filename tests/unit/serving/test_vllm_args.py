@@ -80,7 +80,7 @@ def test_quantization_is_left_to_the_checkpoint_unless_asked() -> None:
         ({"extra_args": {"port": 9000}}, "extra_args"),
         ({"extra_args": {"enforce-eager": False}}, "extra_args.enforce-eager"),
         ({"extra_args": {"seed": "1 2"}}, "extra_args.seed"),
-        ({"extra_args": {"swap-space": float("nan")}}, "extra_args.swap-space"),
+        ({"extra_args": {"seed": float("nan")}}, "extra_args.seed"),
     ],
 )
 def test_invalid_value_names_the_field(change: dict[str, Any], field: str) -> None:
