@@ -29,6 +29,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.request import Block
@@ -89,8 +90,26 @@ class StateStore:
 
     def __init__(self, url: str | None = None) -> None:
         self.engine = _engine(url or state_url())
-        metadata.create_all(self.engine)
-        _add_new_columns(self.engine)
+        _prepare(self.engine)
+
+
+def _prepare(engine: Engine, attempts: int = 3) -> None:
+    """Create the missing tables and columns. Two first users at once both find a table missing and both create
+    it; the second one's "already exists" means the work is done, so it looks again instead of failing."""
+    for attempt in range(1, attempts + 1):
+        try:
+            metadata.create_all(engine)
+            _add_new_columns(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError) as exc:
+            if attempt == attempts or not _made_meanwhile(exc):
+                raise
+
+
+def _made_meanwhile(exc: Exception) -> bool:
+    """SQLite's and PostgreSQL's words for a table or column another process created first."""
+    text = str(exc).lower()
+    return any(words in text for words in ("already exists", "duplicate column", "duplicate key value"))
 
 
 class BlockStore(StateStore):
