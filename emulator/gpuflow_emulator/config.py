@@ -13,6 +13,8 @@ images:                                 # image -> size unpacked on a node's dis
     size: 25G                           # a Kubernetes quantity; `source` says where the figure comes from
     source: vllm-project/vllm issue 17163
 state_dir: .emulator                    # runtime files, e.g. azure-ca.pem (the CA of the Azure listener)
+worker_paths: [../.airflow]             # the Airflow worker's own files: hidden from every container
+object_stores: {s3_port: 8093, gcs_port: 8094, azure_port: 8095}   # see stores.py; omit to serve none
 clouds:                                 # the cloud node-pool APIs (see README "Cloud half"); omit to serve none
   aws_port: 8090                        # EKS, plain http
   gcp_port: 8091                        # GKE, plain http
@@ -21,7 +23,8 @@ clouds:                                 # the cloud node-pool APIs (see README "
 clusters:
   - name: demo
     cloud: {provider: gcp, region: us-central1, project: p, location: us-central1,
-            zones: [us-central1-a]}     # aws: subnets {subnet-id: zone-id}; azure: subscription_id, resource_group
+            zones: [us-central1-a],     # aws: subnets {subnet-id: zone-id}; azure: subscription_id, resource_group
+            bucket: gs://demo-artifacts}  # made in the cloud's store at start; its pods get credentials for it
     nodes:
       - name: gpu-node-1
         labels: {nvidia.com/gpu.product: H100}
@@ -42,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from gpuflow_emulator import stores
 from gpuflow_emulator.disk import quantity_bytes
 
 PYTHON_VARIABLE = "GPUFLOW_EMULATOR_PYTHON"
@@ -72,6 +76,7 @@ class CloudIdentity:
     location: str = ""
     subscription_id: str = ""
     resource_group: str = ""
+    bucket: str = ""  # the cluster's artifacts bucket in its cloud's store (stores.py)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,11 @@ class EmulatorConfig:
     state_dir: Path = Path(".emulator")
     clouds: CloudsConfig = CloudsConfig()
     images: list[ImageSize] = field(default_factory=list)
+    object_stores: stores.StoresConfig | None = None
+    worker_paths: tuple[Path, ...] = ()
+
+    def identity(self, cluster: str) -> CloudIdentity | None:
+        return next((spec.cloud for spec in self.clusters if spec.name == cluster), None)
 
     def runtime_for(self, image: str) -> Runtime | None:
         return next((runtime for runtime in self.runtimes if image.startswith(runtime.image_prefix)), None)
@@ -161,6 +171,7 @@ def _identity(raw: dict[str, Any] | None) -> CloudIdentity | None:
         location=raw.get("location", ""),
         subscription_id=raw.get("subscription_id", ""),
         resource_group=raw.get("resource_group", ""),
+        bucket=raw.get("bucket", ""),
     )
 
 
@@ -203,6 +214,8 @@ def parse(raw: dict[str, Any], base_dir: Path) -> EmulatorConfig:
             ImageSize(r["image_prefix"], quantity_bytes(str(r["size"])), r.get("source", ""))
             for r in raw.get("images") or []
         ],
+        object_stores=stores.parse(raw.get("object_stores")),
+        worker_paths=tuple((base_dir / path).resolve() for path in raw.get("worker_paths") or []),
     )
 
 
