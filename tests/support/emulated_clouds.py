@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,49 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "include" / "emulator" / "scenarios"
 DEFAULT_CONFIG = ROOT / "include" / "emulator" / "default.yaml"
 OPENAI_DOUBLE = ROOT / "tests" / "integration" / "serving" / "openai_double.py"
+
+
+# A training step that needs no GPU and little time: the training image (its runtime is .venv-ml, where the
+# fsspec backends are) writes a config.json as the model, through the training package's URI handling, to
+# OUTPUT_URI: the bucket of the cluster the run lands on.
+FAKE_TRAIN = (
+    "import json, os; from gpuflow_training import storage; "
+    "fs, root = storage.filesystem(os.environ['OUTPUT_URI']); "
+    "fs.pipe_file(root + '/model/config.json', json.dumps({'model_type': 'llama'}).encode()); "
+    "print('trained 1 step on', os.environ.get('DATASET_URI'), 'loss 0.0')"
+)
+FAKE_TRAINING: dict[str, Any] = {
+    "training_image": "ghcr.io/gpuflow/train:0.1.0",
+    "training_command": ["python", "-c", FAKE_TRAIN],
+}
+
+
+def bucket_keys(object_stores: StoresConfig, uri: str) -> list[str]:
+    """The object names under ``uri`` (s3://BUCKET/P, gs://BUCKET/P, az://ACCOUNT/CONTAINER/P) in the session's
+    stores, read with each cloud's own client (the Airflow env has no s3fs)."""
+    scheme, _, rest = uri.partition("://")
+    if scheme == "az":
+        from azure.storage.blob import ContainerClient
+
+        _account, _, path = rest.partition("/")
+        container, _, prefix = path.partition("/")
+        client = ContainerClient.from_connection_string(object_stores.azure_connection_string, container)
+        return [blob.name for blob in client.list_blobs(name_starts_with=prefix)]
+    bucket, _, prefix = rest.partition("/")
+    if scheme == "s3":
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=object_stores.s3_url,
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            region_name="us-east-1",
+        )
+        return [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    url = f"{object_stores.gcs_url}/storage/v1/b/{bucket}/o?prefix={prefix}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return [item["name"] for item in json.loads(response.read()).get("items", [])]
 
 
 def vllm_double_runtime() -> dict[str, Any]:
@@ -48,16 +93,19 @@ def start_emulator(
     return EmulatorProcess.start(directory, extra=extra)
 
 
+def worker_store_env(object_stores: StoresConfig) -> dict[str, str]:
+    """What the Airflow worker is given to write benchmark reports to the GCS and Azure stores (gcsfs and adlfs
+    read it; the Airflow env has no s3fs, see BenchmarkOperator)."""
+    return {key: value for cloud in ("gcp", "azure") for key, value in pod_env(cloud, "", "", object_stores).items()}
+
+
 def point_airflow_at(
     emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, state: Path, object_stores: StoresConfig
 ) -> None:
     """Airflow's connections, and the worker's own access to the GCS and Azure stores (benchmark reports),
     pointed at the emulator; outputs go to each cluster's bucket (``artifacts`` in clusters.yaml)."""
-    for name, value in airflow_environment(emulator.clouds()).items():
+    for name, value in {**airflow_environment(emulator.clouds()), **worker_store_env(object_stores)}.items():
         monkeypatch.setenv(name, value)
-    for cloud in ("gcp", "azure"):
-        for name, value in pod_env(cloud, "", "", object_stores).items():
-            monkeypatch.setenv(name, value)
     monkeypatch.setenv("GPUFLOW_STATE_URL", f"sqlite:///{state / 'state.db'}")
     monkeypatch.delenv("GPUFLOW_ARTIFACTS_URI", raising=False)
     monkeypatch.setenv("GPUFLOW_POLL_INTERVAL_S", "0.5")
