@@ -128,6 +128,13 @@ def pod_env(cloud: str, region: str, bucket: str, stores: StoresConfig) -> dict[
     return {}
 
 
+def worker_env(stores: StoresConfig) -> dict[str, str]:
+    """The GCS and Azure SDK variables for a process outside the clusters (the Airflow worker, writing benchmark
+    reports through gcsfs and adlfs); rclone's are left out, and S3's, which would also steer the worker's boto3."""
+    env = {**pod_env("gcp", "", "", stores), **pod_env("azure", "", "", stores)}
+    return {key: value for key, value in env.items() if not key.startswith("RCLONE_")}
+
+
 def _container_sas_url(stores: StoresConfig, container: str) -> str:
     """A day-long read/write SAS URL for one container, signed with Azurite's well-known key."""
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 from gpuflow_emulator.connections import airflow_environment
-from gpuflow_emulator.stores import StoresConfig
+from gpuflow_emulator.stores import StoresConfig, worker_env
 from gpuflow_emulator.testing import EmulatorProcess, free_port
 
 from scripts.airflow_stack import AirflowStack
-from tests.support.emulated_clouds import FAKE_TRAINING, start_emulator, worker_store_env
+from tests.support.emulated_clouds import FAKE_TRAINING, start_emulator
 
 FAST_CONF: dict[str, Any] = {
     "accelerator": "L4",
@@ -66,7 +66,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, object_stores: StoresConfig) 
     with start_emulator(state / "emulator", "default", object_stores) as emulator:
         env = {
             **airflow_environment(emulator.clouds()),
-            **worker_store_env(object_stores),
+            **worker_env(object_stores),
             "GPUFLOW_STATE_URL": f"sqlite:///{state / 'state.db'}",
             "GPUFLOW_POLL_INTERVAL_S": "1",
             "GPUFLOW_RETRAINING_CONFIG": str(fast_retraining_config(state)),

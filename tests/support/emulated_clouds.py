@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from gpuflow_emulator.connections import airflow_environment
-from gpuflow_emulator.stores import StoresConfig, pod_env
+from gpuflow_emulator.stores import StoresConfig, worker_env
 from gpuflow_emulator.testing import EmulatorProcess, free_port, python_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,18 +93,12 @@ def start_emulator(
     return EmulatorProcess.start(directory, extra=extra)
 
 
-def worker_store_env(object_stores: StoresConfig) -> dict[str, str]:
-    """What the Airflow worker is given to write benchmark reports to the GCS and Azure stores (gcsfs and adlfs
-    read it; the Airflow env has no s3fs, see BenchmarkOperator)."""
-    return {key: value for cloud in ("gcp", "azure") for key, value in pod_env(cloud, "", "", object_stores).items()}
-
-
 def point_airflow_at(
     emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, state: Path, object_stores: StoresConfig
 ) -> None:
     """Airflow's connections, and the worker's own access to the GCS and Azure stores (benchmark reports),
     pointed at the emulator; outputs go to each cluster's bucket (``artifacts`` in clusters.yaml)."""
-    for name, value in {**airflow_environment(emulator.clouds()), **worker_store_env(object_stores)}.items():
+    for name, value in {**airflow_environment(emulator.clouds()), **worker_env(object_stores)}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("GPUFLOW_STATE_URL", f"sqlite:///{state / 'state.db'}")
     monkeypatch.delenv("GPUFLOW_ARTIFACTS_URI", raising=False)
