@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -82,10 +83,12 @@ class StoresConfig:
         )
 
     def to_json(self) -> dict[str, object]:
+        """The config block for another emulator that should find these stores running (``start: false``)."""
         return {"s3_port": self.s3_port, "gcs_port": self.gcs_port, "azure_port": self.azure_port, "start": False}
 
 
 def parse(raw: dict[str, object] | None) -> StoresConfig | None:
+    """The config's ``object_stores`` block; None (no store) when it is absent."""
     if not raw:
         return None
     return StoresConfig(
@@ -173,12 +176,12 @@ class ObjectStores:
     def stop(self) -> None:
         for process in self._processes:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, 15)
+                os.killpg(process.pid, signal.SIGTERM)
         for process in self._processes:
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self._processes.clear()
 
