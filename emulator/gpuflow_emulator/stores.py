@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 STARTUP_SECONDS = 30
+STOP_SECONDS = 2
 # Azurite's well-known development account and key (Microsoft Learn, "Use the Azurite emulator for local Azure
 # Storage development", well-known storage account and key): published, not a secret, valid only on Azurite.
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -174,12 +175,14 @@ class ObjectStores:
             self._wait(name, url)
 
     def stop(self) -> None:
+        """SIGTERM each store, SIGKILL what is left after a moment: they hold nothing on disk, and Azurite waits
+        for idle keep-alive connections for many seconds before it exits on a signal."""
         for process in self._processes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
         for process in self._processes:
             try:
-                process.wait(10)
+                process.wait(STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
