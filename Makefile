@@ -12,7 +12,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv browser demo test lint typecheck unit bench lock clean
+.PHONY: venv browser stores demo test lint typecheck unit bench lock clean
 
 venv: $(STAMP)
 
@@ -25,10 +25,10 @@ $(STAMP): requirements.lock requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-demo: venv ml-env
+demo: venv ml-env stores
 	$(BIN)/python -m scripts.demo $(DEMO_ARGS)
 
-test: venv ml-env browser lint typecheck unit
+test: venv ml-env browser stores lint typecheck unit
 
 # Debian's Chromium for the UI test (tests/live/test_ui_trigger_form.py), driven by Playwright without its own
 # browser download (which cannot reach its host from here). Installed only when missing; about 40 s the first time.
@@ -37,6 +37,21 @@ browser:
 	@command -v chromium >/dev/null || { echo "==> installing Debian's chromium (headless browser for the UI test)"; \
 		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -q --no-install-recommends chromium; }
+
+# The emulator's object stores (emulator/README.md, "Object storage"): moto's server (S3) and fake-gcs-server (GCS)
+# come with .venv; Azurite (Azure Blob) from npm into emulator/azurite/node_modules, pinned by its package-lock.json;
+# Debian's rclone runs the model-download init container (image rclone/rclone). Each installed only when missing.
+AZURITE_STAMP := emulator/azurite/node_modules/.installed-$(shell sha256sum emulator/azurite/package-lock.json | cut -c1-12)
+stores: $(AZURITE_STAMP)
+	@command -v rclone >/dev/null || { echo "==> installing Debian's rclone (the model download of the endpoint)"; \
+		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends rclone; }
+
+$(AZURITE_STAMP): emulator/azurite/package-lock.json
+	@echo "==> installing Azurite (npm ci in emulator/azurite; about 50 s the first time)"
+	@npm ci --prefix emulator/azurite --no-audit --no-fund --loglevel=error
+	@rm -f emulator/azurite/node_modules/.installed-*
+	@touch $@
 
 lint: venv
 	$(BIN)/ruff check .
@@ -77,7 +92,7 @@ $(ML_STAMP): requirements-ml.txt requirements-ml.lock
 	@set -o pipefail; $(ML_BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH_CPU_INDEX) \
 		-r requirements-ml.txt -c requirements-ml.lock 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	@$(ML_BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>&1 | grep -v "not installed" || true
-	@$(ML_BIN)/python -c "import vllm, transformers, torch, tokenizers, fsspec, safetensors; \
+	@$(ML_BIN)/python -c "import vllm, transformers, torch, tokenizers, fsspec, safetensors, s3fs, gcsfs, adlfs; \
 		print('$(ML_VENV) ok: torch', torch.__version__, '| transformers', transformers.__version__)"
 	@rm -f $(ML_VENV)/.installed-*
 	@touch $@

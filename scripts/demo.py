@@ -1,10 +1,12 @@
 """``make demo``: gpu_train_and_serve end to end on running Airflow and the emulator, with real training and vLLM.
 
-Starts the emulator (six clusters, EKS/GKE/AKS APIs) and Airflow's own components (api-server, scheduler,
-dag-processor, triggerer; LocalExecutor on ``.airflow/airflow.db``, or the database in
+Starts the emulator (six clusters, EKS/GKE/AKS APIs, the clouds' object stores) and Airflow's own components
+(api-server, scheduler, dag-processor, triggerer; LocalExecutor on ``.airflow/airflow.db``, or the database in
 ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``), triggers the DAG through the REST API, prints progress as tasks
 change state, then a summary whose last line counts the run's resources still on the emulator (from its state,
-not assumed). Everything it started is stopped at the end, unless ``--keep-running`` is given.
+not assumed). The model is trained into the bucket of the cluster the run lands on and the endpoint's init
+container downloads it from there (the summary says where); pods do not see ``AIRFLOW_HOME``. Everything it
+started is stopped at the end, unless ``--keep-running`` is given.
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ LOG_TAIL_LINES = 40
 XCom = Callable[[str], Any]
 
 
-def start_emulator() -> Any:
+def start_emulator(home: Path) -> tuple[Any, Any]:
+    """The emulator with the default config's clusters and runtimes, on free ports, starting the object stores
+    itself, and hiding Airflow's ``home`` from pods; returns it and the stores' settings."""
+    from gpuflow_emulator.stores import StoresConfig
     from gpuflow_emulator.testing import EmulatorProcess, free_port
 
     default = yaml.safe_load((ROOT / "include" / "emulator" / "default.yaml").read_text())
@@ -49,9 +54,18 @@ def start_emulator() -> Any:
     STATE.mkdir(parents=True, exist_ok=True)
     scenario.write_text((ROOT / "include" / "emulator" / "scenarios" / "default.yaml").read_text())
     clouds = {"aws_port": free_port(), "gcp_port": free_port(), "azure_port": free_port(), "scenario": str(scenario)}
-    shared = ("clusters", "runtimes", "device_plugins")  # without the plugin table AKS nodes would offer no GPU
-    extra = {**{key: default[key] for key in shared}, "clouds": clouds}
-    return EmulatorProcess.start(STATE, extra=extra)
+    stores = StoresConfig(free_port(), free_port(), free_port())
+    extra = {
+        "clusters": default["clusters"],
+        "clouds": clouds,
+        "runtimes": default["runtimes"],
+        "images": default["images"],
+        "device_plugins": default["device_plugins"],  # without the plugin table AKS nodes would offer no GPU
+        "auth": default["auth"],  # who the EKS and Entra AKS clusters let in
+        "object_stores": {**stores.to_json(), "start": True},
+        "worker_paths": [str(home)],
+    }
+    return EmulatorProcess.start(STATE, extra=extra), stores
 
 
 def api_port(wanted: int) -> int:
@@ -100,6 +114,10 @@ def cost_line(cost: dict[str, Any]) -> str:
     return f"{cost['cost_usd']:.4f} USD actual vs {cost['estimated_usd']:.4f} USD estimated"
 
 
+def model_line(deployed: dict[str, Any]) -> str:
+    return f"{deployed['model']} (trained there; the endpoint's init container copies it with rclone)"
+
+
 def endpoint_line(endpoint: dict[str, Any]) -> str:
     return f"vLLM Service {endpoint['namespace']}/{endpoint['name']} on cluster {endpoint['cluster']} is serving"
 
@@ -107,6 +125,7 @@ def endpoint_line(endpoint: dict[str, Any]) -> str:
 DETAILS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "plan": ("plan", plan_line),
     "wait_node_pool": ("node pool", pool_line),
+    "deploy_endpoint": ("model", model_line),
     "wait_endpoint": ("endpoint", endpoint_line),
     "smoke_test": ("endpoint says", answer_line),
     "benchmark": ("benchmark", benchmark_line),
@@ -168,14 +187,18 @@ def main() -> int:
     args = parser.parse_args()
 
     from gpuflow_emulator.connections import airflow_environment
+    from gpuflow_emulator.stores import worker_env
 
     from gpuflow.core import naming
 
     began = time.monotonic()
-    with start_emulator() as emulator:
+    home = Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow"))
+    emulator, stores = start_emulator(home)
+    with emulator:
         print(f"==> emulator at {emulator.url}; clouds {emulator.clouds()}", flush=True)
-        env = {**airflow_environment(emulator.clouds()), "GPUFLOW_POLL_INTERVAL_S": "2"}
-        home = Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow"))
+        print(f"==> object stores: S3 {stores.s3_url}, GCS {stores.gcs_url}, Azure {stores.azure_url}", flush=True)
+        # The worker writes benchmark reports beside the model, with its own access to the GCS and Azure stores.
+        env = {**airflow_environment(emulator.clouds()), **worker_env(stores), "GPUFLOW_POLL_INTERVAL_S": "2"}
         print(f"==> starting Airflow (api-server, scheduler, dag-processor, triggerer) in {home}", flush=True)
         database = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
         with AirflowStack.start(home, port=api_port(args.port), env=env, database_url=database) as airflow:

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gpuflow_emulator.testing import EmulatorProcess
+from gpuflow_emulator.stores import ObjectStores, StoresConfig
+from gpuflow_emulator.testing import EmulatorProcess, free_port
 
 from tests.support.emulated_clouds import point_airflow_at, start_emulator
 
@@ -48,13 +49,24 @@ def airflow_db() -> Path:
     return AIRFLOW_HOME / "airflow.db"
 
 
+@pytest.fixture(scope="session")
+def object_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoresConfig]:
+    """S3 (moto), GCS (fake-gcs-server) and Azure Blob (Azurite), started once per session (about 4 s) and shared
+    by every emulator, which finds them running (``start: false``) and only makes its clusters' buckets."""
+    config = StoresConfig(free_port(), free_port(), free_port())
+    stores = ObjectStores(config, tmp_path_factory.mktemp("stores"))
+    stores.start()
+    yield config
+    stores.stop()
+
+
 @pytest.fixture
 def clouds_emulator(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, object_stores: StoresConfig
 ) -> Iterator[EmulatorProcess]:
     """An emulator with the six clusters and three cloud APIs under a scenario (``indirect`` parameter,
     default ``default``), and Airflow's connections pointed at it (endpoints and credentials only)."""
     scenario = getattr(request, "param", "default")
-    with start_emulator(tmp_path / "emulator", scenario) as process:
-        point_airflow_at(process, monkeypatch, tmp_path)
+    with start_emulator(tmp_path / "emulator", scenario, object_stores) as process:
+        point_airflow_at(process, monkeypatch, tmp_path, object_stores)
         yield process

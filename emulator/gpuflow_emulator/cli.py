@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from gpuflow_emulator import config as config_module
 from gpuflow_emulator.clouds.service import CloudServices
 from gpuflow_emulator.emulator import Emulator
 from gpuflow_emulator.server import build_app
+from gpuflow_emulator.stores import ObjectStores, StoresConfig
 
 log = logging.getLogger("gpuflow_emulator")
 
@@ -26,10 +28,13 @@ log = logging.getLogger("gpuflow_emulator")
 async def serve(config_path: Path, host: str, port: int, public_host: str | None = None) -> None:
     """Serve until a stop signal; on the way out every container process is ended."""
     public_host = public_host or host
-    emulator = Emulator(config_module.load(config_path), f"http://{public_host}:{port}")
+    config = config_module.load(config_path)
+    emulator = Emulator(config, f"http://{public_host}:{port}")
+    object_stores = await _start_stores(config) if config.object_stores else None
     clouds = CloudServices(emulator, host, public_host)
     app = build_app(emulator)
     clouds.add_admin_routes(app)
+    app.router.add_get("/_emulator/stores", _stores_route(config.object_stores))
     # Cancel a handler when its client leaves (watches, log follows); do not wait long for open streams.
     runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True, shutdown_timeout=2)
     await runner.setup()
@@ -45,7 +50,32 @@ async def serve(config_path: Path, host: str, port: int, public_host: str | None
     await clouds.stop()
     await emulator.shutdown()
     await runner.cleanup()
+    if object_stores:
+        object_stores.stop()
     log.info("stopped")
+
+
+async def _start_stores(config: config_module.EmulatorConfig) -> ObjectStores:
+    """Start the object stores (or find them running) and make every cluster's bucket in its cloud's store."""
+    assert config.object_stores is not None
+    object_stores = ObjectStores(config.object_stores, config.state_dir / "stores")
+    await asyncio.to_thread(object_stores.start)
+    for spec in config.clusters:
+        if spec.cloud and spec.cloud.bucket:
+            await asyncio.to_thread(object_stores.create_bucket, spec.cloud.bucket, spec.cloud.region)
+    return object_stores
+
+
+def _stores_route(stores: StoresConfig | None) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /_emulator/stores: the stores' endpoints ({} when none is served)."""
+
+    async def handler(_request: web.Request) -> web.Response:
+        if stores is None:
+            return web.json_response({})
+        urls = {"s3": stores.s3_url, "gcs": stores.gcs_url, "azure": stores.azure_url}
+        return web.json_response({**urls, "config": stores.to_json()})
+
+    return handler
 
 
 def main(argv: list[str] | None = None) -> None:

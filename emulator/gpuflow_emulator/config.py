@@ -17,6 +17,8 @@ images:                                 # image -> size unpacked on a node's dis
     size: 25G                           # a Kubernetes quantity; `source` says where the figure comes from
     source: vllm-project/vllm issue 17163
 state_dir: .emulator                    # runtime files, e.g. azure-ca.pem (the CA of the Azure listener)
+worker_paths: [../.airflow]             # the Airflow worker's own files: hidden from every container
+object_stores: {s3_port: 8093, gcs_port: 8094, azure_port: 8095}   # see stores.py; omit to serve none
 clouds:                                 # the cloud node-pool APIs (see README "Cloud half"); omit to serve none
   aws_port: 8090                        # EKS, plain http
   gcp_port: 8091                        # GKE, plain http
@@ -29,8 +31,9 @@ auth:                                   # who each cluster's Kubernetes API lets
 clusters:
   - name: demo
     cloud: {provider: gcp, region: us-central1, project: p, location: us-central1,
-            zones: [us-central1-a]}     # aws: subnets {subnet-id: zone-id}, access_entries [principal ARN];
-                                        # azure: subscription_id, resource_group, entra (default true)
+            zones: [us-central1-a],     # aws: subnets {subnet-id: zone-id}, access_entries [principal ARN];
+            bucket: gs://demo-artifacts}  # azure: subscription_id, resource_group, entra (default true); the bucket
+                                        # is made in the cloud's store at start, its pods get credentials for it
     nodes:
       - name: gpu-node-1
         labels: {nvidia.com/gpu.product: H100}
@@ -51,6 +54,7 @@ from typing import Any
 
 import yaml
 
+from gpuflow_emulator import stores
 from gpuflow_emulator.disk import quantity_bytes
 
 PYTHON_VARIABLE = "GPUFLOW_EMULATOR_PYTHON"
@@ -85,6 +89,7 @@ class CloudIdentity:
     access_entries: tuple[str, ...] = ()
     # AKS: Microsoft Entra ID integration (a kubelogin kubeconfig; only Entra tokens for AKS are accepted).
     entra: bool = True
+    bucket: str = ""  # the cluster's artifacts bucket in its cloud's store (stores.py)
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,8 @@ class EmulatorConfig:
     images: list[ImageSize] = field(default_factory=list)
     device_plugins: list[DevicePlugin] = field(default_factory=list)
     auth: AuthConfig = AuthConfig()
+    object_stores: stores.StoresConfig | None = None
+    worker_paths: tuple[Path, ...] = ()
 
     def cluster_identity(self, name: str) -> CloudIdentity | None:
         """The cloud identity of the cluster called `name` (None: a plain cluster, or not configured)."""
@@ -215,6 +222,7 @@ def _identity(raw: dict[str, Any] | None) -> CloudIdentity | None:
         resource_group=raw.get("resource_group", ""),
         access_entries=tuple(str(arn) for arn in raw.get("access_entries") or ()),
         entra=bool(raw.get("entra", True)),
+        bucket=raw.get("bucket", ""),
     )
 
 
@@ -269,6 +277,8 @@ def parse(raw: dict[str, Any], base_dir: Path) -> EmulatorConfig:
             DevicePlugin(r["image_prefix"], r["resource"], r.get("source", "")) for r in raw.get("device_plugins") or []
         ],
         auth=_auth(raw.get("auth")),
+        object_stores=stores.parse(raw.get("object_stores")),
+        worker_paths=tuple((base_dir / path).resolve() for path in raw.get("worker_paths") or []),
     )
 
 

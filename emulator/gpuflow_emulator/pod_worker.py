@@ -19,6 +19,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from gpuflow_emulator import stores
 from gpuflow_emulator.conditions import set_condition
 from gpuflow_emulator.config import EmulatorConfig, Runtime
 from gpuflow_emulator.disk import pull_failure
@@ -53,6 +54,17 @@ def _expand(text: str, env: dict[str, str]) -> str:
     return _VARIABLE_REFERENCE.sub(lambda m: env.get(m[1], m[0]), text)
 
 
+def _remap(text: str, mounts: list[tuple[str, Path]]) -> str:
+    """A path under a volume's mountPath, as the local directory that stands in for the volume; other text as is.
+
+    Containers are processes on this machine, so a volume cannot appear at its mountPath; the paths a pod names
+    in its command, args and env are rewritten instead (a path computed inside the program is not)."""
+    for mount_path, local in mounts:
+        if text == mount_path or text.startswith(f"{mount_path}/"):
+            return f"{local}{text[len(mount_path) :]}"
+    return text
+
+
 def _waiting(container: Obj, reason: str, message: str = "") -> Obj:
     state = {"reason": reason, **({"message": message} if message else {})}
     return {
@@ -72,6 +84,7 @@ class PodWorker:
         self.uid, self.namespace, self.name = meta["uid"], meta["namespace"], meta["name"]
         self.node: str = self._spec["nodeName"]
         self._pod, self._store, self._events, self._config = pod, store, events, config
+        self._cluster = cluster
         self._init_containers: list[Obj] = self._spec.get("initContainers") or []
         self._containers: list[Obj] = self._spec["containers"]
         first_reason = "PodInitializing" if self._init_containers else "ContainerCreating"
@@ -196,14 +209,17 @@ class PodWorker:
         runtime = self._config.runtime_for(container["image"])
         assert runtime is not None
         env = await self._env_when_available(container, runtime)
+        mounts = self._mounts(container)
         argv = runtime.argv(
-            [_expand(part, env) for part in container.get("command") or []],
-            [_expand(part, env) for part in container.get("args") or []],
+            [_remap(_expand(part, env), mounts) for part in container.get("command") or []],
+            [_remap(_expand(part, env), mounts) for part in container.get("args") or []],
         )
         self.logs[name] = container_log = ContainerLog()
         started_at = now_iso()
         try:
-            process = await ContainerProcess.start(argv, self._working_dir(container), env, container_log)
+            process = await ContainerProcess.start(
+                argv, self._working_dir(container), env, container_log, self._config.worker_paths
+            )
         except (OSError, IndexError) as exc:
             container_log.close()
             return self._terminated(container, 128, "StartError", started_at, f"failed to start {argv}: {exc}")
@@ -282,6 +298,7 @@ class PodWorker:
             "HOME": str(self._root),
             "HOSTNAME": self.name,
             MARKER_VARIABLE: str(os.getpid()),
+            **self._storage_env(),
             **runtime.env,
         }
         env.update({PORT_VARIABLE.format(port): str(host) for port, host in self.ports.items()})
@@ -292,7 +309,31 @@ class PodWorker:
                     env[item["name"]] = value
             else:
                 env[item["name"]] = _expand(item.get("value", ""), env)
-        return env
+        mounts = self._mounts(container)
+        return {name: _remap(value, mounts) for name, value in env.items()}
+
+    def _mounts(self, container: Obj) -> list[tuple[str, Path]]:
+        """(mountPath, local dir) of the container's emptyDir and PVC mounts, longest path first; each volume is a
+        directory of the pod's scratch dir, shared by its containers (an init container fills one for the next)."""
+        volumes = {
+            volume["name"]: self._root / "volumes" / volume["name"]
+            for volume in self._spec.get("volumes") or []
+            if "emptyDir" in volume or "persistentVolumeClaim" in volume
+        }
+        mounts = []
+        for mount in container.get("volumeMounts") or []:
+            if mount["name"] in volumes:
+                local = volumes[mount["name"]] / mount.get("subPath", "")
+                local.mkdir(parents=True, exist_ok=True)
+                mounts.append((mount["mountPath"].rstrip("/") or "/", local))
+        return sorted(mounts, key=lambda item: len(item[0]), reverse=True)
+
+    def _storage_env(self) -> dict[str, str]:
+        """How pods of this cluster reach their cloud's store, as the platform would give it (stores.py)."""
+        identity, object_stores = self._config.cluster_identity(self._cluster), self._config.object_stores
+        if identity is None or object_stores is None:
+            return {}
+        return stores.pod_env(identity.provider, identity.region, identity.bucket, object_stores)
 
     def _value_from(self, source: Obj) -> str | None:
         if "fieldRef" in source:
@@ -320,11 +361,13 @@ class PodWorker:
         return base64.b64decode(value).decode() if kind == "Secret" else str(value)
 
     def _working_dir(self, container: Obj) -> Path:
-        """workingDir when it exists on this machine, else the same path under the pod's scratch directory."""
+        """workingDir when it exists on this machine (outside the worker's paths), else the same path under the
+        pod's scratch directory."""
         requested: str | None = container.get("workingDir")
         if not requested:
             return self._root
-        if Path(requested).is_dir():
+        hidden = any(Path(requested).is_relative_to(path) for path in self._config.worker_paths)
+        if Path(requested).is_dir() and not hidden:
             return Path(requested)
         local = self._root / requested.lstrip("/")
         local.mkdir(parents=True, exist_ok=True)

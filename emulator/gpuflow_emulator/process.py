@@ -1,11 +1,22 @@
-"""One container run as a local process group, with its output captured as the container log."""
+"""One container run as a local process group, with its output captured as the container log.
+
+A pod on a real cluster sees its image, its volumes and nothing of the Airflow worker that created it. Here
+containers are local processes, so the directories the config names as the worker's own (`worker_paths`) are
+hidden: the container starts in a new user and mount namespace (`unshare`, no privilege needed) in which each
+of them is covered by an empty tmpfs. A kernel that forbids unprivileged user namespaces (e.g. Ubuntu 24.04's
+AppArmor default) leaves them visible, and the emulator says so once in its log.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import os
+import shutil
 import signal
+import subprocess
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +24,36 @@ from pathlib import Path
 from gpuflow_emulator.timeutil import now
 
 _CHUNK = 64 * 1024
+# Mount an empty tmpfs on each existing directory given before `--`, then exec the container's argv after it.
+_HIDE = (
+    'while [ "$1" != -- ]; do if [ -d "$1" ]; then mount -t tmpfs -o mode=0755 worker-only "$1" || exit 125; fi; '
+    'shift; done; shift; exec "$@"'
+)
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def namespaces_available() -> bool:
+    """Whether this kernel lets an unprivileged process make a user + mount namespace (checked once)."""
+    try:
+        probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True)
+    except OSError:
+        return False
+    if probe.returncode != 0:
+        log.warning("worker_paths stay visible to containers: unshare failed (%s)", probe.stderr.decode().strip())
+    return probe.returncode == 0
+
+
+def hidden_from(paths: tuple[Path, ...], argv: list[str], env: Mapping[str, str]) -> list[str]:
+    """`argv` run with `paths` hidden; argv[0] is resolved first, so a missing program is still a start error."""
+    program = shutil.which(argv[0], path=env.get("PATH"))
+    if program is None:
+        raise FileNotFoundError(f"executable file not found in $PATH: {argv[0]!r}")
+    if not paths or not namespaces_available():
+        return argv
+    wrapper = ["unshare", "--user", "--map-root-user", "--mount", "--", "/bin/sh", "-c", _HIDE, "hide"]
+    return [*wrapper, *map(str, paths), "--", program, *argv[1:]]
 
 
 class ContainerLog:
@@ -54,10 +95,12 @@ class ContainerProcess:
         return self._process.pid
 
     @classmethod
-    async def start(cls, argv: list[str], cwd: Path, env: Mapping[str, str], log: ContainerLog) -> ContainerProcess:
-        """Start `argv` in its own session (so the whole group can be signalled); raises OSError."""
+    async def start(
+        cls, argv: list[str], cwd: Path, env: Mapping[str, str], log: ContainerLog, hidden: tuple[Path, ...] = ()
+    ) -> ContainerProcess:
+        """Start `argv` in its own session (so the whole group can be signalled), `hidden` covered; raises OSError."""
         process = await asyncio.create_subprocess_exec(
-            *argv,
+            *hidden_from(hidden, argv, env),
             cwd=cwd,
             env=dict(env),
             stdin=asyncio.subprocess.DEVNULL,

@@ -125,7 +125,10 @@ def job_params(*, training_image: str, training_command: list[str]) -> dict[str,
             None,
             type=["null", "string"],
             title="Output URI",
-            description="Where the trained model is written; empty for the run's default location.",
+            description=(
+                "Where the trained model is written: s3://, gs://, az://ACCOUNT/CONTAINER; empty for the bucket of "
+                "the cluster the run lands on."
+            ),
             section=TRAINING,
         ),
         "serving_image": Param(

@@ -15,28 +15,25 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.models.renderedtifields import RenderedTaskInstanceFields
 from airflow.sdk.exceptions import ParamValidationError
+from gpuflow_emulator.stores import StoresConfig
 from gpuflow_emulator.testing import EmulatorProcess, free_port
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from gpuflow.core import naming
+from gpuflow.core.handoffs import PoolHandoff
 from gpuflow.operators.runtime import JOB_NAMESPACE
 from gpuflow.state.store import BlockStore
+from tests.support.emulated_clouds import FAKE_TRAINING, bucket_keys
 from tests.support.rerun import clear_and_rerun
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN = (
-    "import json, os, pathlib; out = pathlib.Path(os.environ['OUTPUT_URI']) / 'model'; "
-    "out.mkdir(parents=True, exist_ok=True); (out / 'config.json').write_text(json.dumps({'model_type': 'llama'})); "
-    "print('trained 1 step, loss 0.0')"
-)
 CONF: dict[str, Any] = {
     "accelerator": "L4",
     "count": 1,
     "capacity": "on-demand",
     "job_name": "e2e",
-    "training_image": "python:3.11-slim",
-    "training_command": ["python", "-c", TRAIN],
+    **FAKE_TRAINING,
     "served_model_name": "tiny",
     "benchmark_requests": 4,
     "benchmark_rate": 20.0,
@@ -69,6 +66,23 @@ def test_happy_path_trains_serves_benchmarks_and_leaves_nothing(dag: Any, clouds
     assert any(c.get("operation", "").lower().startswith("create") for c in calls), calls[:3]
 
 
+@pytest.mark.parametrize(("cloud", "accelerator"), [("aws", "L4"), ("azure", "T4")])  # Azure offers no L4
+def test_the_model_is_trained_into_the_clusters_bucket_and_the_endpoint_downloads_it(
+    dag: Any, clouds_emulator: EmulatorProcess, object_stores: StoresConfig, cloud: str, accelerator: str
+) -> None:
+    """Pods see nothing of the worker's disk: the model must go to the bucket of the cluster the run lands on (in
+    its cloud), and the endpoint's init container must copy it from there before vLLM (the double refuses a model
+    directory without config.json) starts. gcp is the happy path's."""
+    run = dag.test(run_conf={**CONF, "clouds": [cloud], "accelerator": accelerator, "benchmark_requests": 0})
+    states = task_states(run)
+    assert run.state == "success", states
+    ti = next(ti for ti in run.get_task_instances() if ti.task_id == "wait_node_pool")
+    cluster = PoolHandoff.from_xcom(ti.xcom_pull(task_ids="wait_node_pool")).cluster
+    assert cluster.cloud == cloud
+    run_dir = f"{cluster.artifacts}/{run.dag_id}/{naming.run_key(run.dag_id, run.run_id)}"
+    assert any(key.endswith("/model/config.json") for key in bucket_keys(object_stores, run_dir)), run_dir
+
+
 def test_conf_outside_the_form_schema_is_refused_at_trigger(dag: Any, clouds_emulator: EmulatorProcess) -> None:
     with pytest.raises(ParamValidationError, match="job_name"):
         dag.test(run_conf={**CONF, "job_name": "Not DNS safe!"})
@@ -76,13 +90,27 @@ def test_conf_outside_the_form_schema_is_refused_at_trigger(dag: Any, clouds_emu
 
 
 @pytest.mark.parametrize(
-    "bad",
-    [{"accelerator": "H10"}, {"hf_token_conn_id": "hf_missing"}, {"hf_token_conn_id": "gpuflow_azure"}],
-    ids=["unknown-accelerator", "token-connection-missing", "not-a-token-connection"],
+    ("bad", "artifacts"),
+    [
+        ({"accelerator": "H10"}, None),
+        ({"hf_token_conn_id": "hf_missing"}, None),
+        ({"hf_token_conn_id": "gpuflow_azure"}, None),
+        ({"output_uri": "/srv/gpuflow/run"}, None),
+        ({}, "/srv/gpuflow/artifacts"),
+    ],
+    ids=[
+        "unknown-accelerator",
+        "token-connection-missing",
+        "not-a-token-connection",
+        "output-on-the-workers-disk",
+        "artifacts-on-the-workers-disk",
+    ],
 )
 def test_invalid_request_fails_in_the_first_task_before_any_cloud_call(
-    dag: Any, clouds_emulator: EmulatorProcess, bad: dict[str, str]
+    dag: Any, clouds_emulator: EmulatorProcess, bad: dict[str, str], artifacts: str | None, monkeypatch: Any
 ) -> None:
+    if artifacts:  # a cloud pod cannot see the worker's disk: the model would be lost (clusters.yaml, local)
+        monkeypatch.setenv("GPUFLOW_ARTIFACTS_URI", artifacts)
     run = dag.test(run_conf={**CONF, **bad})
     states = task_states(run)
     assert run.state == "failed"

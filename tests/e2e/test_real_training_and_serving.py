@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from gpuflow_emulator.stores import StoresConfig
 from gpuflow_emulator.testing import processes_with_marker
 
 from gpuflow.core import naming
-from tests.support.emulated_clouds import point_airflow_at, start_emulator
+from gpuflow.core.handoffs import PoolHandoff
+from tests.support.emulated_clouds import bucket_keys, point_airflow_at, start_emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 ML_PYTHON = ROOT / ".venv-ml" / "bin" / "python"
@@ -33,11 +34,11 @@ pytestmark = pytest.mark.skipif(not ML_PYTHON.exists(), reason="build the ML env
 
 
 def test_trained_model_is_served_by_real_vllm_and_benchmarked(
-    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, object_stores: StoresConfig
 ) -> None:
     dag = DagBag(dag_folder=str(ROOT / "dags" / "gpu_train_and_serve.py")).dags["gpu_train_and_serve"]
-    with start_emulator(tmp_path / "emulator", "default", real_ml=True) as emulator:
-        point_airflow_at(emulator, monkeypatch, tmp_path)
+    with start_emulator(tmp_path / "emulator", "default", object_stores, real_ml=True) as emulator:
+        point_airflow_at(emulator, monkeypatch, tmp_path, object_stores)
         run = dag.test(run_conf=CONF)
         results = {ti.task_id: ti for ti in run.get_task_instances()}
         assert run.state == "success", {task: ti.state for task, ti in results.items()}
@@ -50,9 +51,11 @@ def test_trained_model_is_served_by_real_vllm_and_benchmarked(
         assert bench["failed"] == 0
         assert bench["output_throughput"] > 0
         assert 0 < bench["ttft"]["median_ms"] <= bench["e2el"]["median_ms"]
-        model_dir = Path(os.environ["GPUFLOW_ARTIFACTS_URI"]) / "gpu_train_and_serve"
-        assert list(model_dir.glob("*/model/config.json"))
-        assert list(model_dir.glob("*/benchmark/*.png"))
+        cluster = PoolHandoff.from_xcom(results["wait_node_pool"].xcom_pull(task_ids="wait_node_pool")).cluster
+        run_dir = f"{cluster.artifacts}/gpu_train_and_serve/{naming.run_key(run.dag_id, run.run_id)}"
+        keys = bucket_keys(object_stores, run_dir)
+        assert any(key.endswith("/model/config.json") for key in keys), keys
+        assert any(key.endswith("/benchmark/benchmark.png") for key in keys), keys
         assert emulator.labelled(naming.RUN_LABEL, naming.run_key(run.dag_id, run.run_id)) == []
         pid = emulator.process.pid
     assert processes_with_marker(pid) == []

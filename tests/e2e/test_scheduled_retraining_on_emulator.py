@@ -12,13 +12,9 @@ from gpuflow_emulator.testing import EmulatorProcess
 
 from gpuflow.core import naming
 from gpuflow.core.retraining import load_retraining_config
+from tests.support.emulated_clouds import FAKE_TRAINING
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN = (
-    "import json, os, pathlib; out = pathlib.Path(os.environ['OUTPUT_URI']) / 'model'; "
-    "out.mkdir(parents=True, exist_ok=True); (out / 'config.json').write_text(json.dumps({'model_type': 'llama'})); "
-    "print('retrained on', os.environ.get('DATASET_URI'))"
-)
 
 
 @pytest.fixture
@@ -32,8 +28,7 @@ def test_a_retraining_run_with_the_configured_job_succeeds_and_leaves_nothing(
     # The training command needs no ML environment; one cloud and a short benchmark keep the test fast (the teardown
     # sweeps every cluster of the allowed clouds). The rest (accelerator, capacity, budget, serving) is the config's.
     conf = {
-        "training_image": "python:3.11-slim",
-        "training_command": ["python", "-c", TRAIN],
+        **FAKE_TRAINING,
         "clouds": ["gcp"],
         "benchmark_requests": 4,
         "benchmark_rate": 20.0,

@@ -15,24 +15,19 @@ from typing import Any
 import pytest
 import yaml
 from gpuflow_emulator.connections import airflow_environment
+from gpuflow_emulator.stores import StoresConfig, worker_env
 from gpuflow_emulator.testing import EmulatorProcess, free_port
 
 from scripts.airflow_stack import AirflowStack
-from tests.support.emulated_clouds import start_emulator
+from tests.support.emulated_clouds import FAKE_TRAINING, start_emulator
 
-TRAIN = (
-    "import json, os, pathlib; out = pathlib.Path(os.environ['OUTPUT_URI']) / 'model'; "
-    "out.mkdir(parents=True, exist_ok=True); (out / 'config.json').write_text(json.dumps({'model_type': 'llama'})); "
-    "print('trained 1 step, loss 0.0')"
-)
 FAST_CONF: dict[str, Any] = {
     "accelerator": "L4",
     "count": 1,
     "capacity": "on-demand",
     "clouds": ["gcp"],
     "job_name": "live",
-    "training_image": "python:3.11-slim",
-    "training_command": ["python", "-c", TRAIN],
+    **FAKE_TRAINING,
     "served_model_name": "tiny",
     "benchmark_requests": 4,
     "benchmark_rate": 20.0,
@@ -66,13 +61,13 @@ class Live:
 
 
 @pytest.fixture(scope="session")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory, object_stores: StoresConfig) -> Iterator[Live]:
     state = tmp_path_factory.mktemp("live")
-    with start_emulator(state / "emulator", "default") as emulator:
+    with start_emulator(state / "emulator", "default", object_stores) as emulator:
         env = {
             **airflow_environment(emulator.clouds()),
+            **worker_env(object_stores),
             "GPUFLOW_STATE_URL": f"sqlite:///{state / 'state.db'}",
-            "GPUFLOW_ARTIFACTS_URI": str(state / "artifacts"),
             "GPUFLOW_POLL_INTERVAL_S": "1",
             "GPUFLOW_RETRAINING_CONFIG": str(fast_retraining_config(state)),
         }

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from gpuflow_emulator.connections import airflow_environment
+from gpuflow_emulator.stores import StoresConfig, worker_env
 from gpuflow_emulator.testing import EmulatorProcess, free_port, python_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,36 +21,87 @@ DEFAULT_CONFIG = ROOT / "include" / "emulator" / "default.yaml"
 OPENAI_DOUBLE = ROOT / "tests" / "integration" / "serving" / "openai_double.py"
 
 
+# A training step that needs no GPU and little time: the training image (its runtime is .venv-ml, where the
+# fsspec backends are) writes a config.json as the model, through the training package's URI handling, to
+# OUTPUT_URI: the bucket of the cluster the run lands on.
+FAKE_TRAIN = (
+    "import json, os; from gpuflow_training import storage; "
+    "fs, root = storage.filesystem(os.environ['OUTPUT_URI']); "
+    "fs.pipe_file(root + '/model/config.json', json.dumps({'model_type': 'llama'}).encode()); "
+    "print('trained 1 step on', os.environ.get('DATASET_URI'), 'loss 0.0')"
+)
+FAKE_TRAINING: dict[str, Any] = {
+    "training_image": "ghcr.io/gpuflow/train:0.1.0",
+    "training_command": ["python", "-c", FAKE_TRAIN],
+}
+
+
+def bucket_keys(object_stores: StoresConfig, uri: str) -> list[str]:
+    """The object names under ``uri`` (s3://BUCKET/P, gs://BUCKET/P, az://ACCOUNT/CONTAINER/P) in the session's
+    stores, read with each cloud's own client (the Airflow env has no s3fs)."""
+    scheme, _, rest = uri.partition("://")
+    if scheme == "az":
+        from azure.storage.blob import ContainerClient
+
+        _account, _, path = rest.partition("/")
+        container, _, prefix = path.partition("/")
+        client = ContainerClient.from_connection_string(object_stores.azure_connection_string, container)
+        return [blob.name for blob in client.list_blobs(name_starts_with=prefix)]
+    bucket, _, prefix = rest.partition("/")
+    if scheme == "s3":
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=object_stores.s3_url,
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            region_name="us-east-1",
+        )
+        return [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    url = f"{object_stores.gcs_url}/storage/v1/b/{bucket}/o?prefix={prefix}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return [item["name"] for item in json.loads(response.read()).get("items", [])]
+
+
 def vllm_double_runtime() -> dict[str, Any]:
     """Until real vLLM serves locally, the vLLM image runs an OpenAI-compatible double taking vLLM's args."""
     return {"image_prefix": "vllm/vllm-openai", "entrypoint": [sys.executable, str(OPENAI_DOUBLE)]}
 
 
-def start_emulator(directory: Path, scenario: str, *, real_ml: bool = False) -> EmulatorProcess:
-    """Six clusters, three cloud APIs on free ports; the vLLM image runs the double unless ``real_ml``,
-    which uses the default config's runtimes (real training and real vLLM from ``.venv-ml``)."""
+def start_emulator(
+    directory: Path, scenario: str, object_stores: StoresConfig, *, real_ml: bool = False
+) -> EmulatorProcess:
+    """Six clusters, three cloud APIs on free ports, the session's object stores, and the default config's
+    runtimes (the training image from ``.venv-ml``, the model download by rclone); the vLLM image runs the double
+    unless ``real_ml``. The Airflow worker's home (``AIRFLOW_HOME``) is hidden from every container."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "scenario.yaml").write_text((SCENARIOS / f"{scenario}.yaml").read_text())
     default = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    clusters = default["clusters"]
-    runtimes = default["runtimes"] if real_ml else [python_runtime(), vllm_double_runtime()]
+    runtimes = default["runtimes"]
+    if not real_ml:
+        runtimes = [python_runtime(), vllm_double_runtime(), *runtimes]
     clouds = {"aws_port": free_port(), "gcp_port": free_port(), "azure_port": free_port(), "scenario": "scenario.yaml"}
-    return EmulatorProcess.start(
-        directory,
-        extra={
-            "clusters": clusters,
-            "clouds": clouds,
-            "runtimes": runtimes,
-            "images": default["images"],
-            "device_plugins": default["device_plugins"],
-            "auth": default["auth"],
-        },
-    )
+    extra = {
+        "clusters": default["clusters"],
+        "clouds": clouds,
+        "runtimes": runtimes,
+        "images": default["images"],
+        "device_plugins": default["device_plugins"],
+        "auth": default["auth"],
+        "object_stores": object_stores.to_json(),
+        "worker_paths": [os.environ["AIRFLOW_HOME"]],
+    }
+    return EmulatorProcess.start(directory, extra=extra)
 
 
-def point_airflow_at(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, state: Path) -> None:
-    for name, value in airflow_environment(emulator.clouds()).items():
+def point_airflow_at(
+    emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, state: Path, object_stores: StoresConfig
+) -> None:
+    """Airflow's connections, and the worker's own access to the GCS and Azure stores (benchmark reports),
+    pointed at the emulator; outputs go to each cluster's bucket (``artifacts`` in clusters.yaml)."""
+    for name, value in {**airflow_environment(emulator.clouds()), **worker_env(object_stores)}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("GPUFLOW_STATE_URL", f"sqlite:///{state / 'state.db'}")
-    monkeypatch.setenv("GPUFLOW_ARTIFACTS_URI", str(state / "artifacts"))
+    monkeypatch.delenv("GPUFLOW_ARTIFACTS_URI", raising=False)
     monkeypatch.setenv("GPUFLOW_POLL_INTERVAL_S", "0.5")

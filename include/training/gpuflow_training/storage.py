@@ -36,9 +36,20 @@ def backend_hint(uri: str) -> str:
 
 
 def filesystem(uri: str) -> tuple[Any, str]:
-    """``(fs, path)`` for a URI; a plain path is local. Raises ImportError when the scheme's backend is missing."""
+    """``(fs, path)`` for a URI; a plain path is local. Raises ImportError when the scheme's backend is missing.
+
+    ``az://ACCOUNT/CONTAINER/PATH`` names the storage account, as gpuflow's model download (rclone) reads it;
+    adlfs alone would take ACCOUNT for the container, so the account is given to it and dropped from the path.
+    Credentials come from the pod's environment (workload identity, or ``AZURE_STORAGE_CONNECTION_STRING``).
+    """
     import fsspec
 
+    scheme, _, rest = uri.partition("://")
+    if scheme == "az":
+        account, _, path = rest.partition("/")
+        if not account or not path:
+            raise ValueError("an Azure Blob URI is az://ACCOUNT/CONTAINER/PATH")
+        return fsspec.filesystem("az", account_name=account), path
     fs, path = fsspec.core.url_to_fs(uri)
     return fs, path
 

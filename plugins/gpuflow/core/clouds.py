@@ -119,7 +119,10 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             device_plugin_addons=frozenset({accelerators.NEURON}),
             storage_schemes={"s3": ":s3:"},
             model_uri_shape="s3://BUCKET/PATH",
-            rclone_env={"RCLONE_S3_PROVIDER": "AWS", "RCLONE_S3_ENV_AUTH": "true"},
+            # No RCLONE_S3_PROVIDER=AWS: with it rclone 1.60 always addresses buckets virtual-host style
+            # (BUCKET.ENDPOINT), which an S3-compatible or private endpoint given as AWS_ENDPOINT_URL_S3 / an IP
+            # does not resolve; S3 itself serves path-style requests. The region comes from the cluster.
+            rclone_env={"RCLONE_S3_ENV_AUTH": "true"},
         ),
         # GKE node pool names: up to 40 lowercase letters, digits and hyphens, starting with a letter and ending
         # alphanumeric (GKE rejects longer names; Terraform's provider documents the same limit).

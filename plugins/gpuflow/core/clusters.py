@@ -18,6 +18,7 @@ import yaml
 from gpuflow.core import disks
 from gpuflow.core.clouds import CLOUDS, traits
 from gpuflow.core.errors import GpuflowError, RequestError
+from gpuflow.core.storage import require_cluster_bucket
 
 
 class ClusterConfigError(GpuflowError):
@@ -33,6 +34,8 @@ class Cluster:
     name: str
     connection_id: str
     settings: Mapping[str, Any] = field(default_factory=dict)
+    artifacts: str = ""  # the bucket runs' outputs go to, in the cluster's own cloud (``gpuflow.core.storage``)
+    local: bool = False  # its pods share this machine's files, so ``artifacts`` may be a path
 
     @property
     def key(self) -> tuple[str, str]:
@@ -107,8 +110,17 @@ def _cluster(entry: Any, where: str) -> Cluster:
     missing = [key for key in traits(cloud).required_settings if key not in settings]
     if missing:
         raise ClusterConfigError(f"{where}.settings lacks {', '.join(missing)} (required for {cloud})")
-    try:
+    local = entry.get("local", False)
+    if not isinstance(local, bool):
+        raise ClusterConfigError(f"{where}.local={local!r} is invalid: true or false (default false)")
+    if not isinstance(entry.get("artifacts"), str) or not entry["artifacts"]:
+        shape = traits(cloud).model_uri_shape
+        raise ClusterConfigError(f"{where}.artifacts is missing: the bucket runs' outputs go to, e.g. {shape}")
+    try:  # refused when the file is read (plan), not when a pool is about to be bought
         disks.cluster_override(cloud, settings)
-    except RequestError as exc:  # refused when the file is read (plan), not when a pool is about to be bought
+        require_cluster_bucket(cloud, entry["artifacts"], local=local)
+    except RequestError as exc:
         raise ClusterConfigError(f"{where}: {exc}") from None
-    return Cluster(cloud, entry["region"], entry["name"], entry["connection_id"], dict(settings))
+    return Cluster(
+        cloud, entry["region"], entry["name"], entry["connection_id"], dict(settings), entry["artifacts"], local
+    )

@@ -53,9 +53,10 @@ def state_url() -> str:
     return _source(STATE_URL_ENV) or f"sqlite:///{airflow_home() / 'gpuflow-state.db'}"
 
 
-def artifacts_base() -> str:
-    """Where runs' outputs go when a request names none (``GPUFLOW_ARTIFACTS_URI``), else in ``AIRFLOW_HOME``."""
-    return _source(ARTIFACTS_ENV) or str(airflow_home() / "gpuflow" / "artifacts")
+def artifacts_base() -> str | None:
+    """Where runs' outputs go when a request names none (``GPUFLOW_ARTIFACTS_URI``), else None: each cluster's
+    own bucket (``artifacts`` in clusters.yaml). Never the worker's disk: a cloud pod cannot see it."""
+    return _source(ARTIFACTS_ENV)
 
 
 def poll_interval_s() -> float:

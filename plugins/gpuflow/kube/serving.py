@@ -81,6 +81,7 @@ class EndpointSpec:
     cache_claim: str | None = None
     cache_size_limit: str | None = None
     probes: ProbeTiming = field(default_factory=ProbeTiming)
+    region: str = ""  # the cluster's region, where its bucket is (S3 signs requests for it)
 
     def __post_init__(self) -> None:
         dns1035_label("name", self.name)
@@ -114,14 +115,17 @@ class EndpointSpec:
         return f"{self.name}-hf-token"
 
 
-def rclone_downloader(uri: str) -> ModelDownloader:
-    """Copy ``uri`` with rclone, through the remote its object store names (rclone's on-the-fly remotes)."""
+def rclone_downloader(uri: str, region: str = "") -> ModelDownloader:
+    """Copy ``uri`` with rclone, through the remote its object store names (rclone's on-the-fly remotes);
+    ``region`` is the bucket's (the cluster's), which S3 requests must be signed for."""
     parts, store = urlsplit(uri), downloadable(uri)
     if store is None or store.rclone_remote is None or not parts.netloc:
         raise RequestError("model", uri, servable_shapes())
     remote = store.rclone_remote
     flags: tuple[str, ...] = ()
     source = f"{remote}{parts.netloc}{parts.path}"
+    if parts.scheme == "s3" and region:
+        flags = ("--s3-region", region)
     if parts.scheme == "az":
         flags = ("--azureblob-account", parts.netloc)
         source = f"{remote}{parts.path.lstrip('/')}"
@@ -228,7 +232,7 @@ def _probes(timing: ProbeTiming) -> dict[str, Any]:
 
 
 def _download_container(spec: EndpointSpec, uri: str, mount: dict[str, Any]) -> dict[str, Any]:
-    downloader = spec.downloader or rclone_downloader(uri)
+    downloader = spec.downloader or rclone_downloader(uri, spec.region)
     return {
         "name": "download-model",
         "image": downloader.image,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, NoReturn
 
 from airflow.sdk import BaseHook, BaseOperator, Context
@@ -16,7 +15,7 @@ from gpuflow.core.job import serving_options
 from gpuflow.core.settings import poll_interval_s
 from gpuflow.kube.cluster import api_client, apply
 from gpuflow.kube.serving import EndpointSpec, endpoint_manifests
-from gpuflow.operators.runtime import JOB_NAMESPACE, artifacts_uri, placement_on, run_of
+from gpuflow.operators.runtime import JOB_NAMESPACE, output_uri, placement_on, run_of
 from gpuflow.serving.benchmark import BenchmarkConfig, format_report, run_benchmark, write_report
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.smoke import smoke_test
@@ -65,7 +64,7 @@ class DeployEndpointOperator(_EndpointTask):
 
     def execute(self, context: Context) -> dict[str, Any]:
         job, pool, run = self.job(context), self.ready_pool(context), run_of(context)
-        model = f"{(job['output_uri'] or artifacts_uri(run)).rstrip('/')}/model"
+        model = f"{output_uri(job, run, pool.cluster).rstrip('/')}/model"
         spec = EndpointSpec(
             name=self.name(context),
             namespace=JOB_NAMESPACE,
@@ -73,6 +72,7 @@ class DeployEndpointOperator(_EndpointTask):
             options=serving_options(job, model, int(pool.choice["accelerator_count"])),
             placement=placement_on(pool),
             labels=naming.ownership_labels(run.dag_id, run.run_id),
+            region=pool.cluster.region,
         )
         token = BaseHook.get_connection(job["hf_token_conn_id"]).password if job["hf_token_conn_id"] else None
         applied = apply(api_client(kube_config(pool.cluster)), endpoint_manifests(spec, token))
@@ -143,7 +143,14 @@ class BenchmarkOperator(_EndpointTask):
         )
         with self.client(context) as client:
             report = run_benchmark(client, config)
-        out_dir = Path(artifacts_uri(run_of(context)).removeprefix("file://")) / "benchmark"
-        json_path, png_path = write_report(report, out_dir)
-        self.log.info("benchmark:\n%s\nreport: %s, chart: %s", format_report(report), json_path, png_path)
+        self.log.info("benchmark:\n%s", format_report(report))
+        out = f"{output_uri(job, run_of(context), self.ready_pool(context).cluster).rstrip('/')}/benchmark"
+        try:
+            json_path, png_path = write_report(report, out)
+        except ImportError as exc:
+            # s3fs cannot be installed beside the amazon provider (it pins botocore, aiobotocore another range):
+            # the report stays in this task's XCom, and the log says where it could not go.
+            self.log.warning("benchmark report not written to %s: %s (the XCom holds it)", out, exc)
+        else:
+            self.log.info("report: %s, chart: %s", json_path, png_path)
         return report.to_dict()

@@ -11,14 +11,15 @@ from airflow.sdk import BaseHook, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from gpuflow.core.catalog import load_catalog
-from gpuflow.core.clusters import ClusterConfigError
+from gpuflow.core.clusters import Cluster, ClusterConfigError
 from gpuflow.core.errors import CatalogError, RequestError, UnsatisfiableRequest
 from gpuflow.core.explain import format_plan
 from gpuflow.core.handoffs import PlanHandoff
 from gpuflow.core.job import JobRequest
 from gpuflow.core.planner import plan
 from gpuflow.core.request import PlanRequest
-from gpuflow.core.settings import catalog_source
+from gpuflow.core.settings import ARTIFACTS_ENV, artifacts_base, catalog_source
+from gpuflow.core.storage import require_reachable_output
 from gpuflow.operators.runtime import clusters
 from gpuflow.state.store import BlockStore
 
@@ -59,7 +60,7 @@ class PlanOperator(BaseOperator):
             if self.for_provisioning:
                 job = JobRequest.from_mapping(given)
                 _check_token_connection(job.hf_token_conn_id)
-                result = self._plan_for_provisioning(job.plan)
+                result = self._plan_for_provisioning(job)
             else:
                 job = None
                 request = PlanRequest.from_mapping({k: v for k, v in given.items() if k in REQUEST_FIELDS})
@@ -73,20 +74,34 @@ class PlanOperator(BaseOperator):
         self.log.info("plan:\n%s", format_plan(result))
         return PlanHandoff(result.to_dict(), job.fields() if job else None).to_xcom()
 
-    def _plan_for_provisioning(self, request: PlanRequest) -> Any:
+    def _plan_for_provisioning(self, job: JobRequest) -> Any:
         now = datetime.now(UTC)
         remembered = BlockStore().active(now)
         if remembered:
             self.log.info("failover memory: %d offer block(s) in force", len(remembered))
-        request = PlanRequest.from_mapping({**request.to_dict(), "blocked": [*request.blocked, *remembered]})
+        request = PlanRequest.from_mapping({**job.plan.to_dict(), "blocked": [*job.plan.blocked, *remembered]})
         configured = clusters()
-        return plan(
+        result = plan(
             request,
             load_catalog(self.catalog or catalog_source()),
             now=now,
             clusters=configured.regions,
             zones=configured.zones,
         )
+        _check_output_reachable(
+            job, [configured.for_region(c.offer.cloud, c.offer.region) for c in (result.chosen, *result.fallbacks)]
+        )
+        return result
+
+
+def _check_output_reachable(job: JobRequest, candidates: list[Cluster]) -> None:
+    """Every cluster the run may land on (the choice and its fallbacks) must be able to write the outputs and
+    serve the model: a path only works where the cluster is marked local."""
+    reach = {cluster.name: cluster.local for cluster in candidates}
+    if job.output_uri:
+        require_reachable_output("output_uri", job.output_uri, reach)
+    elif base := artifacts_base():
+        require_reachable_output(ARTIFACTS_ENV, base, reach)
 
 
 def _check_token_connection(conn_id: str) -> None:

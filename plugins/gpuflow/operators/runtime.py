@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from airflow.sdk import Context
 
-from gpuflow.core.clusters import Clusters, load_clusters
+from gpuflow.core.clusters import Cluster, Clusters, load_clusters
 from gpuflow.core.handoffs import PoolHandoff
 from gpuflow.core.naming import run_key
 from gpuflow.core.settings import artifacts_base, clusters_source
@@ -28,9 +31,16 @@ def provisioner(context: Context) -> Provisioner:
     return Provisioner(clusters=clusters(), memory=BlockStore(), run=run_of(context))
 
 
-def artifacts_uri(run: Run) -> str:
-    """Where a run's outputs go when the request names none: a folder of the run under ``artifacts_base()``."""
-    return f"{artifacts_base().rstrip('/')}/{run.dag_id}/{run_key(run.dag_id, run.run_id)}"
+def artifacts_uri(run: Run, cluster: Cluster) -> str:
+    """Where a run's outputs go when the request names none: a folder of the run under ``GPUFLOW_ARTIFACTS_URI``,
+    else in the bucket of the cluster it runs on (in that cluster's cloud and region)."""
+    base = artifacts_base() or cluster.artifacts
+    return f"{base.rstrip('/')}/{run.dag_id}/{run_key(run.dag_id, run.run_id)}"
+
+
+def output_uri(job: Mapping[str, Any], run: Run, cluster: Cluster) -> str:
+    """The job's ``output_uri``, else ``artifacts_uri``: the one place training writes and serving reads."""
+    return str(job["output_uri"]) or artifacts_uri(run, cluster)
 
 
 def placement_on(pool: PoolHandoff) -> Placement:

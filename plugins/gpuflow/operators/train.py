@@ -16,7 +16,7 @@ from gpuflow.clouds.access import kube_config_file
 from gpuflow.core import naming
 from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
 from gpuflow.kube.training import training_pod
-from gpuflow.operators.runtime import JOB_NAMESPACE, artifacts_uri, placement_on, run_of
+from gpuflow.operators.runtime import JOB_NAMESPACE, output_uri, placement_on, run_of
 
 # A GPU node may have to be created and join the cluster before the pod can be scheduled.
 SCHEDULE_TIMEOUT_S = 20 * 60
@@ -56,7 +56,7 @@ class TrainOperator(KubernetesPodOperator):
         job = PlanHandoff.from_xcom(ti.xcom_pull(task_ids=self.plan_task_id)).job_fields()
         run = run_of(context)
         self.config_file = kube_config_file(pool.cluster)
-        output_uri = job["output_uri"] or artifacts_uri(run)
+        output = output_uri(job, run, pool.cluster)
         env = {"DATASET_URI": job["dataset_uri"]} if job["dataset_uri"] else {}
         self.pod_template_dict = training_pod(
             name=f"{job['job_name']}-train",
@@ -64,7 +64,7 @@ class TrainOperator(KubernetesPodOperator):
             image=job["training_image"],
             placement=placement_on(pool),
             labels=naming.ownership_labels(run.dag_id, run.run_id),
-            output_uri=output_uri,
+            output_uri=output,
             command=job["training_command"],
             env=env,
         )
@@ -74,5 +74,5 @@ class TrainOperator(KubernetesPodOperator):
             job["training_image"],
             pool.cluster.name,
             pool.pool.name,
-            output_uri,
+            output,
         )

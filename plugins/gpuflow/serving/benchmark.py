@@ -13,6 +13,7 @@ same seed gives the same prompts; the server's usage record gives the real token
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -216,16 +217,19 @@ def format_report(report: BenchmarkReport) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: BenchmarkReport, out_dir: Path) -> tuple[Path, Path]:
-    """``benchmark.json`` and ``benchmark.png`` (latency mean/median/p99 bars) in ``out_dir``."""
+def write_report(report: BenchmarkReport, out: str | Path) -> tuple[str, str]:
+    """``benchmark.json`` and ``benchmark.png`` (latency mean/median/p99 bars) under ``out``, a folder or an
+    object-storage URI, through fsspec: a run's reports go beside its model, in its cluster's bucket."""
+    import fsspec
     import matplotlib
 
     matplotlib.use("Agg")  # no display on workers
     from matplotlib import pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, png_path = out_dir / "benchmark.json", out_dir / "benchmark.png"
-    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    fs, root = fsspec.core.url_to_fs(str(out))
+    fs.makedirs(root, exist_ok=True)
+    base = str(out).rstrip("/")
+    fs.pipe_file(f"{root.rstrip('/')}/benchmark.json", (json.dumps(report.to_dict(), indent=2) + "\n").encode())
     names = ("ttft", "tpot", "itl", "e2el")
     figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5))
     for axis, name in zip(axes, names, strict=True):
@@ -237,6 +241,8 @@ def write_report(report: BenchmarkReport, out_dir: Path) -> tuple[Path, Path]:
         f"{report.output_throughput:.1f} output tok/s"
     )
     figure.tight_layout()
-    figure.savefig(png_path, dpi=100)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100)
     plt.close(figure)
-    return json_path, png_path
+    fs.pipe_file(f"{root.rstrip('/')}/benchmark.png", png.getvalue())
+    return f"{base}/benchmark.json", f"{base}/benchmark.png"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -122,7 +123,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--served-model-name", required=True)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--no-metrics", action="store_true")
+    parser.add_argument("--model", default="")
     args, _vllm_only = parser.parse_known_args(argv)
+    if args.model.startswith("/") and not os.path.isfile(os.path.join(args.model, "config.json")):
+        # vLLM refuses a local model directory without config.json; so does the double (the model download
+        # into the pod is then what the pipeline tests prove).
+        sys.exit(f"ValueError: no config.json in the model directory {args.model!r}")
     port = int(os.environ.get(f"GPUFLOW_EMULATOR_PORT_{args.port}", args.port))
     Double(("127.0.0.1", port), args.served_model_name, metrics=not args.no_metrics).serve_forever()
 

@@ -17,7 +17,7 @@ def test_benchmark_counts_tokens_from_usage_and_writes_json_and_png(client: Open
     config = BenchmarkConfig(MODEL, num_prompts=6, request_rate=math.inf, input_len=8, output_len=5, seed=3)
 
     report = run_benchmark(client, config)
-    json_path, png_path = write_report(report, tmp_path)
+    json_path, png_path = map(Path, write_report(report, tmp_path))
 
     assert (report.completed, report.failed) == (6, 0)
     assert (report.total_input_tokens, report.total_output_tokens) == (48, 30)

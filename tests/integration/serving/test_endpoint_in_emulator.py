@@ -37,6 +37,13 @@ GPU_NODE = {
 }
 
 
+# Fills the model cache volume as the rclone download would (the double, like vLLM, needs a config.json there).
+FAKE_DOWNLOAD = (
+    "import os, pathlib; weights = pathlib.Path(os.environ['MODEL_DIR']); weights.mkdir(parents=True, exist_ok=True); "
+    "(weights / 'config.json').write_text('{}'); print('copy', os.environ['MODEL_URI'])"
+)
+
+
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
     with EmulatorProcess.start(tmp_path / "emulator", nodes=[{"name": "cpu-0"}, GPU_NODE]) as running:
@@ -53,9 +60,7 @@ def _spec() -> EndpointSpec:
         options=VllmOptions("gs://bucket/tiny", MODEL, max_model_len=256, tensor_parallel_size=2),
         placement=placement("gcp", "gpu-pool", "L4", 2, "spot"),
         labels={"gpuflow.io/managed": "true"},
-        downloader=ModelDownloader(
-            "python:3.11", ("python", "-c", "import os; print('copy', os.environ['MODEL_URI'])")
-        ),
+        downloader=ModelDownloader("python:3.11", ("python", "-c", FAKE_DOWNLOAD)),
         probes=ProbeTiming(startup_period_s=1, startup_budget_s=30, readiness_period_s=1, liveness_period_s=1),
     )
 

@@ -13,7 +13,9 @@ from gpuflow.core.nodepool import NodePoolSpec
 from tests.support.offers import one_gpu_choice
 
 CHOICE = {**one_gpu_choice("gcp"), "nodes": 2}
-CLUSTER = Cluster("gcp", "us-central1", "gke-a", "gpuflow_gcp", {"project": "p", "location": "us-central1"})
+CLUSTER = Cluster(
+    "gcp", "us-central1", "gke-a", "gpuflow_gcp", {"project": "p", "location": "us-central1"}, "gs://gke-a-artifacts"
+)
 PLAN = {"chosen": CHOICE, "fallbacks": [{**CHOICE, "region": "us-east1"}], "estimated_total_usd": 1.25}
 
 
@@ -30,6 +32,8 @@ def test_the_pool_xcom_is_the_dict_the_pool_tasks_always_pushed() -> None:
             "name": "gke-a",
             "connection_id": "gpuflow_gcp",
             "settings": {"project": "p", "location": "us-central1"},
+            "artifacts": "gs://gke-a-artifacts",
+            "local": False,
         },
         "resource": "nvidia.com/gpu",
         "attempts": ["gcp/us-central1 accepted"],

@@ -39,15 +39,17 @@ def test_an_unusable_number_names_the_variable_the_value_and_the_fix(monkeypatch
     )
 
 
-def test_local_files_default_to_the_airflow_home_as_airflow_resolves_it(
+def test_the_state_defaults_to_the_airflow_home_and_artifacts_to_each_clusters_bucket(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """A run's outputs never default to the worker's disk: a pod on a cloud node cannot see it (None means
+    the bucket of the cluster the run lands on)."""
     for name in (settings.STATE_URL_ENV, settings.ARTIFACTS_ENV, "AIRFLOW_HOME"):
         monkeypatch.delenv(name, raising=False)
     assert settings.airflow_home() == Path.home() / "airflow"
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
     assert settings.state_url() == f"sqlite:///{tmp_path}/gpuflow-state.db"
-    assert settings.artifacts_base() == f"{tmp_path}/gpuflow/artifacts"
+    assert settings.artifacts_base() is None
     monkeypatch.setenv(settings.STATE_URL_ENV, "postgresql+psycopg2://gpuflow@db/gpuflow")
     monkeypatch.setenv(settings.ARTIFACTS_ENV, "s3://bucket/gpuflow")
     assert settings.state_url() == "postgresql+psycopg2://gpuflow@db/gpuflow"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpuflow.core.errors import RequestError
-from gpuflow.core.storage import ObjectStore, object_store, require_servable
+from gpuflow.core.storage import ObjectStore, object_store, require_reachable_output, require_servable
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,25 @@ def test_a_uri_the_endpoint_cannot_download_from_is_refused(uri: str, fix: str) 
     assert error.value.value == uri
     assert fix in error.value.expected
     assert "az://ACCOUNT/CONTAINER/PATH" in error.value.expected
+
+
+@pytest.mark.parametrize("uri", ["/srv/artifacts", "file:///srv/artifacts"])
+def test_a_local_output_is_refused_when_a_cluster_the_run_may_land_on_is_not_local(uri: str) -> None:
+    """A cloud pod cannot see this machine's files: the model would be lost and vLLM given a missing path."""
+    with pytest.raises(RequestError) as error:
+        require_reachable_output("GPUFLOW_ARTIFACTS_URI", uri, {"gke-a": True, "eks-b": False})
+    assert error.value.field == "GPUFLOW_ARTIFACTS_URI"
+    assert str(error.value).startswith(f"GPUFLOW_ARTIFACTS_URI={uri!r} is invalid: an object-storage URI (")
+    assert "the pods of eks-b cannot see this machine's files (not marked local: true in clusters.yaml)" in str(
+        error.value
+    )
+
+
+def test_a_local_output_passes_when_every_cluster_is_local_and_a_bucket_always_does() -> None:
+    require_reachable_output("output_uri", "/srv/artifacts", {"kind": True})
+    require_reachable_output("output_uri", "s3://bucket/runs", {"eks-b": False})
+
+
+def test_an_output_the_endpoint_cannot_download_is_refused_even_on_local_clusters() -> None:
+    with pytest.raises(RequestError, match="abfs:// is azure storage that the model downloader cannot read"):
+        require_reachable_output("output_uri", "abfs://c@a.dfs.core.windows.net/x", {"kind": True})

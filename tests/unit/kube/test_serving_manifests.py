@@ -165,6 +165,15 @@ def test_rclone_remote_per_scheme(uri: str, command: list[str]) -> None:
     assert list(rclone_downloader(uri).command) == command
 
 
+def test_an_s3_download_is_signed_for_the_clusters_region_and_addressed_path_style() -> None:
+    """rclone's provider AWS forces BUCKET.ENDPOINT addressing, which a private or emulated endpoint does not
+    resolve; the bucket's region (the cluster's) is what S3 needs instead."""
+    downloader = rclone_downloader("s3://bucket/m", "us-west-2")
+    assert list(downloader.command) == ["rclone", "copy", "--s3-region", "us-west-2", ":s3:bucket/m", "$(MODEL_DIR)"]
+    assert "RCLONE_S3_PROVIDER" not in downloader.env
+    assert downloader.env["RCLONE_S3_ENV_AUTH"] == "true"
+
+
 def test_downloader_image_and_command_are_configurable() -> None:
     downloader = ModelDownloader("ghcr.io/example/fetch:2", ("fetch", "$(MODEL_URI)", "$(MODEL_DIR)"), {"X": "1"})
     (init,) = _pod_spec(endpoint_manifests(_spec(model="gs://b/m", downloader=downloader)))["initContainers"]
