@@ -147,9 +147,10 @@ class BenchmarkOperator(_EndpointTask):
         out = f"{output_uri(job, run_of(context), self.ready_pool(context).cluster).rstrip('/')}/benchmark"
         try:
             json_path, png_path = write_report(report, out)
-        except ImportError as exc:
-            # s3fs cannot be installed beside the amazon provider (it pins botocore, aiobotocore another range):
-            # the report stays in this task's XCom, and the log says where it could not go.
+        except Exception as exc:  # any store failure: the benchmark ran and its figures are not lost
+            # The report stays in this task's XCom, and the log says where it could not go: s3fs cannot be
+            # installed beside the amazon provider (it pins botocore, aiobotocore another range), and a worker may
+            # not reach the bucket (no credentials for it, or a store only the cluster's pods reach).
             self.log.warning("benchmark report not written to %s: %s (the XCom holds it)", out, exc)
         else:
             self.log.info("report: %s, chart: %s", json_path, png_path)
