@@ -211,6 +211,27 @@ def test_nodes_that_cannot_join_stop_the_run_instead_of_failing_over(
     assert run_objects(clouds_emulator, run) == []
 
 
+@pytest.mark.parametrize("clouds_emulator", ["real-answers-one-run"], indirect=True)
+def test_the_clouds_real_answers_are_retried_or_failed_over_as_they_mean(
+    dag: Any, clouds_emulator: EmulatorProcess
+) -> None:
+    """GKE "please wait" is retried; GKE RUNNING_WITH_ERROR, a regional GPU quota (a bare 403, not refused
+    credentials) and an EKS launch failure while CREATING each fail over at once; the run ends on EKS us-west-2."""
+    run = dag.test(run_conf={**CONF, "clouds": ["gcp", "aws"], "benchmark_requests": 0})
+    assert run.state == "success", task_states(run)
+    ready = next(ti for ti in run.get_task_instances() if ti.task_id == "wait_node_pool").xcom_pull(
+        task_ids="wait_node_pool"
+    )
+    assert (ready["choice"]["cloud"], ready["choice"]["region"]) == ("aws", "us-west-2")
+    creates = [c["status"] for c in clouds_emulator.calls("gcp") if c["operation"] == "CreateNodePool"]
+    assert creates[:3] == [400, 200, 403]  # please wait, then accepted; europe-west4 refused with its quota
+    blocked = {(b.cloud, b.region, b.zone, b.quota_family) for b in BlockStore().active(datetime.now(UTC))}
+    assert ("gcp", "us-central1", "us-central1-a", None) in blocked  # the stockout: that offer
+    assert ("gcp", "europe-west4", None, "L4") in blocked  # the quota: L4s in that region, not the cloud
+    assert ("aws", "us-east-1", "use1-az1", None) in blocked
+    assert run_objects(clouds_emulator, run) == []
+
+
 SECRET = "hf_planted_secret_7f3a9c"
 
 
