@@ -21,7 +21,7 @@ from gpuflow.clouds.base import CloudBackend, backend_for
 from gpuflow.clouds.calls import retrying
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clusters import Cluster, Clusters
-from gpuflow.core.errors import CloudError, GpuflowError
+from gpuflow.core.errors import CloudError, ErrorKind, GpuflowError, Scope
 from gpuflow.core.failover import Action, Target, decide
 from gpuflow.core.nodepool import NodePoolSpec
 from gpuflow.core.request import Block
@@ -99,6 +99,16 @@ class Provisioner:
         if decision.action is Action.STOP:  # e.g. nodes that cannot join: every other offer would fail alike
             raise ProvisioningStopped(f"pool {spec.name} on {choice['cloud']} failed: {decision.reason}")
 
+    def recall(self) -> None:
+        """Take on the shared memory's active blocks: a run provisioning again mid-way (after a preemption) skips
+        what any run found short since, its own earlier failures included."""
+        self.blocks.extend(self.memory.active(self.clock()))
+
+    def note(self, choice: Mapping[str, Any], error: CloudError) -> None:
+        """Remember what ``error`` says about the offer of ``choice`` (a pool kept, not abandoned)."""
+        decision = decide(error, _target(choice), attempt=1, now=self.clock(), jitter=self.rng.random())
+        self._remember(decision.block, decision.shared)
+
     def _create(self, spec: NodePoolSpec, choice: Mapping[str, Any]) -> bool:
         backend = self.backends(spec.cluster)
         attempt = 1
@@ -140,6 +150,11 @@ class Provisioner:
         line = f"{where} {choice['instance_type']} {choice['capacity_type']}: {outcome} ({reason}) in {elapsed:.1f}s"
         self.attempts.append(line)
         log.info("attempt %d: %s", len(self.attempts), line)
+
+
+def node_lost(choice: Mapping[str, Any], why: str) -> CloudError:
+    """A pool of ``choice`` lost a node (a spot preemption): a capacity signal about that offer, for every run."""
+    return CloudError(cloud=choice["cloud"], code="NodeLost", kind=ErrorKind.CAPACITY, scope=Scope.OFFER, message=why)
 
 
 def _target(choice: Mapping[str, Any]) -> Target:

@@ -58,6 +58,9 @@ class CloudTraits:
     storage_schemes: Mapping[str, str | None] = field(default_factory=dict)
     model_uri_shape: str = ""  # what a URI rclone copies a model from looks like, for messages
     rclone_env: Mapping[str, str] = field(default_factory=dict)  # how rclone authenticates to that storage
+    # Whether the cloud brings a pool's preempted spot node back by itself once capacity returns (an Auto Scaling
+    # group, a managed instance group); if not, a recovery moves on to the next offer at once.
+    replaces_lost_nodes: bool = True
 
 
 def _subnet_zones(region: str, settings: Mapping[str, Any]) -> frozenset[str]:
@@ -162,6 +165,9 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             device_plugin_addons=frozenset({accelerators.NVIDIA}),
             # rclone reads Blob storage as az://ACCOUNT/CONTAINER/PATH; fsspec's abfs:// names are not its own.
             storage_schemes={"az": ":azureblob:", "abfs": None, "abfss": None},
+            # Spot pools use the Delete eviction policy: "the VM is deleted" and the pool shrinks, nothing comes
+            # back by itself (AKS docs, "Add an Azure Spot node pool": Eviction policy).
+            replaces_lost_nodes=False,
             model_uri_shape="az://ACCOUNT/CONTAINER/PATH",
             rclone_env={"RCLONE_AZUREBLOB_ENV_AUTH": "true"},
         ),

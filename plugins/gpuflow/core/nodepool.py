@@ -80,17 +80,20 @@ class Readiness(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NodeReport:
-    """One node of a pool as Kubernetes reports it: its Ready condition and the accelerators it advertises."""
+    """One node of a pool as Kubernetes reports it: its Ready condition, the accelerators it advertises, and
+    whether it is cordoned (a drain for a spot interruption notice: it is about to go)."""
 
     name: str
     ready: bool
     allocatable: int
+    unschedulable: bool = False
 
 
 def readiness(nodes: Sequence[NodeReport], planned_nodes: int, per_node: int) -> Readiness:
     """Ready only when ``planned_nodes`` nodes are Ready in Kubernetes, each advertising ``per_node`` accelerators:
-    a cloud reports a pool ready before a device plugin has made its accelerators schedulable."""
-    if len(nodes) < planned_nodes or not all(node.ready for node in nodes):
+    a cloud reports a pool ready before a device plugin has made its accelerators schedulable. A cordoned node
+    does not count: nothing new is placed there, and after a spot notice it is about to go."""
+    if len(nodes) < planned_nodes or not all(node.ready and not node.unschedulable for node in nodes):
         return Readiness.JOINING
     if any(node.allocatable < per_node for node in nodes):
         return Readiness.UNADVERTISED

@@ -21,6 +21,8 @@ DEFAULT_POLL_INTERVAL_S = 10.0
 JANITOR_GRACE_ENV = "GPUFLOW_JANITOR_GRACE_HOURS"
 DEFAULT_JANITOR_GRACE_HOURS = 6.0
 STATE_URL_ENV = "GPUFLOW_STATE_URL"
+REPLACEMENT_WAIT_ENV = "GPUFLOW_REPLACEMENT_WAIT_S"
+DEFAULT_REPLACEMENT_WAIT_S = 300.0
 ARTIFACTS_ENV = "GPUFLOW_ARTIFACTS_URI"
 
 
@@ -67,6 +69,12 @@ def poll_interval_s() -> float:
 def janitor_grace_hours() -> float:
     """How long the janitor spares resources of a run Airflow does not know (``GPUFLOW_JANITOR_GRACE_HOURS``)."""
     return _positive_number(JANITOR_GRACE_ENV, DEFAULT_JANITOR_GRACE_HOURS, unit="hours")
+
+
+def replacement_wait_s() -> float:
+    """How long a recovering run waits for the cloud to replace a preempted node in its pool before it moves on
+    to the next offer (``GPUFLOW_REPLACEMENT_WAIT_S``; a stockout that outlasts it rarely ends soon)."""
+    return _positive_number(REPLACEMENT_WAIT_ENV, DEFAULT_REPLACEMENT_WAIT_S, unit="seconds")
 
 
 def _source(name: str) -> str | None:

@@ -61,7 +61,8 @@ def ensure(client: Any, manifests: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def pool_nodes(client: Any, pool_label: str, pool: str, resource: str) -> list[NodeReport]:
-    """The nodes of pool ``pool`` (``pool_label=pool``): Ready or not, and how many ``resource`` each advertises."""
+    """The nodes of pool ``pool`` (``pool_label=pool``): Ready or not, cordoned or not, and how many ``resource``
+    each advertises."""
     from kubernetes import client as k8s
 
     return [
@@ -69,6 +70,7 @@ def pool_nodes(client: Any, pool_label: str, pool: str, resource: str) -> list[N
             name=node.metadata.name,
             ready=any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])),
             allocatable=int((node.status.allocatable or {}).get(resource, "0")),
+            unschedulable=bool(node.spec.unschedulable) if node.spec else False,
         )
         for node in k8s.CoreV1Api(client).list_node(label_selector=f"{pool_label}={pool}").items
     ]

@@ -1,4 +1,9 @@
-"""``CostReportOperator``: what the run's GPU pool actually cost, against the plan's estimate, in the ledger."""
+"""``CostReportOperator``: what the run's GPU pools actually cost, against the plan's estimate, in the ledger.
+
+A run holds one pool segment after another: the pool it was first provisioned on, and one more per recovery
+from a preemption (``train`` records each lost segment when it happens). This task records the last one, up to
+the teardown, and reports them all with what the preemptions cost.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,17 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
+from gpuflow.core import naming
 from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
+from gpuflow.core.recovery import TrainingState
 from gpuflow.operators.runtime import run_of
 from gpuflow.state.ledger import CostEntry, Ledger
+from gpuflow.state.training import TrainingStates
 
 
 class CostReportOperator(BaseOperator):
-    """Record GPU-hours held x price for the pool the run ended on, from its request until now (after teardown).
+    """Record GPU-hours held x price for the pool the run ended on, from when it began paying for it until now
+    (after teardown), and report every segment of the run.
 
     A pool kept for the endpoint (keep-time) goes on costing until its expiry; that is logged, not recorded.
 
@@ -47,28 +56,75 @@ class CostReportOperator(BaseOperator):
         if not created:
             self.log.info("no node pool was requested: nothing was spent")
             return None
-        requested = PoolHandoff.from_xcom(created)
-        ready = PoolHandoff.from_xcom(ti.xcom_pull(task_ids=self.wait_task_id) or created)
         run = run_of(context)
-        entry = CostEntry.for_pool(
+        training = TrainingStates().load(naming.run_key(run.dag_id, run.run_id))
+        choice, held_from = self._last_segment(context, created, training)
+        last = CostEntry.for_pool(
             dag_id=run.dag_id,
             run_id=run.run_id,
-            choice=ready.choice,
-            held_from=datetime.fromisoformat(requested.requested_at),
+            choice=choice,
+            held_from=held_from,
             held_until=datetime.now(UTC),
             estimated_usd=PlanHandoff.from_xcom(ti.xcom_pull(task_ids=self.plan_task_id)).estimated_total_usd,
+            ended_by="teardown",
         )
-        Ledger().record(entry)
-        self.log.info("cost of this run:\n%s", entry.table())
-        kept = (ti.xcom_pull(task_ids=self.teardown_task_id) or {}).get("kept")
+        ledger = Ledger()
+        ledger.record(last)
+        segments = ledger.entries(run.dag_id, run.run_id)
+        self.log.info("cost of this run:\n%s", "\n\n".join(entry.table() for entry in segments))
+        summary = _summary(segments, training)
+        self.log.info(
+            "total: %d pool segment(s), %.4f GPU-hours, %.4f USD (estimate %.4f USD); %d recovery(ies) from node "
+            "losses cost about %.4f GPU-hours (%.0f s without training)",
+            summary["segments"],
+            summary["gpu_hours"],
+            summary["cost_usd"],
+            summary["estimated_usd"],
+            summary["recoveries"],
+            summary["gpu_hours_lost"],
+            summary["seconds_lost"],
+        )
+        self._log_kept(context, last)
+        return summary
+
+    def _last_segment(
+        self, context: Context, created: dict[str, Any], training: TrainingState | None
+    ) -> tuple[dict[str, Any], datetime]:
+        """The pool the run ended on and when its segment began: training's record after a recovery, else the
+        pool the wait made ready, paid for since the first request."""
+        if training is not None:
+            return training.pool["choice"], datetime.fromisoformat(training.segment_started_at)
+        ready = PoolHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.wait_task_id) or created)
+        return ready.choice, datetime.fromisoformat(PoolHandoff.from_xcom(created).requested_at)
+
+    def _log_kept(self, context: Context, last: CostEntry) -> None:
+        kept = (context["ti"].xcom_pull(task_ids=self.teardown_task_id) or {}).get("kept")
         if kept:
             until = datetime.fromisoformat(kept["expires_at"])
-            hours = max(0.0, (until - entry.held_until).total_seconds() / 3600)
+            hours = max(0.0, (until - last.held_until).total_seconds() / 3600)
             self.log.info(
                 "the endpoint's pool is kept until %s and keeps costing %.4f USD/h until then (about %.4f USD "
                 "more), which this entry does not include",
                 until.strftime("%Y-%m-%d %H:%M:%S UTC"),
-                entry.hourly_usd,
-                hours * entry.hourly_usd,
+                last.hourly_usd,
+                hours * last.hourly_usd,
             )
-        return {"gpu_hours": entry.gpu_hours, "cost_usd": entry.cost_usd, "estimated_usd": entry.estimated_usd}
+
+
+def _summary(segments: list[CostEntry], training: TrainingState | None) -> dict[str, Any]:
+    """The run's totals over its segments, and what its recoveries cost."""
+    recoveries = training.recoveries if training is not None else ()
+    seconds_lost = sum(
+        (datetime.fromisoformat(r.resumed_at) - datetime.fromisoformat(r.lost_at)).total_seconds()
+        for r in recoveries
+        if r.resumed_at
+    )
+    return {
+        "gpu_hours": sum(e.gpu_hours for e in segments),
+        "cost_usd": sum(e.cost_usd for e in segments),
+        "estimated_usd": sum(e.estimated_usd for e in segments),
+        "segments": len(segments),
+        "recoveries": len(recoveries),
+        "gpu_hours_lost": sum(r.gpu_hours_lost or 0.0 for r in recoveries),
+        "seconds_lost": seconds_lost,
+    }

@@ -15,7 +15,7 @@ from gpuflow.core.job import serving_options
 from gpuflow.core.settings import poll_interval_s
 from gpuflow.kube.cluster import api_client, apply
 from gpuflow.kube.serving import EndpointSpec, endpoint_manifests
-from gpuflow.operators.runtime import JOB_NAMESPACE, output_uri, placement_on, run_of
+from gpuflow.operators.runtime import JOB_NAMESPACE, placement_on, run_of, run_output_uri
 from gpuflow.serving.benchmark import BenchmarkConfig, format_report, run_benchmark, write_report
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.smoke import smoke_test
@@ -35,12 +35,22 @@ def endpoint_name(job_name: str, run_id_key: str) -> str:
 class _EndpointTask(BaseOperator):
     """Shared reading of the plan and pool XComs."""
 
-    template_fields = ("plan_task_id", "pool_task_id")
+    template_fields = ("plan_task_id", "pool_task_id", "provisioned_task_id")
 
-    def __init__(self, *, plan_task_id: str = "plan", pool_task_id: str = "wait_node_pool", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        plan_task_id: str = "plan",
+        pool_task_id: str = "train",
+        provisioned_task_id: str = "wait_node_pool",
+        **kwargs: Any,
+    ) -> None:
+        """``pool_task_id``: the task whose XCom is the pool to serve on (where training finished);
+        ``provisioned_task_id``: the task whose pool fixed the run's output URI (the first one)."""
         super().__init__(**kwargs)
         self.plan_task_id = plan_task_id
         self.pool_task_id = pool_task_id
+        self.provisioned_task_id = provisioned_task_id
 
     def job(self, context: Context) -> dict[str, Any]:
         return PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).job_fields()
@@ -64,7 +74,7 @@ class DeployEndpointOperator(_EndpointTask):
 
     def execute(self, context: Context) -> dict[str, Any]:
         job, pool, run = self.job(context), self.ready_pool(context), run_of(context)
-        model = f"{output_uri(job, run, pool.cluster).rstrip('/')}/model"
+        model = f"{run_output_uri(context, job, self.provisioned_task_id).rstrip('/')}/model"
         spec = EndpointSpec(
             name=self.name(context),
             namespace=JOB_NAMESPACE,
@@ -144,7 +154,7 @@ class BenchmarkOperator(_EndpointTask):
         with self.client(context) as client:
             report = run_benchmark(client, config)
         self.log.info("benchmark:\n%s", format_report(report))
-        out = f"{output_uri(job, run_of(context), self.ready_pool(context).cluster).rstrip('/')}/benchmark"
+        out = f"{run_output_uri(context, job, self.provisioned_task_id).rstrip('/')}/benchmark"
         try:
             json_path, png_path = write_report(report, out)
         except Exception as exc:  # any store failure: the benchmark ran and its figures are not lost

@@ -8,7 +8,7 @@ a failed install there still leaves the pool to its teardown, and every failover
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -72,7 +72,7 @@ class CreateNodePoolOperator(BaseOperator):
         # Before any cloud call: whatever this run leaves behind, the janitor can find whose it was.
         RunRegistry().register(p.run.dag_id, p.run.run_id, now=now)
         requested_at = now.isoformat()
-        with _no_retry_when_stopped():
+        with no_retry_when_stopped():
             spec, index = p.create_first(choices)
         self.log.info(
             "requested node pool %s on %s (option %d of %d)", spec.name, spec.cluster.name, index, len(choices)
@@ -120,28 +120,15 @@ class WaitNodePoolOperator(BaseOperator):
         self.log.warning("node pool %s failed after it was accepted: %s", state.pool.name, error)
         choices = PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).choices
         p: Provisioner = provisioner(context)
-        remaining = choices[state.index + 1 :]
-        with _no_retry_when_stopped():
+        with no_retry_when_stopped():
             p.abandon(p.spec_for(state.choice), state.choice, error)
-            spec, offset = p.create_first(remaining)
-        index = state.index + 1 + offset
-        attempts = [*state.attempts, *p.attempts]
-        return self._defer_on(context, PoolHandoff.of(spec, index, choices[index], attempts, state.requested_at))
+            following = create_on_first(p, choices, range(state.index + 1, len(choices)), state)
+        return self._defer_on(context, following)
 
     def _defer_on(self, context: Context, state: PoolHandoff) -> NoReturn:
         """Wait for the pool of ``state``; the state is kept in XCom, where the resumed task finds it."""
         context["ti"].xcom_push(key=ATTEMPT_XCOM, value=state.to_xcom())
-        if created := install_device_plugin(state.cluster, state.resource):
-            self.log.info("installed the device plugin add-on on %s: %s", state.cluster.name, ", ".join(created))
-        trigger = NodePoolTrigger(
-            cluster=cluster_fields(state.cluster),
-            ref=state.pool.to_dict(),
-            resource=state.resource,
-            accelerators_per_node=int(state.choice["accelerator_count"]),
-            nodes=int(state.choice["nodes"]),
-            timeout_s=self.ready_timeout_s,
-            poll_interval_s=self.poll_interval_s or poll_interval_s_setting(),
-        )
+        trigger = pool_trigger(self, state, self.ready_timeout_s, self.poll_interval_s)
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
@@ -149,8 +136,38 @@ class WaitNodePoolOperator(BaseOperator):
         )
 
 
+def create_on_first(
+    p: Provisioner, choices: Sequence[Mapping[str, Any]], candidates: Iterable[int], previous: PoolHandoff
+) -> PoolHandoff:
+    """Request a pool on the first of ``choices[candidates]`` a cloud accepts; the handoff keeps the attempts so
+    far and the time the run first asked for a pool."""
+    indices = list(candidates)
+    spec, offset = p.create_first([choices[i] for i in indices])
+    index = indices[offset]
+    attempts = [*previous.attempts, *p.attempts]
+    return PoolHandoff.of(spec, index, choices[index], attempts, previous.requested_at)
+
+
+def pool_trigger(
+    operator: BaseOperator, state: PoolHandoff, timeout_s: float, poll_interval_s: float | None
+) -> NodePoolTrigger:
+    """The trigger waiting for the pool of ``state`` to be ready, once its cluster has the device plugin add-on it
+    needs (installed here, before the deferral, so every failover target's cluster gets it)."""
+    if created := install_device_plugin(state.cluster, state.resource):
+        operator.log.info("installed the device plugin add-on on %s: %s", state.cluster.name, ", ".join(created))
+    return NodePoolTrigger(
+        cluster=cluster_fields(state.cluster),
+        ref=state.pool.to_dict(),
+        resource=state.resource,
+        accelerators_per_node=int(state.choice["accelerator_count"]),
+        nodes=int(state.choice["nodes"]),
+        timeout_s=timeout_s,
+        poll_interval_s=poll_interval_s or poll_interval_s_setting(),
+    )
+
+
 @contextmanager
-def _no_retry_when_stopped() -> Iterator[None]:
+def no_retry_when_stopped() -> Iterator[None]:
     """A stop (an invalid request, a misconfigured cluster) fails the task for good: a retry would only try the
     plan's other offers, each failing alike after it was paid for."""
     try:

@@ -61,7 +61,8 @@ class TeardownOperator(BaseOperator):
 
     :param plan_task_id: the task whose XCom holds the plan (the clusters to sweep come from its options)
         and the job (``keep_endpoint_minutes``).
-    :param pool_task_id: the task whose XCom holds the pool the run ended on (the one to keep).
+    :param pool_task_id: the task whose XCom holds the pool the run ended on (the one to keep): ``train``'s, which
+        is where training finished and the endpoint was deployed, after any recovery.
     :param endpoint_task_id: the task whose XCom says the endpoint served (an endpoint that never did is
         not kept).
     :param delete_timeout_s: how long deletions may take before the run is failed with what is left.
@@ -75,7 +76,7 @@ class TeardownOperator(BaseOperator):
         self,
         *,
         plan_task_id: str = "plan",
-        pool_task_id: str = "wait_node_pool",
+        pool_task_id: str = "train",
         endpoint_task_id: str = "wait_endpoint",
         delete_timeout_s: float = DEFAULT_DELETE_TIMEOUT_S,
         poll_interval_s: float | None = None,

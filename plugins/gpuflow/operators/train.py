@@ -1,35 +1,66 @@
-"""``TrainOperator``: the training pod on the run's GPU pool, through KubernetesPodOperator (deferrable).
+"""``TrainOperator``: the training pod on the run's GPU pool, through KubernetesPodOperator (deferrable), and the
+supervisor that gets capacity again when a spot preemption or a node loss takes the pod away.
 
 Everything that depends on the pool (kubeconfig, node selector, tolerations, accelerator limits) is only
 known at run time, so it is filled in just before the provider's own ``execute`` and again when the task
 resumes from deferral, possibly on another worker.
+
+A recovery: the lost pool segment goes to the cost ledger, the offer to the failover memory (a capacity signal
+for every run); then the run waits, within ``GPUFLOW_REPLACEMENT_WAIT_S``, for the cloud to replace the node
+(EKS and GKE do; AKS spot does not), else deletes that pool and requests the next offer of the plan, and restarts
+training with the same output URI: the trainer resumes from its last checkpoint. Where it stands is kept in the
+state store (``gpuflow.state.training``), so a worker, scheduler or triggerer restart carries it on; the run never
+holds two pools longer than the deletion of the lost one takes, and the teardown sweeps whatever it created.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from gpuflow.clouds.access import kube_config_file
+from gpuflow.clouds.access import kube_config, kube_config_file
 from gpuflow.core import naming
+from gpuflow.core.clouds import traits
+from gpuflow.core.errors import CloudError
 from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
+from gpuflow.core.recovery import Phase, PodView, Recovery, TrainingState, node_loss, recovery_line, where
+from gpuflow.core.settings import replacement_wait_s
+from gpuflow.kube.cluster import api_client, pool_nodes
 from gpuflow.kube.training import training_pod
-from gpuflow.operators.runtime import JOB_NAMESPACE, output_uri, placement_on, run_of
+from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S, create_on_first, no_retry_when_stopped, pool_trigger
+from gpuflow.operators.runtime import JOB_NAMESPACE, placement_on, provisioner, run_of, run_output_uri
+from gpuflow.provisioning import node_lost
+from gpuflow.state.ledger import CostEntry, Ledger
+from gpuflow.state.training import TrainingStates
+from gpuflow.triggers import events
 
 # A GPU node may have to be created and join the cluster before the pod can be scheduled.
 SCHEDULE_TIMEOUT_S = 20 * 60
+DEFAULT_MAX_RECOVERIES = 3
 
 
 class TrainOperator(KubernetesPodOperator):
-    """Run the job's training image on the pool ``wait_node_pool`` made ready.
+    """Run the job's training image on the pool ``wait_node_pool`` made ready, recovering from node losses.
 
-    :param pool_task_id: the task whose XCom describes the ready pool.
-    :param plan_task_id: the task whose XCom holds the validated job.
+    Returns the ``PoolHandoff`` XCom of the pool training finished on (after a recovery, not the first one).
+
+    :param pool_task_id: the task whose XCom describes the ready pool (and fixes the output URI).
+    :param plan_task_id: the task whose XCom holds the validated job and the plan's options.
+    :param ready_timeout_s: how long a pool requested during a recovery may take to become ready.
     """
 
-    def __init__(self, *, pool_task_id: str = "wait_node_pool", plan_task_id: str = "plan", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        pool_task_id: str = "wait_node_pool",
+        plan_task_id: str = "plan",
+        ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("name", "train")
         kwargs.setdefault("namespace", JOB_NAMESPACE)
         kwargs.setdefault("deferrable", True)
@@ -41,22 +72,59 @@ class TrainOperator(KubernetesPodOperator):
         super().__init__(**kwargs)
         self.pool_task_id = pool_task_id
         self.plan_task_id = plan_task_id
+        self.ready_timeout_s = ready_timeout_s
 
     def execute(self, context: Context) -> Any:
-        self._bind_to_pool(context)
-        return super().execute(context)
+        state = self._state(context)
+        if state.phase is not Phase.TRAINING:  # a new try found a recovery under way: carry it on
+            self.log.info("a recovery is under way (%s on %s): waiting for its pool", state.phase, where(state.pool))
+            self._wait_for_pool(state)
+        return self._start(context, state)
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
-        self._bind_to_pool(context)
-        return super().trigger_reentry(context, event)
+        state = self._state(context)
+        pool = PoolHandoff.from_xcom(state.pool)
+        self._bind_to_pool(context, pool)
+        try:
+            super().trigger_reentry(context, event)
+        except AirflowException:
+            why = self._node_loss(pool)
+            if why is None:
+                raise
+            self._recover(context, state, why)
+        if state.recoveries:
+            self.log.info("training finished on %s after %d recovery(ies)", where(state.pool), len(state.recoveries))
+        return state.pool
 
-    def _bind_to_pool(self, context: Context) -> None:
-        ti = context["ti"]
-        pool = PoolHandoff.from_xcom(ti.xcom_pull(task_ids=self.pool_task_id))
-        job = PlanHandoff.from_xcom(ti.xcom_pull(task_ids=self.plan_task_id)).job_fields()
+    def pool_event(self, context: Context, event: dict[str, Any]) -> Any:
+        """The pool a recovery waits for is ready (train on it), or failed or never came back (next offer)."""
+        events.validate(event)
+        state = self._state(context)
+        if event["status"] == events.SUCCESS:
+            state = state.resumed(datetime.now(UTC), _accelerators(state.pool), lost_work_s=0.0)
+            self._save(context, state)
+            self.log.info(recovery_line(state.recoveries[-1], self._max_recoveries(context)))
+            return self._start(context, state)
+        error = events.error_of(event)
+        self.log.warning("node pool %s did not come back: %s", where(state.pool), error)
+        state = state.waiting_on(self._next_offer(context, PoolHandoff.from_xcom(state.pool), error))
+        self._save(context, state)
+        return self._wait_for_pool(state)
+
+    # ---- training ----
+
+    def _start(self, context: Context, state: TrainingState) -> Any:
+        """Train on the state's pool: a new pod (the lost one was deleted), deferring until it ends."""
+        self._bind_to_pool(context, PoolHandoff.from_xcom(state.pool))
+        self._save(context, state)
+        self.pod, self.pod_request_obj = None, None
+        return super().execute(context)
+
+    def _bind_to_pool(self, context: Context, pool: PoolHandoff) -> None:
+        job = self._job(context)
         run = run_of(context)
         self.config_file = kube_config_file(pool.cluster)
-        output = output_uri(job, run, pool.cluster)
+        output = run_output_uri(context, job, self.pool_task_id)
         env = {"DATASET_URI": job["dataset_uri"]} if job["dataset_uri"] else {}
         self.pod_template_dict = training_pod(
             name=f"{job['job_name']}-train",
@@ -70,9 +138,115 @@ class TrainOperator(KubernetesPodOperator):
         )
         self.image = job["training_image"]
         self.log.info(
-            "training %s on %s/%s, writing to %s",
-            job["training_image"],
-            pool.cluster.name,
-            pool.pool.name,
-            output,
+            "training %s on %s/%s, writing to %s", job["training_image"], pool.cluster.name, pool.pool.name, output
         )
+
+    def _node_loss(self, pool: PoolHandoff) -> str | None:
+        """Why the pod's end was its node's doing, from what is left of the pod and the pool's nodes; None if not."""
+        pod = self.pod
+        status = pod.status if pod is not None else None
+        disruption = (
+            next(
+                (c.reason or "DisruptionTarget" for c in (status.conditions or []) if c.type == "DisruptionTarget"),
+                None,
+            )
+            if status is not None
+            else None
+        )
+        view = PodView(
+            gone=pod is None,
+            reason=status.reason if status is not None else None,
+            message=status.message if status is not None else None,
+            disruption=disruption,
+        )
+        nodes = pool_nodes(
+            api_client(kube_config(pool.cluster)), traits(pool.cluster.cloud).pool_label, pool.pool.name, pool.resource
+        )
+        return node_loss(view, nodes, int(pool.choice["nodes"]))
+
+    # ---- recovery ----
+
+    def _recover(self, context: Context, state: TrainingState, why: str) -> NoReturn:
+        """Close the lost segment, then wait for the same pool's node to come back or move to the next offer."""
+        now = datetime.now(UTC)
+        pool = PoolHandoff.from_xcom(state.pool)
+        run = run_of(context)
+        Ledger().record(
+            CostEntry.for_pool(
+                dag_id=run.dag_id,
+                run_id=run.run_id,
+                choice=pool.choice,
+                held_from=datetime.fromisoformat(state.segment_started_at),
+                held_until=now,
+                estimated_usd=0.0,  # the plan's estimate is the run's, on its last segment
+                ended_by=f"preempted: {why}"[:500],
+            )
+        )
+        limit = self._max_recoveries(context)
+        recovery = Recovery(len(state.recoveries) + 1, now.isoformat(), where(state.pool), why, steps_lost=None)
+        self.log.warning(recovery_line(recovery, limit))
+        if recovery.number > limit:
+            self._save(context, state.lost(recovery, Phase.TRAINING, state.pool, now))
+            raise AirflowFailException(
+                f"training lost to a node loss {recovery.number} times (max_recoveries={limit}): {why}. Fix: raise "
+                "max_recoveries, or request on-demand capacity (capacity=on-demand) for a run that must not be "
+                "interrupted"
+            )
+        error = node_lost(pool.choice, why)
+        if traits(pool.cluster.cloud).replaces_lost_nodes:
+            provisioner(context).note(pool.choice, error)
+            state = state.lost(recovery, Phase.REPLACING, state.pool, now)
+            self.log.info("waiting up to %.0fs for %s to replace its lost node", replacement_wait_s(), recovery.where)
+        else:
+            state = state.lost(recovery, Phase.PROVISIONING, self._next_offer(context, pool, error), now)
+        self._save(context, state)
+        self._wait_for_pool(state)
+
+    def _next_offer(self, context: Context, lost: PoolHandoff, error: CloudError) -> dict[str, Any]:
+        """Delete the lost pool (remembering why), then request a pool on the first offer of the plan that no run
+        found short since; returns its ``PoolHandoff`` XCom. Never two pools at once: the deletion comes first."""
+        p = provisioner(context)
+        p.recall()
+        choices = self._choices(context)
+        with no_retry_when_stopped():
+            p.abandon(p.spec_for(lost.choice), lost.choice, error)
+            following = create_on_first(p, choices, range(len(choices)), lost)
+        return following.to_xcom()
+
+    def _wait_for_pool(self, state: TrainingState) -> NoReturn:
+        pool = PoolHandoff.from_xcom(state.pool)
+        timeout_s = replacement_wait_s() if state.phase is Phase.REPLACING else self.ready_timeout_s
+        self.defer(
+            trigger=pool_trigger(self, pool, timeout_s, None),
+            method_name="pool_event",
+            timeout=timedelta(seconds=timeout_s + 60),
+        )
+
+    # ---- state ----
+
+    def _state(self, context: Context) -> TrainingState:
+        """The run's training state; on the first start, the pool ``wait_node_pool`` made ready."""
+        run = run_of(context)
+        found = TrainingStates().load(naming.run_key(run.dag_id, run.run_id))
+        if found is not None:
+            return found
+        first = context["ti"].xcom_pull(task_ids=self.pool_task_id)
+        return TrainingState(pool=first, segment_started_at=PoolHandoff.from_xcom(first).requested_at)
+
+    def _save(self, context: Context, state: TrainingState) -> None:
+        run = run_of(context)
+        TrainingStates().save(naming.run_key(run.dag_id, run.run_id), state, now=datetime.now(UTC))
+
+    def _job(self, context: Context) -> dict[str, Any]:
+        return PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).job_fields()
+
+    def _choices(self, context: Context) -> list[dict[str, Any]]:
+        return PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).choices
+
+    def _max_recoveries(self, context: Context) -> int:
+        return int(self._job(context).get("max_recoveries", DEFAULT_MAX_RECOVERIES))
+
+
+def _accelerators(pool: dict[str, Any]) -> int:
+    choice = pool["choice"]
+    return int(choice["nodes"]) * int(choice["accelerator_count"])

@@ -28,6 +28,7 @@ class CostEntry:
     gpu_hours: float
     cost_usd: float
     estimated_usd: float
+    ended_by: str | None = None  # "teardown", or why the pool was lost mid-run ("preempted: ...")
 
     @classmethod
     def for_pool(
@@ -39,6 +40,7 @@ class CostEntry:
         held_from: datetime,
         held_until: datetime,
         estimated_usd: float,
+        ended_by: str | None = None,
     ) -> CostEntry:
         """GPU-hours actually held x the plan's price for the pool (all nodes, all accelerators)."""
         hours = max(0.0, (held_until - held_from).total_seconds() / 3600)
@@ -58,6 +60,7 @@ class CostEntry:
             gpu_hours=hours * nodes * per_node,
             cost_usd=hours * float(choice["hourly_usd"]),
             estimated_usd=estimated_usd,
+            ended_by=ended_by,
         )
 
     def table(self) -> str:
@@ -68,6 +71,7 @@ class CostEntry:
             ("price", f"{self.hourly_usd:.4f} USD/h"),
             ("actual cost", f"{self.cost_usd:.4f} USD"),
             ("estimate", f"{self.estimated_usd:.4f} USD"),
+            *([("ended by", self.ended_by)] if self.ended_by else []),
         ]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
@@ -78,10 +82,13 @@ class Ledger(StateStore):
         with self.engine.begin() as connection:
             connection.execute(insert(ledger_table), [asdict(entry)])
 
-    def entries(self, dag_id: str | None = None) -> list[CostEntry]:
+    def entries(self, dag_id: str | None = None, run_id: str | None = None) -> list[CostEntry]:
+        """Entries in the order they were recorded, of one DAG or one run when given."""
         query = select(ledger_table).order_by(ledger_table.c.id)
         if dag_id is not None:
             query = query.where(ledger_table.c.dag_id == dag_id)
+        if run_id is not None:
+            query = query.where(ledger_table.c.run_id == run_id)
         with self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
         return [CostEntry(**{k: v for k, v in row.items() if k != "id"}) for row in rows]

@@ -1,5 +1,5 @@
-"""Shared state: the failover memory (offers blocked after stockouts and quota errors), the cost ledger and the
-registry of runs (which run a resource's run label stands for).
+"""Shared state: the failover memory (offers blocked after stockouts and quota errors), the cost ledger, the
+registry of runs (which run a resource's run label stands for) and where each run's training stands.
 
 A SQL database reached through SQLAlchemy (``GPUFLOW_STATE_URL``; default a SQLite file in the
 Airflow home), not Airflow's metadata DB: Airflow 3 tasks may not touch that one. Blocks and costs are only
@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     create_engine,
     delete,
     event,
@@ -71,6 +72,8 @@ ledger_table = Table(
     Column("gpu_hours", Float, nullable=False),
     Column("cost_usd", Float, nullable=False),
     Column("estimated_usd", Float, nullable=False),
+    # Why the pool segment ended: "teardown" for the last one of a run, "preempted: ..." for one lost mid-run.
+    Column("ended_by", String(500)),
 )
 
 
@@ -82,6 +85,17 @@ runs_table = Table(
     Column("dag_id", String(250)),
     Column("run_id", String(250)),
     Column("known_since", DateTime(timezone=True), nullable=False),
+)
+
+
+# Where each run's training stands (``gpuflow.core.recovery.TrainingState`` as JSON): a recovery from a spot
+# preemption spans deferrals, tries and workers, and must survive any of them.
+training_table = Table(
+    "gpuflow_training",
+    metadata,
+    Column("run_key", String(64), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 

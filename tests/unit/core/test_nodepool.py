@@ -19,3 +19,10 @@ def test_joining_while_a_node_is_missing_or_not_ready() -> None:
 def test_unadvertised_when_ready_nodes_offer_fewer_accelerators_than_planned() -> None:
     assert readiness([NodeReport("a", True, 0)], planned_nodes=1, per_node=1) is Readiness.UNADVERTISED
     assert readiness([NodeReport("a", True, 8), NodeReport("b", True, 4)], 2, 8) is Readiness.UNADVERTISED
+
+
+def test_a_cordoned_node_does_not_count_as_ready() -> None:
+    """After a spot notice the node is cordoned and about to go: a recovery waiting for the pool must not train
+    there."""
+    cordoned = NodeReport("a", True, 1, unschedulable=True)
+    assert readiness([cordoned], planned_nodes=1, per_node=1) is Readiness.JOINING

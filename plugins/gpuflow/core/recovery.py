@@ -1,0 +1,158 @@
+"""After a training pod is lost: was it its node (a spot preemption, a node loss) or the training itself, what the
+loss cost, and the state a recovering run keeps so that any worker (after a crash, a restart) can carry it on.
+
+Pure: the operator reads the pod and the pool's nodes from Kubernetes and hands them here as plain data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from gpuflow.core.nodepool import NodeReport
+
+# The reasons Kubernetes gives a pod that ended because its node went, not because its containers failed:
+# kubelet's graceful node shutdown ("Terminated", GKE spot preemption), the node lifecycle controller
+# ("NodeLost"), an eviction by a drain (EKS/AKS spot notices, "Evicted").
+NODE_LOSS_POD_REASONS = frozenset({"Terminated", "NodeLost", "Evicted", "Shutdown", "NodeShutdown"})
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    """What is left to see of the training pod when it failed (``gone``: deleted, as an eviction does)."""
+
+    gone: bool
+    reason: str | None = None
+    message: str | None = None
+    disruption: str | None = None  # the reason of a True ``DisruptionTarget`` condition
+
+
+def node_loss(pod: PodView, nodes: Sequence[NodeReport], expected_nodes: int) -> str | None:
+    """Why the training pod's end was its node's doing (one sentence), or None: its own failure.
+
+    The pod's own status says it when it is still there; an evicted pod is gone, so the pool's nodes speak
+    for it: fewer than planned, cordoned, or not Ready. A pod gone while every node is healthy (a person
+    deleted it) is not a node loss.
+    """
+    if pod.disruption:
+        return f"the pod was disrupted ({pod.disruption}{': ' + pod.message if pod.message else ''})"
+    if pod.reason in NODE_LOSS_POD_REASONS:
+        return f"the pod ended with reason {pod.reason}{': ' + pod.message if pod.message else ''}"
+    cordoned = [n.name for n in nodes if n.unschedulable]
+    if cordoned:
+        return f"node {', '.join(cordoned)} was cordoned and drained (a spot interruption notice)"
+    not_ready = [n.name for n in nodes if not n.ready]
+    if not_ready:
+        return f"node {', '.join(not_ready)} is not Ready (shutting down)"
+    if len(nodes) < expected_nodes:
+        return f"the pool has {len(nodes)} of its {expected_nodes} node(s): a node was removed"
+    return None
+
+
+def steps_lost(*, lost_at: datetime, checkpoint_at: datetime | None, step_seconds: float | None) -> int | None:
+    """At most how many steps since the last checkpoint the loss threw away (None: no progress known)."""
+    if checkpoint_at is None or not step_seconds:
+        return None
+    return max(0, math.floor((lost_at - checkpoint_at).total_seconds() / step_seconds))
+
+
+class Phase(StrEnum):
+    TRAINING = "training"  # the pod runs (or is about to) on ``pool``
+    REPLACING = "replacing"  # waiting, within a bound, for the cloud to replace the pool's lost node
+    PROVISIONING = "provisioning"  # a new pool was requested on the next offer
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """One recovery, as the log line and the cost report show it."""
+
+    number: int
+    lost_at: str  # ISO time the loss was seen
+    where: str  # cloud/region/zone instance (capacity) of the pool lost
+    why: str
+    steps_lost: int | None
+    gpu_hours_lost: float | None = None  # accelerators x (lost work + time to resume), set once resumed
+    resumed_at: str | None = None  # ISO time training restarted
+    resumed_on: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingState:
+    """Where a run's training stands, kept in the state store (not in XCom: a new try of the task clears those).
+
+    ``pool`` is the ``PoolHandoff`` XCom dict of the pool training runs or will run on; ``segment_started_at``
+    when the run started paying for it (the cost ledger's current segment).
+    """
+
+    pool: dict[str, Any]
+    segment_started_at: str
+    phase: Phase = Phase.TRAINING
+    recoveries: tuple[Recovery, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "phase": self.phase.value})
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingState:
+        data = json.loads(text)
+        return cls(
+            pool=data["pool"],
+            segment_started_at=data["segment_started_at"],
+            phase=Phase(data["phase"]),
+            recoveries=tuple(Recovery(**r) for r in data.get("recoveries", ())),
+        )
+
+    def lost(self, recovery: Recovery, phase: Phase, pool: Mapping[str, Any], at: datetime) -> TrainingState:
+        """The state after a loss: waiting for ``pool`` (the same one, or a new one), a new segment from ``at``."""
+        return replace(
+            self,
+            pool=dict(pool),
+            phase=phase,
+            segment_started_at=at.isoformat(),
+            recoveries=(*self.recoveries, recovery),
+        )
+
+    def waiting_on(self, pool: Mapping[str, Any]) -> TrainingState:
+        """A failover while recovering: the next offer's pool replaces the one that failed."""
+        return replace(self, pool=dict(pool), phase=Phase.PROVISIONING)
+
+    def resumed(self, at: datetime, accelerators: int, lost_work_s: float) -> TrainingState:
+        """Training restarts now: the last recovery gets its time to resume and the GPU-hours it cost."""
+        if not self.recoveries or self.recoveries[-1].resumed_at:
+            return replace(self, phase=Phase.TRAINING)
+        last = self.recoveries[-1]
+        waited_s = (at - datetime.fromisoformat(last.lost_at)).total_seconds()
+        done = replace(
+            last,
+            resumed_at=at.isoformat(),
+            resumed_on=where(self.pool),
+            gpu_hours_lost=accelerators * (waited_s + lost_work_s) / 3600,
+        )
+        return replace(self, phase=Phase.TRAINING, recoveries=(*self.recoveries[:-1], done))
+
+
+def where(pool: Mapping[str, Any]) -> str:
+    """``cloud/region/zone instance (capacity)`` of a ``PoolHandoff`` XCom dict, for log lines."""
+    choice = pool["choice"]
+    place = "/".join(str(choice.get(k) or "-") for k in ("cloud", "region", "availability_zone"))
+    return f"{place} {choice['instance_type']} ({choice['capacity_type']})"
+
+
+def recovery_line(recovery: Recovery, limit: int) -> str:
+    """The one log line per recovery."""
+    lost = "unknown" if recovery.steps_lost is None else str(recovery.steps_lost)
+    line = f"recovery {recovery.number}/{limit}: training lost on {recovery.where}: {recovery.why}; steps lost: {lost}"
+    if recovery.resumed_at:
+        waited = (
+            datetime.fromisoformat(recovery.resumed_at) - datetime.fromisoformat(recovery.lost_at)
+        ).total_seconds()
+        line += (
+            f"; resumed on {recovery.resumed_on} after {waited:.0f}s, "
+            f"{recovery.gpu_hours_lost or 0.0:.4f} GPU-hours lost"
+        )
+    return line

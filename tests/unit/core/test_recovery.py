@@ -1,0 +1,111 @@
+"""Telling a node loss from a training failure, what a loss cost, and the state a recovering run keeps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gpuflow.core.nodepool import NodeReport
+from gpuflow.core.recovery import (
+    Phase,
+    PodView,
+    Recovery,
+    TrainingState,
+    node_loss,
+    recovery_line,
+    steps_lost,
+    where,
+)
+
+T0 = datetime(2026, 12, 2, 12, tzinfo=UTC)
+HEALTHY = [NodeReport("n1", ready=True, allocatable=1)]
+
+
+def _pool(cloud: str = "aws", capacity: str = "spot", nodes: int = 1, count: int = 1) -> dict[str, object]:
+    choice = {
+        "cloud": cloud,
+        "region": "us-east-1",
+        "availability_zone": "use1-az1",
+        "instance_type": "g6.xlarge",
+        "capacity_type": capacity,
+        "nodes": nodes,
+        "accelerator_count": count,
+    }
+    return {"choice": choice, "pool": {"name": "p"}}
+
+
+@pytest.mark.parametrize(
+    ("pod", "nodes", "expected"),
+    [
+        # GKE's graceful node shutdown: the pod itself says so.
+        (
+            PodView(
+                gone=False, reason="Terminated", message="Pod was terminated in response to imminent node shutdown."
+            ),
+            HEALTHY,
+            "reason Terminated",
+        ),
+        (PodView(gone=False, disruption="TerminationByKubelet"), HEALTHY, "disrupted (TerminationByKubelet"),
+        # EKS/AKS drain on a spot notice: the pod was evicted (gone), its node cordoned.
+        (PodView(gone=True), [NodeReport("n1", ready=True, allocatable=1, unschedulable=True)], "n1 was cordoned"),
+        (PodView(gone=True), [NodeReport("n1", ready=False, allocatable=1)], "n1 is not Ready"),
+        (PodView(gone=True), [], "0 of its 1 node"),
+    ],
+)
+def test_a_node_loss_is_recognised_from_the_pod_or_the_pool(
+    pod: PodView, nodes: list[NodeReport], expected: str
+) -> None:
+    why = node_loss(pod, nodes, expected_nodes=1)
+    assert why is not None
+    assert expected in why
+
+
+@pytest.mark.parametrize(
+    "pod",
+    [
+        PodView(gone=False, reason=None, message=None),  # the training exited non-zero: its own failure
+        PodView(gone=False, reason="Error"),
+        PodView(gone=True),  # deleted by a person while every node is healthy
+    ],
+)
+def test_a_training_failure_on_healthy_nodes_is_not_a_node_loss(pod: PodView) -> None:
+    assert node_loss(pod, HEALTHY, expected_nodes=1) is None
+
+
+def test_steps_lost_counts_whole_steps_since_the_last_checkpoint() -> None:
+    assert steps_lost(lost_at=T0 + timedelta(seconds=25), checkpoint_at=T0, step_seconds=10.0) == 2
+    assert steps_lost(lost_at=T0, checkpoint_at=T0 + timedelta(seconds=1), step_seconds=10.0) == 0
+    assert steps_lost(lost_at=T0, checkpoint_at=None, step_seconds=10.0) is None
+
+
+def test_state_round_trips_through_json_with_its_recoveries() -> None:
+    recovery = Recovery(1, T0.isoformat(), "aws/us-east-1/use1-az1 g6.xlarge (spot)", "preempted", steps_lost=0)
+    state = TrainingState(pool=_pool(), segment_started_at=T0.isoformat()).lost(recovery, Phase.REPLACING, _pool(), T0)
+    assert TrainingState.from_json(state.to_json()) == state
+    assert state.phase is Phase.REPLACING
+
+
+def test_a_loss_starts_a_new_segment_and_resuming_prices_the_wait() -> None:
+    start = TrainingState(pool=_pool(), segment_started_at=(T0 - timedelta(hours=1)).isoformat())
+    lost_at = T0
+    recovery = Recovery(1, lost_at.isoformat(), where(start.pool), "node gone", steps_lost=1)
+    moved = start.lost(recovery, Phase.PROVISIONING, _pool(cloud="gcp", capacity="on-demand", count=2), lost_at)
+    assert moved.segment_started_at == lost_at.isoformat()
+    resumed = moved.resumed(lost_at + timedelta(minutes=6), accelerators=2, lost_work_s=0.0)
+    last = resumed.recoveries[-1]
+    assert resumed.phase is Phase.TRAINING
+    assert last.resumed_on == "gcp/us-east-1/use1-az1 g6.xlarge (on-demand)"
+    assert last.gpu_hours_lost == pytest.approx(2 * 6 / 60)  # two GPUs idle for six minutes
+    line = recovery_line(last, limit=3)
+    assert line.startswith("recovery 1/3: training lost on aws/us-east-1/use1-az1 g6.xlarge (spot): node gone")
+    assert "resumed on gcp" in line
+    assert "after 360s" in line
+    assert "0.2000 GPU-hours lost" in line
+
+
+def test_resuming_without_a_recovery_only_marks_training() -> None:
+    state = TrainingState(pool=_pool(), segment_started_at=T0.isoformat(), phase=Phase.PROVISIONING)
+    assert state.resumed(T0, accelerators=1, lost_work_s=0.0) == TrainingState(
+        pool=_pool(), segment_started_at=T0.isoformat()
+    )
