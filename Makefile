@@ -25,8 +25,10 @@ $(STAMP): requirements.lock requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# SCENARIO=NAME runs it under include/emulator/scenarios/NAME.yaml (e.g. spot-preemption).
+SCENARIO ?= default
 demo: venv ml-env stores
-	$(BIN)/python -m scripts.demo $(DEMO_ARGS)
+	$(BIN)/python -m scripts.demo --scenario $(SCENARIO) $(DEMO_ARGS)
 
 test: venv ml-env browser stores lint typecheck unit
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import sys
 import time
@@ -26,6 +27,7 @@ from scripts.airflow_stack import AirflowStack, StackError
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".emulator" / "demo"
+SCENARIOS = ROOT / "include" / "emulator" / "scenarios"
 DAG_ID = "gpu_train_and_serve"
 CONF: dict[str, Any] = {
     "accelerator": "L4",
@@ -39,20 +41,21 @@ CONF: dict[str, Any] = {
     "benchmark_rate": 4.0,
 }
 LOG_TAIL_LINES = 40
+RECOVERY_LINE = re.compile(r"recovery \d+/\d+: .*")  # gpuflow.core.recovery.recovery_line
 
 XCom = Callable[[str], Any]
 
 
-def start_emulator(home: Path) -> tuple[Any, Any]:
-    """The emulator with the default config's clusters and runtimes, on free ports, starting the object stores
-    itself, and hiding Airflow's ``home`` from pods; returns it and the stores' settings."""
+def start_emulator(home: Path, scenario_name: str) -> tuple[Any, Any]:
+    """The emulator with the default config's clusters and runtimes under scenario ``scenario_name``, on free ports,
+    starting the object stores itself, and hiding Airflow's ``home`` from pods; returns it and the stores' settings."""
     from gpuflow_emulator.stores import StoresConfig
     from gpuflow_emulator.testing import EmulatorProcess, free_port
 
     default = yaml.safe_load((ROOT / "include" / "emulator" / "default.yaml").read_text())
     scenario = STATE / "scenario.yaml"
     STATE.mkdir(parents=True, exist_ok=True)
-    scenario.write_text((ROOT / "include" / "emulator" / "scenarios" / "default.yaml").read_text())
+    scenario.write_text(scenario_file(scenario_name).read_text())
     clouds = {"aws_port": free_port(), "gcp_port": free_port(), "azure_port": free_port(), "scenario": str(scenario)}
     stores = StoresConfig(free_port(), free_port(), free_port())
     extra = {
@@ -66,6 +69,15 @@ def start_emulator(home: Path) -> tuple[Any, Any]:
         "worker_paths": [str(home)],
     }
     return EmulatorProcess.start(STATE, extra=extra), stores
+
+
+def scenario_file(name: str) -> Path:
+    """``include/emulator/scenarios/NAME.yaml``; an unknown name is an error listing the scenarios there."""
+    path = SCENARIOS / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.yaml")))
+        raise SystemExit(f"SCENARIO={name!r}: no {path.relative_to(ROOT)}; use one of: {known}")
+    return path
 
 
 def api_port(wanted: int) -> int:
@@ -111,7 +123,18 @@ def benchmark_line(bench: dict[str, Any]) -> str:
 
 
 def cost_line(cost: dict[str, Any]) -> str:
-    return f"{cost['cost_usd']:.4f} USD actual vs {cost['estimated_usd']:.4f} USD estimated"
+    line = f"{cost['cost_usd']:.4f} USD actual vs {cost['estimated_usd']:.4f} USD estimated"
+    if cost.get("recoveries"):
+        line += (
+            f"; {cost['segments']} pool segments, {cost['recoveries']} recovery(ies) from preemption cost "
+            f"{cost['gpu_hours_lost']:.4f} GPU-hours ({cost['seconds_lost']:.0f} s without training)"
+        )
+    return line
+
+
+def train_line(pool: dict[str, Any]) -> str:
+    choice = pool["choice"]
+    return f"finished on {choice['cloud']}/{choice['region']} {choice['instance_type']} ({choice['capacity_type']})"
 
 
 def model_line(deployed: dict[str, Any]) -> str:
@@ -125,6 +148,7 @@ def endpoint_line(endpoint: dict[str, Any]) -> str:
 DETAILS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "plan": ("plan", plan_line),
     "wait_node_pool": ("node pool", pool_line),
+    "train": ("training", train_line),
     "deploy_endpoint": ("model", model_line),
     "wait_endpoint": ("endpoint", endpoint_line),
     "smoke_test": ("endpoint says", answer_line),
@@ -159,18 +183,31 @@ def summary(state: str, seconds: float, xcom: XCom, failed: list[str], left: lis
 def follow(airflow: AirflowStack, run_id: str, started: float) -> str:
     """Print each task's state changes, and what a task found as soon as it succeeds; returns the run state."""
 
+    recoveries: set[str] = set()
+
     def progress(ti: dict[str, Any]) -> None:
         task_id, state = ti["task_id"], ti.get("state")
         if state is None:
             return
         took = f" after {ti['duration']:.0f} s" if ti.get("duration") and state in ("success", "failed") else ""
         print(f"[{time.monotonic() - started:6.0f} s] {task_id:<17} {state}{took}", flush=True)
+        if task_id == "train":  # a preemption and its recovery show as state changes of train: say what happened
+            log = airflow.task_log(DAG_ID, run_id, task_id, max(1, ti.get("try_number") or 1))
+            for line in recovery_lines(log):
+                if line not in recoveries:
+                    recoveries.add(line)
+                    print(f"{'':>10} {line}", flush=True)
         if state == "success" and task_id in DETAILS:
             value = airflow.xcom(DAG_ID, run_id, task_id)
             if value:
                 print(f"{'':>10} {DETAILS[task_id][0]}: {detail(task_id, value)}", flush=True)
 
     return airflow.follow(DAG_ID, run_id, on_change=progress, within_s=3600)
+
+
+def recovery_lines(log: str) -> list[str]:
+    """The train task's one line per recovery (``recovery N/M: ...``), without the log prefix."""
+    return [found[0] for found in map(RECOVERY_LINE.search, log.splitlines()) if found]
 
 
 def print_failures(airflow: AirflowStack, run_id: str, failed: list[dict[str, Any]]) -> None:
@@ -184,6 +221,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep-running", action="store_true", help="leave Airflow and the emulator up for the UI")
     parser.add_argument("--port", type=int, default=8080, help="the API server / UI port (default 8080)")
+    parser.add_argument(
+        "--scenario",
+        default="default",
+        help="what the emulated clouds do (include/emulator/scenarios/NAME.yaml), e.g. spot-preemption",
+    )
     args = parser.parse_args()
 
     from gpuflow_emulator.connections import airflow_environment
@@ -193,7 +235,7 @@ def main() -> int:
 
     began = time.monotonic()
     home = Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow"))
-    emulator, stores = start_emulator(home)
+    emulator, stores = start_emulator(home, args.scenario)
     with emulator:
         print(f"==> emulator at {emulator.url}; clouds {emulator.clouds()}", flush=True)
         print(f"==> object stores: S3 {stores.s3_url}, GCS {stores.gcs_url}, Azure {stores.azure_url}", flush=True)

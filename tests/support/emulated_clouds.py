@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,33 @@ FAKE_TRAINING: dict[str, Any] = {
     "training_command": ["python", "-c", FAKE_TRAIN],
 }
 
+# A training of FAKE_STEPS short steps that behaves as the real trainer does where a preemption is concerned: it
+# checkpoints its step after every step, resumes from the checkpoint, and on SIGTERM finishes the step, checkpoints
+# and exits 143. The model's config.json records the step each start began at ("starts"), so a test can tell a
+# resumed training from one restarted from 0.
+FAKE_STEPS = 60
+FAKE_RESUMABLE_TRAIN = f"""
+import json, os, signal, sys, time
+from gpuflow_training import storage
+fs, root = storage.filesystem(os.environ['OUTPUT_URI'])
+state_path = root + '/fake-checkpoint.json'
+state = json.loads(fs.cat_file(state_path)) if fs.exists(state_path) else {{'step': 0, 'starts': []}}
+state['starts'].append(state['step'])
+print('starting at step', state['step'], flush=True)
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+while state['step'] < {FAKE_STEPS}:
+    time.sleep(0.25)
+    state['step'] += 1
+    fs.pipe_file(state_path, json.dumps(state).encode())
+    print('step', state['step'], flush=True)
+    if stop:
+        print('SIGTERM: checkpointed step', state['step'], flush=True)
+        sys.exit(143)
+fs.pipe_file(root + '/model/config.json', json.dumps({{'model_type': 'llama', **state}}).encode())
+"""
+FAKE_RESUMABLE_TRAINING: dict[str, Any] = {**FAKE_TRAINING, "training_command": ["python", "-c", FAKE_RESUMABLE_TRAIN]}
+
 
 def bucket_keys(object_stores: StoresConfig, uri: str) -> list[str]:
     """The object names under ``uri`` (s3://BUCKET/P, gs://BUCKET/P, az://ACCOUNT/CONTAINER/P) in the session's
@@ -62,6 +90,14 @@ def bucket_keys(object_stores: StoresConfig, uri: str) -> list[str]:
     url = f"{object_stores.gcs_url}/storage/v1/b/{bucket}/o?prefix={prefix}"
     with urllib.request.urlopen(url, timeout=10) as response:
         return [item["name"] for item in json.loads(response.read()).get("items", [])]
+
+
+def gcs_object(object_stores: StoresConfig, uri: str) -> bytes:
+    """The content of the object at gs://BUCKET/NAME in the session's fake-gcs-server."""
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    url = f"{object_stores.gcs_url}/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bytes(response.read())
 
 
 def vllm_double_runtime() -> dict[str, Any]:
@@ -105,3 +141,5 @@ def point_airflow_at(
     monkeypatch.setenv("GPUFLOW_STATE_URL", f"sqlite:///{state / 'state.db'}")
     monkeypatch.delenv("GPUFLOW_ARTIFACTS_URI", raising=False)
     monkeypatch.setenv("GPUFLOW_POLL_INTERVAL_S", "0.5")
+    # The scenarios run 20x faster than the clouds: 10 s here are the 200 s a cloud gets to replace a spot node.
+    monkeypatch.setenv("GPUFLOW_REPLACEMENT_WAIT_S", "10")

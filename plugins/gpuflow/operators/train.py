@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import Context
+from airflow.sdk.bases.xcom import BaseXCom
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from gpuflow.clouds.access import kube_config, kube_config_file
@@ -94,6 +95,8 @@ class TrainOperator(KubernetesPodOperator):
             self._recover(context, state, why)
         if state.recoveries:
             self.log.info("training finished on %s after %d recovery(ies)", where(state.pool), len(state.recoveries))
+        # Pushed by hand: KPO's do_xcom_push means an XCom sidecar in the pod, which training does not need.
+        context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=state.pool)
         return state.pool
 
     def pool_event(self, context: Context, event: dict[str, Any]) -> Any:
