@@ -82,6 +82,16 @@ def planning_params(
         "estimated_hours": Param(
             1.0, type="number", exclusiveMinimum=0, title="Estimated hours the pool is held", section=COST
         ),
+        "deadline_hours": Param(
+            None,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            title="Deadline (hours from the start)",
+            description="Training must finish within this many hours of the run's start; more than the estimated "
+            "hours. Spot is planned only on clouds where the time to spare absorbs one more preemption. Empty for "
+            "no deadline.",
+            section=COST,
+        ),
         "spot_allowance": Param(
             DEFAULT_SPOT_ALLOWANCE,
             type="number",
