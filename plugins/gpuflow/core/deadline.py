@@ -100,9 +100,15 @@ class DeadlineDecision:
     capacity: CapacityType
     slack_s: float  # time to the deadline minus the remaining work (negative: already late)
     reason: str
+    on_time: bool = True  # False when even on-demand, started now, finishes after the deadline
 
     def to_dict(self) -> dict[str, Any]:
-        return {"capacity": self.capacity.value, "slack_s": round(self.slack_s, 1), "reason": self.reason}
+        return {
+            "capacity": self.capacity.value,
+            "slack_s": round(self.slack_s, 1),
+            "reason": self.reason,
+            "on_time": self.on_time,
+        }
 
 
 def overheads_for(cloud: str, *, restart_s: float = PLAN_RESTART_S, lost_work_s: float = PLAN_LOST_WORK_S) -> Overheads:
@@ -137,7 +143,7 @@ def _decide(
     slack_s = deadline_s - now_s - remaining_s
     caught = _safety_net(slack_s, deadline_s - now_s, remaining_s, overheads)
     if caught is not None:
-        return DeadlineDecision(CapacityType.ON_DEMAND, slack_s, caught)
+        return caught
     total_s = done_s + remaining_s
     line = now_s / deadline_s  # the share of the work the uniform-progress line expects done by now
     if done_s < line * total_s:
@@ -147,33 +153,38 @@ def _decide(
             f"On-demand: {done_s / total_s:.0%} done is behind the uniform-progress line at {line:.0%} "
             f"({_span(now_s)} of {_span(deadline_s)}); preemptions are costing more time than the deadline allows.",
         )
+    ahead = f", and {done_s / total_s:.0%} done is on or above the uniform-progress line at {line:.0%}" if now_s else ""
     return DeadlineDecision(
         CapacityType.SPOT,
         slack_s,
         f"Spot: {_span(slack_s)} of slack absorbs this start ({_span(overheads.startup_s)}) and one more preemption "
-        f"({_span(overheads.preemption_s)}), and {done_s / total_s:.0%} done is on or above the uniform-progress "
-        f"line at {line:.0%}.",
+        f"({_span(overheads.preemption_s)}){ahead}.",
     )
 
 
-def _safety_net(slack_s: float, time_left_s: float, remaining_s: float, overheads: Overheads) -> str | None:
-    """Why on-demand is the only safe choice with this little slack; None when spot can still afford a preemption."""
+def _safety_net(
+    slack_s: float, time_left_s: float, remaining_s: float, overheads: Overheads
+) -> DeadlineDecision | None:
+    """On-demand, and why, when the slack is too small for spot; None while spot can still afford a preemption."""
     if slack_s < 0:
         left = f"{_span(time_left_s)} to the deadline" if time_left_s > 0 else f"the deadline {_span(-time_left_s)} ago"
-        return (
+        reason = (
             f"Already late: {_span(remaining_s)} of work left and {left} ({_span(-slack_s)} short); on-demand "
             "finishes soonest."
         )
+        return DeadlineDecision(CapacityType.ON_DEMAND, slack_s, reason, on_time=False)
     if slack_s < overheads.startup_s:
-        return (
+        reason = (
             f"Late whatever runs it: {_span(slack_s)} of slack is less than the {_span(overheads.startup_s)} a new "
             "pool takes to start; on-demand finishes soonest."
         )
+        return DeadlineDecision(CapacityType.ON_DEMAND, slack_s, reason, on_time=False)
     if slack_s <= overheads.spot_margin_s:
-        return (
+        reason = (
             f"On-demand: {_span(slack_s)} of slack cannot absorb this start ({_span(overheads.startup_s)}) and one "
             f"more spot preemption ({_span(overheads.preemption_s)}) before the deadline."
         )
+        return DeadlineDecision(CapacityType.ON_DEMAND, slack_s, reason)
     return None
 
 
