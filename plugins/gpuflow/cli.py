@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--max-hourly-usd", help="most the whole pool may cost per hour")
     planner.add_argument("--budget-usd", help="most the whole job may cost over --estimated-hours")
     planner.add_argument("--estimated-hours", help="how long the pool is held (default 1)")
+    planner.add_argument(
+        "--deadline-hours", help="finish within this many hours of the start; spot only where a preemption fits"
+    )
     planner.add_argument("--spot-allowance", help="extra share of GPU-hours budgeted for spot preemption (0.25)")
     planner.add_argument("--max-fallbacks", help="fallback offers to list (default 8)")
     planner.add_argument(

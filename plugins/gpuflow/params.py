@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import Param
 
 from gpuflow.core.clouds import CLOUDS
-from gpuflow.core.job import MAX_KEEP_ENDPOINT_MINUTES
+from gpuflow.core.job import DEFAULT_RECOVERIES, MAX_KEEP_ENDPOINT_MINUTES, MAX_RECOVERIES
 from gpuflow.core.request import DEFAULT_SPOT_ALLOWANCE, MAX_ACCELERATORS_PER_NODE, MAX_NODES, CapacityPreference
 
 WHAT, WHERE, COST, TRAINING, SERVING = "What to run on", "Where", "Cost", "Training", "Serving"
@@ -82,6 +82,16 @@ def planning_params(
         "estimated_hours": Param(
             1.0, type="number", exclusiveMinimum=0, title="Estimated hours the pool is held", section=COST
         ),
+        "deadline_hours": Param(
+            None,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            title="Deadline (hours from the start)",
+            description="Training must finish within this many hours of the run's start; more than the estimated "
+            "hours. Spot is planned only on clouds where the time to spare absorbs one more preemption. Empty for "
+            "no deadline.",
+            section=COST,
+        ),
         "spot_allowance": Param(
             DEFAULT_SPOT_ALLOWANCE,
             type="number",
@@ -129,6 +139,16 @@ def job_params(*, training_image: str, training_command: list[str]) -> dict[str,
                 "Where the trained model is written: s3://, gs://, az://ACCOUNT/CONTAINER; empty for the bucket of "
                 "the cluster the run lands on."
             ),
+            section=TRAINING,
+        ),
+        "max_recoveries": Param(
+            DEFAULT_RECOVERIES,
+            type="integer",
+            minimum=0,
+            maximum=MAX_RECOVERIES,
+            title="Max recoveries",
+            description="How many times a run may get a new pool and resume training from its checkpoint after a spot "
+            "preemption or a lost node; 0 fails the run at the first one.",
             section=TRAINING,
         ),
         "serving_image": Param(

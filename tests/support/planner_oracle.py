@@ -7,7 +7,8 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 
 from gpuflow.core import accelerators, cost
-from gpuflow.core.catalog import Catalog
+from gpuflow.core.catalog import CapacityType, Catalog
+from gpuflow.core.deadline import initial_capacity, overheads_for
 from gpuflow.core.request import PlanRequest
 
 
@@ -29,6 +30,7 @@ def oracle(
                 or accelerators.unsupported_reason(offer.accelerator) is not None
                 or (request.min_memory_gib is not None and (offer.memory_gib or 0) < request.min_memory_gib)
                 or offer.cloud not in request.clouds
+                or (capacity is CapacityType.SPOT and too_tight_for_spot(request, offer.cloud))
                 or not any(fnmatchcase(offer.region, p) for p in request.regions)
                 or (clusters is not None and (offer.cloud, offer.region) not in clusters)
                 or price is None
@@ -44,3 +46,13 @@ def oracle(
             if best is None or (rank, effective) < best:
                 best = (rank, effective)
     return best
+
+
+def too_tight_for_spot(request: PlanRequest, cloud: str) -> bool:
+    """Whether the request's deadline leaves too little slack on ``cloud`` for one more preemption."""
+    if request.deadline_hours is None:
+        return False
+    decision = initial_capacity(
+        deadline_s=request.deadline_hours * 3600, work_s=request.estimated_hours * 3600, overheads=overheads_for(cloud)
+    )
+    return decision.capacity is CapacityType.ON_DEMAND

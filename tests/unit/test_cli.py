@@ -51,3 +51,9 @@ def test_catalog_command_reports_repairs(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["catalog"]) == 0
     report = json.loads(capsys.readouterr().out)["report"]
     assert report["rejected: fractional accelerator (a GPU slice; Kubernetes schedules whole devices)"] > 0
+
+
+def test_a_deadline_shorter_than_the_work_is_an_invalid_request(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["plan", "--accelerator", "L4", "--estimated-hours", "10", "--deadline-hours", "9"]
+    assert main(argv) == EXIT_INVALID
+    assert "deadline_hours=9.0 is invalid: more than estimated_hours=10" in capsys.readouterr().err

@@ -46,6 +46,9 @@ class CloudTraits:
     # The quota an offer counts against, per region and market (spot quotas are separate on all three clouds):
     # a quota refusal blocks what that quota covers, no less (the run would retry it) and no more.
     quota_family: QuotaFamily
+    # Typical seconds from asking for a node pool to its nodes being Ready, each figure with its source below. A
+    # run's deadline policy prices a preemption with it (``gpuflow.core.deadline.overheads_for``).
+    typical_provision_s: float
     # The node label naming an NVIDIA GPU's type, with its value per canonical accelerator; None when absent.
     accelerator_label: str | None = None
     accelerator_label_values: Mapping[str, str] = field(default_factory=dict)
@@ -117,6 +120,10 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             backend="gpuflow.clouds.aws:EksBackend",
             max_disk_gib=16_384,  # an EBS gp3 volume holds at most 16 TiB (EC2 docs, "Amazon EBS volume types")
             quota_family=_ec2_bucket,
+            # CreateNodegroup to ACTIVE, which EKS reports once the group's nodes have joined the cluster: "Creation
+            # complete after 2m50s" in a public run (eu-west-1, CPU nodes; AWS publishes no figure):
+            # https://github.com/umotif-public/terraform-aws-eks-node-group/issues/7
+            typical_provision_s=170,
             # NVIDIA pools get the Bottlerocket NVIDIA AMI, which ships the NVIDIA device plugin; no EKS AMI ships
             # the Neuron one ("Install Kubernetes device plugin for GPUs", EKS user guide).
             device_plugin_addons=frozenset({accelerators.NEURON}),
@@ -140,6 +147,11 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             backend="gpuflow.clouds.gcp:GkeBackend",
             max_disk_gib=61_035,  # a persistent disk holds at most 64 TB = 65,536 GB (Compute Engine docs)
             quota_family=_gpu_type,
+            # A GKE pool's new node, from the resize to the Node's Ready condition: "took 2-3min from scale-up to node
+            # ready", measured in the Kubernetes project's own GKE cluster (Google publishes no figure for a pool):
+            # https://github.com/kubernetes/test-infra/pull/18607 ; the upper end, as creating a pool also makes its
+            # instance group. The cluster autoscaler's FAQ gave 1.5-2 min to boot a GKE node plus up to 30 s to join.
+            typical_provision_s=180,
             accelerator_label="cloud.google.com/gke-accelerator",
             accelerator_label_values=accelerators.GKE_ACCELERATOR_TYPES,
             spot_taint=("cloud.google.com/gke-spot", "true"),
@@ -159,6 +171,11 @@ CLOUD_TRAITS: Mapping[str, CloudTraits] = {
             backend="gpuflow.clouds.azure:AksBackend",
             max_disk_gib=1_907,  # osDiskSizeGB is at most 2,048 GB (the AKS REST API's ContainerServiceOSDisk)
             quota_family=_vm_family,
+            # A new AKS GPU node to Ready (driver and device plugin included): "5-10 min ... is expected" and "~10-11
+            # minutes" observed for Standard_NC96ads_A100_v4, in an answer on Microsoft Q&A (Azure publishes no
+            # figure): https://learn.microsoft.com/en-us/answers/a/12767836 . CPU agent pools took 4 to 9 min to
+            # create in https://github.com/Azure/AKS/issues/1439 .
+            typical_provision_s=600,
             spot_taint=("kubernetes.azure.com/scalesetpriority", "spot"),
             # AKS installs the GPU drivers but not the device plugin (AKS docs, "use-nvidia-gpu"). No AMD plugin is
             # installed yet, so an AMD pool's nodes never advertise amd.com/gpu and the wait fails over.

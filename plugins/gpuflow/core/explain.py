@@ -28,9 +28,23 @@ def format_plan(plan: Plan) -> str:
         + (", ".join(f"{reason}={count}" for reason, count in plan.rejected.items()) or "none"),
         f"catalog: {plan.catalog.source} (sha256 {plan.catalog.sha256}, {plan.catalog.offers} offers "
         f"from {plan.catalog.rows} rows)",
+        *_deadline(plan),
     ]
     lines += [f"warning: {w}" for w in plan.warnings]
     return "\n".join(lines)
+
+
+def _deadline(plan: Plan) -> list[str]:
+    """Per cloud, what the deadline allows and why; which clouds' spot options it left out."""
+    request = plan.request
+    if not plan.deadline:
+        return []
+    wants_spot = CapacityType.SPOT in request.capacity.capacity_types
+    lines = [f"deadline: {request.deadline_hours:g} h from the start for {request.estimated_hours:g} h of work"]
+    for cloud, decision in plan.deadline.items():
+        left_out = wants_spot and decision.capacity is CapacityType.ON_DEMAND
+        lines.append(f"  {cloud}: {decision.reason}" + (" Its spot options are left out." if left_out else ""))
+    return lines
 
 
 def _row(rank: int, choice: Choice, why: str) -> tuple[str, ...]:

@@ -28,6 +28,9 @@ _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 MAX_KEEP_ENDPOINT_MINUTES = 24 * 60
 MAX_BENCHMARK_REQUESTS = 10_000
 MAX_BENCHMARK_RATE = 1_000.0
+# Each recovery buys a new pool and repeats a restart; past a few, the capacity is not there and the run should stop.
+MAX_RECOVERIES = 20
+DEFAULT_RECOVERIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class JobRequest:
     dataset_uri: str = ""
     output_uri: str = ""
     keep_endpoint_minutes: int = 0
+    max_recoveries: int = DEFAULT_RECOVERIES  # new pools a run may get after a spot preemption or a lost node
     serving_image: str = "vllm/vllm-openai:v0.32.0"
     served_model_name: str = "gpuflow-model"
     max_model_len: int | None = None
@@ -67,6 +71,11 @@ class JobRequest:
             require_servable("output_uri", self.output_uri)  # the endpoint serves the model trained there
         if not 0 <= self.keep_endpoint_minutes <= MAX_KEEP_ENDPOINT_MINUTES:
             raise RequestError("keep_endpoint_minutes", self.keep_endpoint_minutes, f"0 to {MAX_KEEP_ENDPOINT_MINUTES}")
+        recoveries = self.max_recoveries
+        if isinstance(recoveries, bool) or not isinstance(recoveries, int) or not 0 <= recoveries <= MAX_RECOVERIES:
+            raise RequestError(
+                "max_recoveries", recoveries, f"an integer from 0 (fail at the first preemption) to {MAX_RECOVERIES}"
+            )
         if len(self.serving_image) > 255 or not _IMAGE.match(self.serving_image):
             raise RequestError(
                 "serving_image", self.serving_image, "an image reference such as vllm/vllm-openai:v0.32.0"
@@ -104,7 +113,7 @@ class JobRequest:
         given = {k: v for k, v in data.items() if k in job_fields and v is not None}
         if "training_command" in given:
             given["training_command"] = _command(given["training_command"])
-        for name in ("keep_endpoint_minutes", "max_model_len", "benchmark_requests"):
+        for name in ("keep_endpoint_minutes", "max_recoveries", "max_model_len", "benchmark_requests"):
             if name in given:
                 given[name] = _integer(name, given[name])
         for name in ("gpu_memory_utilization", "benchmark_rate"):

@@ -8,6 +8,11 @@ Survivors are ranked by the request's capacity order, then effective hourly cost
 preemption allowance), then cloud, region, zone, instance type and accelerator: the same input always
 gives the same plan. A later capacity type keeps a share of the fallbacks (``_share_slots``), so a
 ``spot-then-on-demand`` plan always holds on-demand options when the catalog has any.
+
+A request with ``deadline_hours`` drops the spot options of every cloud where the deadline's slack over
+``estimated_hours`` cannot absorb one more preemption there (``gpuflow.core.deadline.initial_capacity``). They are
+dropped, not ranked after on-demand: as fallbacks they would be bought exactly when on-demand had failed, and one
+preemption then misses the deadline that the run's own supervisor would keep on on-demand.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from itertools import islice
@@ -32,6 +37,7 @@ from gpuflow.core.catalog import (
     PricedOffers,
     RankKey,
 )
+from gpuflow.core.deadline import DeadlineDecision, initial_capacity, overheads_for
 from gpuflow.core.errors import RequestError, UnsatisfiableRequest
 from gpuflow.core.request import Block, PlanRequest
 
@@ -41,6 +47,7 @@ ACCELERATOR_COUNT = "accelerator_count"
 UNSUPPORTED = "unsupported"  # accelerators gpuflow cannot train and serve on (``accelerators.unsupported_reason``)
 MEMORY = "min_memory_gib"
 CLOUD = "clouds"
+DEADLINE = "deadline_hours"  # spot options on a cloud where the deadline cannot absorb a preemption
 REGION = "regions"
 NO_CLUSTER = "no_cluster"
 PRICE_UNKNOWN = "price_unknown"
@@ -53,6 +60,7 @@ FILTERS = (
     UNSUPPORTED,
     MEMORY,
     CLOUD,
+    DEADLINE,
     REGION,
     NO_CLUSTER,
     PRICE_UNKNOWN,
@@ -104,6 +112,7 @@ class Plan:
     rejected: dict[str, int]
     catalog: CatalogInfo
     warnings: tuple[str, ...]
+    deadline: dict[str, DeadlineDecision] = field(default_factory=dict)  # per allowed cloud; empty without one
 
     @property
     def estimated_hourly_usd(self) -> float:
@@ -119,6 +128,7 @@ class Plan:
             "rejected": self.rejected,
             "catalog": self.catalog.to_dict(),
             "warnings": list(self.warnings),
+            "deadline": {cloud: decision.to_dict() for cloud, decision in self.deadline.items()},
             "request": self.request.to_dict(),
         }
 
@@ -159,6 +169,7 @@ def plan(
     if not picked:
         raise UnsatisfiableRequest(funnel.explain(request, wanted, catalog, clusters), funnel.rejected)
     chosen = picked[0]
+    deadline = deadline_decisions(request)
     return Plan(
         request=request,
         chosen=chosen,
@@ -167,8 +178,29 @@ def plan(
         candidates=funnel.passed,
         rejected=funnel.rejected,
         catalog=catalog.info,
-        warnings=_warnings(chosen),
+        warnings=_warnings(chosen) + _late_warning(chosen, deadline),
+        deadline=deadline,
     )
+
+
+def deadline_decisions(request: PlanRequest) -> dict[str, DeadlineDecision]:
+    """What the deadline allows on each allowed cloud before any step, with ``estimated_hours`` as the work."""
+    if request.deadline_hours is None:
+        return {}
+    return {
+        cloud: initial_capacity(
+            deadline_s=request.deadline_hours * 3600,
+            work_s=request.estimated_hours * 3600,
+            overheads=overheads_for(cloud),
+        )
+        for cloud in request.clouds
+    }
+
+
+def _spot_barred(request: PlanRequest) -> frozenset[str]:
+    """The clouds whose spot options the deadline rules out."""
+    decisions = deadline_decisions(request)
+    return frozenset(cloud for cloud, d in decisions.items() if d.capacity is CapacityType.ON_DEMAND)
 
 
 def _share_slots(per_capacity: list[list[Choice]], slots: int) -> list[Choice]:
@@ -231,6 +263,7 @@ def _filter(
         effective = cost.effective_hourly_usd(pool_hourly(price), capacity, request.spot_allowance)
         return cost.estimated_total_usd(effective, request.estimated_hours)
 
+    barred = _spot_barred(request) if capacity is CapacityType.SPOT else frozenset()
     region_ok: dict[str, bool] = {}
     survivors = []
     for group in groups:
@@ -239,6 +272,9 @@ def _filter(
             continue
         if group.cloud not in request.clouds:
             funnel.drop(CLOUD, group.size)
+            continue
+        if group.cloud in barred:
+            funnel.drop(DEADLINE, group.size)
             continue
         if group.region not in region_ok:
             region_ok[group.region] = request.allows_region(group.region)
@@ -312,6 +348,14 @@ def _spread(
         streams = [stream for _, stream in heads]
 
 
+def _late_warning(chosen: Choice, deadline: dict[str, DeadlineDecision]) -> tuple[str, ...]:
+    """A deadline the chosen option's cloud cannot meet even on on-demand is planned for, but said."""
+    decision = deadline.get(chosen.offer.cloud)
+    if decision is None or decision.on_time:
+        return ()
+    return (f"deadline_hours is likely missed on {chosen.offer.cloud}: {decision.reason}",)
+
+
 def _warnings(chosen: Choice) -> tuple[str, ...]:
     if SUSPECT_PRICE_TIER not in chosen.offer.flags:
         return ()
@@ -371,6 +415,8 @@ class _Funnel:
         }
         if last in messages:
             return messages[last]
+        if last == DEADLINE:
+            return f"{what} but {_too_tight(request)}"
         if last == MAX_HOURLY:
             return (
                 f"{what} but all cost more than max_hourly_usd={request.max_hourly_usd:g}; "
@@ -380,6 +426,19 @@ class _Funnel:
             f"{what} but all exceed budget_usd={request.budget_usd:g} over "
             f"estimated_hours={request.estimated_hours:g}; cheapest estimate is {self.cheapest[BUDGET]:.2f}"
         )
+
+
+def _too_tight(request: PlanRequest) -> str:
+    """Why the deadline left no spot option, with each cloud's margin, and what to change."""
+    spare = (request.deadline_hours or 0.0) - request.estimated_hours
+    margins = ", ".join(
+        f"{cloud} {overheads_for(cloud).spot_margin_s / 60:.0f} min" for cloud in sorted(_spot_barred(request))
+    )
+    return (
+        f"deadline_hours={request.deadline_hours:g} leaves {spare * 60:.0f} min beyond estimated_hours="
+        f"{request.estimated_hours:g}, less than spot needs to absorb one more preemption ({margins}); allow "
+        "on-demand (capacity=spot-then-on-demand) or set a later deadline"
+    )
 
 
 def _unsupported(wanted: set[str]) -> str:

@@ -22,6 +22,7 @@ from gpuflow.core.errors import RequestError
 MAX_ACCELERATORS_PER_NODE = 16
 MAX_NODES = 64
 MAX_FALLBACKS = 32
+MAX_HOURS = 24 * 365
 # Spot nodes get preempted; the work since the last checkpoint and the time to get a new node are paid
 # again. 25% extra GPU-hours is a conservative allowance for checkpointing every ~15 minutes under the
 # interruption rates the clouds publish (mostly under 10% of nodes per hour). Override per request.
@@ -140,6 +141,7 @@ class PlanRequest:
     max_hourly_usd: float | None = None
     budget_usd: float | None = None
     estimated_hours: float = 1.0
+    deadline_hours: float | None = None  # hours from the run's start within which training must finish
     spot_allowance: float = DEFAULT_SPOT_ALLOWANCE
     max_fallbacks: int = 8
     blocked: tuple[Block, ...] = field(default=())
@@ -163,7 +165,8 @@ class PlanRequest:
             )
         _check_range("max_hourly_usd", self.max_hourly_usd, 0.01, 100_000, optional=True)
         _check_range("budget_usd", self.budget_usd, 0.01, 10_000_000, optional=True)
-        _check_range("estimated_hours", self.estimated_hours, 0.01, 24 * 365)
+        _check_range("estimated_hours", self.estimated_hours, 0.01, MAX_HOURS)
+        _check_deadline(self.deadline_hours, self.estimated_hours)
         _check_range("spot_allowance", self.spot_allowance, 0, 5)
 
     @classmethod
@@ -261,6 +264,7 @@ _COERCE = {
     "max_hourly_usd": _to_float,
     "budget_usd": _to_float,
     "estimated_hours": _to_float,
+    "deadline_hours": _to_float,
     "spot_allowance": _to_float,
     "max_fallbacks": _to_int,
     "blocked": _to_blocks,
@@ -270,6 +274,18 @@ _COERCE = {
 def _check_int(name: str, value: int, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise RequestError(name, value, f"an integer from {low} to {high}")
+
+
+def _check_deadline(deadline_hours: float | None, estimated_hours: float) -> None:
+    """A deadline must leave room for the work it bounds; how much more spot needs is the planner's call."""
+    _check_range("deadline_hours", deadline_hours, 0.01, MAX_HOURS, optional=True)
+    if deadline_hours is not None and deadline_hours <= estimated_hours:
+        raise RequestError(
+            "deadline_hours",
+            deadline_hours,
+            f"more than estimated_hours={estimated_hours:g}, the work that must fit before it (with time to get a "
+            "node pool); set a later deadline, a smaller estimate, or no deadline",
+        )
 
 
 def _check_range(name: str, value: float | None, low: float, high: float, *, optional: bool = False) -> None:

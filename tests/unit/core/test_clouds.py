@@ -39,6 +39,7 @@ def test_every_record_is_complete(facts: CloudTraits) -> None:
         key, value = facts.spot_taint
         assert LABEL_KEY.match(key)
         assert value
+    assert 60 <= facts.typical_provision_s <= 3600  # a pool takes minutes to come up, never seconds or hours
 
 
 @pytest.mark.parametrize("facts", CLOUD_TRAITS.values(), ids=CLOUDS)

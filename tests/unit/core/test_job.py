@@ -20,6 +20,10 @@ BASE: dict[str, Any] = {"accelerator": "L4"}
         ("training_command", ["python", ""], "a non-empty list of arguments"),
         ("dataset_uri", "ftp://host/data", "an absolute path or a URI"),
         ("keep_endpoint_minutes", 24 * 60 + 1, "0 to 1440"),
+        ("max_recoveries", 21, "an integer from 0 (fail at the first preemption) to 20"),
+        ("max_recoveries", -1, "an integer from 0"),
+        ("max_recoveries", "three", "an integer"),
+        ("max_recoveries", True, "an integer"),
         ("benchmark_rate", 0.0, "requests per second"),
         ("hf_token_conn_id", "gpuflow_azure", "starting with 'hf_'"),
         ("hf_token_conn_id", "hf_has space", "starting with 'hf_'"),
@@ -50,3 +54,9 @@ def test_an_output_uri_the_endpoint_cannot_serve_from_is_refused_before_training
     assert str(error.value).startswith(f"output_uri={uri!r} is invalid: ")
     assert "az://ACCOUNT/CONTAINER/PATH" in error.value.expected
     assert JobRequest.from_mapping({**BASE, "dataset_uri": uri}).dataset_uri == uri  # training reads any fsspec URI
+
+
+def test_a_run_recovers_three_times_unless_told_otherwise() -> None:
+    assert JobRequest.from_mapping(BASE).max_recoveries == 3
+    assert JobRequest.from_mapping({**BASE, "max_recoveries": "0"}).max_recoveries == 0
+    assert JobRequest.from_mapping({**BASE, "max_recoveries": 20}).fields()["max_recoveries"] == 20

@@ -10,6 +10,7 @@ import pytest
 
 from gpuflow.core.catalog import CapacityType, Catalog
 from gpuflow.core.errors import RequestError, UnsatisfiableRequest
+from gpuflow.core.explain import format_plan
 from gpuflow.core.planner import Choice, Plan, plan
 from gpuflow.core.request import Block, CapacityPreference, PlanRequest
 
@@ -222,3 +223,81 @@ def test_when_every_option_fits_the_list_is_every_spot_option_then_every_on_dema
 
     assert len(options(spot)) + len(options(on_demand)) <= 33
     assert options(mixed) == options(spot) + options(on_demand)
+
+
+def _kinds(result: Plan) -> set[tuple[str, CapacityType]]:
+    return {(c.offer.cloud, c.capacity_type) for c in (result.chosen, *result.fallbacks)}
+
+
+def test_a_deadline_too_tight_for_a_preemption_plans_on_demand_and_says_why(catalog: Catalog) -> None:
+    """12 minutes to spare over 10 hours of work: one preemption (23 min or more with a new pool) would miss it."""
+    request = PlanRequest.from_mapping(
+        {"accelerator": "L4", "capacity": "spot-then-on-demand", "estimated_hours": 10, "deadline_hours": 10.2}
+    )
+    result = plan(request, catalog, now=NOW)
+    assert {kind for _, kind in _kinds(result)} == {CapacityType.ON_DEMAND}
+    assert result.rejected["deadline_hours"] > 0
+    assert {cloud: d.capacity for cloud, d in result.deadline.items()} == dict.fromkeys(
+        ("aws", "gcp", "azure"), CapacityType.ON_DEMAND
+    )
+    assert result.to_dict()["deadline"]["aws"]["slack_s"] == 720
+    assert (
+        "  aws: On-demand: 12 min of slack cannot absorb this start (8 min) and one more spot preemption (23 min) "
+        "before the deadline. Its spot options are left out." in format_plan(result)
+    )
+
+
+def test_a_loose_deadline_keeps_the_spot_plan(catalog: Catalog) -> None:
+    request = PlanRequest.from_mapping({"accelerator": "L4", "capacity": "spot-then-on-demand", "estimated_hours": 10})
+    without = plan(request, catalog, now=NOW)
+    loose = plan(dataclasses.replace(request, deadline_hours=14), catalog, now=NOW)
+    assert loose.chosen == without.chosen
+    assert loose.fallbacks == without.fallbacks
+    assert loose.chosen.capacity_type is CapacityType.SPOT
+    assert "deadline_hours" not in loose.rejected
+    assert format_plan(loose).count(": Spot: 4.0 h of slack absorbs this start") == 3  # one line per cloud
+
+
+def test_without_a_deadline_the_plan_has_no_deadline_part(catalog: Catalog) -> None:
+    result = plan(PlanRequest(accelerator="L4", capacity=CapacityPreference.SPOT), catalog, now=NOW)
+    assert result.deadline == {}
+    assert result.to_dict()["deadline"] == {}
+    assert "\ndeadline:" not in format_plan(result)
+
+
+def test_a_deadline_drops_spot_only_where_that_clouds_provisioning_makes_it_too_tight(catalog: Catalog) -> None:
+    """36 minutes to spare: enough on EKS and GKE (31 min), not on AKS, whose GPU nodes take about 10 min to come."""
+    request = PlanRequest.from_mapping(
+        {
+            "accelerator": "A100-80GB",
+            "count": 8,
+            "capacity": "spot-then-on-demand",
+            "estimated_hours": 10,
+            "deadline_hours": 10.6,
+            "max_fallbacks": 32,
+        }
+    )
+    kinds = _kinds(plan(request, catalog, now=NOW))
+    assert ("azure", CapacityType.SPOT) not in kinds
+    assert {("aws", CapacityType.SPOT), ("gcp", CapacityType.SPOT)} & kinds
+
+
+def test_a_spot_only_request_with_a_too_tight_deadline_says_what_to_change(catalog: Catalog) -> None:
+    request = PlanRequest(
+        accelerator="H100", count=8, capacity=CapacityPreference.SPOT, estimated_hours=10, deadline_hours=10.4
+    )
+    with pytest.raises(UnsatisfiableRequest) as info:
+        plan(request, catalog, now=NOW)
+    assert str(info.value) == (
+        "80 offers match H100x8 but deadline_hours=10.4 leaves 24 min beyond estimated_hours=10, less than spot "
+        "needs to absorb one more preemption (aws 31 min, azure 45 min, gcp 31 min); allow on-demand "
+        "(capacity=spot-then-on-demand) or set a later deadline"
+    )
+
+
+def test_a_deadline_even_on_demand_misses_is_planned_with_a_warning(catalog: Catalog) -> None:
+    request = PlanRequest(accelerator="L4", estimated_hours=10, deadline_hours=10.05)  # 3 minutes to spare
+    result = plan(request, catalog, now=NOW)
+    assert result.chosen.capacity_type is CapacityType.ON_DEMAND
+    assert not result.deadline[result.chosen.offer.cloud].on_time
+    assert result.warnings[-1].startswith(f"deadline_hours is likely missed on {result.chosen.offer.cloud}: Late")

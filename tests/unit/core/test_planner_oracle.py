@@ -39,12 +39,19 @@ shape = st.one_of(
 )
 
 
-def build(what: tuple[tuple[tuple[str | None, int], float | None], int | None], **fields: object) -> PlanRequest:
+def build(
+    what: tuple[tuple[tuple[str | None, int], float | None], int | None],
+    spare_hours: float | None,
+    **fields: object,
+) -> PlanRequest:
     ((accelerator, offered_count), min_memory), count = what
+    estimated = fields["estimated_hours"]
+    assert isinstance(estimated, float)
     return PlanRequest(
         accelerator=accelerator,
         min_memory_gib=min_memory,
         count=count or offered_count,
+        deadline_hours=None if spare_hours is None else estimated + spare_hours,
         **fields,  # type: ignore[arg-type]
     )
 
@@ -52,6 +59,7 @@ def build(what: tuple[tuple[tuple[str | None, int], float | None], int | None], 
 requests = st.builds(
     build,
     shape,
+    st.one_of(st.none(), st.none(), st.floats(0.01, 2)),  # hours a deadline leaves beyond the estimate
     nodes=st.integers(1, 4),
     capacity=st.sampled_from(list(CapacityPreference)),
     clouds=st.lists(st.sampled_from(CLOUDS), min_size=1, max_size=3, unique=True).map(tuple),

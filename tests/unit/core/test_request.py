@@ -22,6 +22,15 @@ from gpuflow.core.request import Block, CapacityPreference, PlanRequest
         ({"accelerator": "H100", "max_hourly_usd": -1}, "max_hourly_usd", "a number from"),
         ({"accelerator": "H100", "budget_usd": "lots"}, "budget_usd", "a number"),
         ({"accelerator": "H100", "estimated_hours": float("nan")}, "estimated_hours", "finite"),
+        ({"accelerator": "H100", "deadline_hours": "tomorrow"}, "deadline_hours", "a number"),
+        ({"accelerator": "H100", "deadline_hours": 0}, "deadline_hours", "a number from 0.01"),
+        (
+            {"accelerator": "H100", "estimated_hours": 10, "deadline_hours": 8},
+            "deadline_hours",
+            "more than estimated_hours=10, the work that must fit before it (with time to get a node pool); set a "
+            "later deadline, a smaller estimate, or no deadline",
+        ),
+        ({"accelerator": "H100", "estimated_hours": 10, "deadline_hours": 10}, "deadline_hours", "more than"),
         ({"accelerator": "H100", "gpus": 8}, "gpus", "not a request field"),
         ({}, "accelerator", "min_memory_gib"),
         ({"accelerator": "H100", "blocked": ["oracle/us"]}, "blocked.cloud", "aws, gcp, azure"),
@@ -62,5 +71,17 @@ def test_block_strings_are_wildcard_records() -> None:
 
 
 def test_request_round_trips_through_its_dict() -> None:
-    request = PlanRequest(accelerator="H100", count=8, blocked=(Block("gcp", capacity_type=CapacityType.SPOT),))
+    request = PlanRequest(
+        accelerator="H100",
+        count=8,
+        deadline_hours=12.5,
+        blocked=(Block("gcp", capacity_type=CapacityType.SPOT),),
+    )
+    assert request.to_dict()["deadline_hours"] == 12.5
     assert PlanRequest.from_mapping(request.to_dict()) == request
+
+
+def test_a_deadline_is_optional_and_read_from_loose_input() -> None:
+    assert PlanRequest(accelerator="H100").deadline_hours is None
+    request = PlanRequest.from_mapping({"accelerator": "H100", "estimated_hours": "4", "deadline_hours": "6.5"})
+    assert request.deadline_hours == 6.5
