@@ -19,14 +19,16 @@ def node(name: str, *, cordoned: bool = False, taints: list[dict[str, str]] | No
 
 
 def test_the_scheduler_places_nothing_on_a_cordoned_node() -> None:
-    pod = {"spec": {"containers": []}}
+    pod: dict[str, Any] = {"spec": {"containers": []}}
     refused = place(pod, [node("a", cordoned=True)], {})
     assert refused.message == "0/1 nodes are available: 1 node(s) were unschedulable."
     assert place(pod, [node("a", cordoned=True), node("b")], {}).node == "b"
 
 
 def test_a_pod_tolerating_the_unschedulable_taint_may_land_on_a_cordoned_node() -> None:
-    tolerant = {"spec": {"containers": [], "tolerations": [{"key": UNSCHEDULABLE_TAINT["key"], "operator": "Exists"}]}}
+    tolerant: dict[str, Any] = {
+        "spec": {"containers": [], "tolerations": [{"key": UNSCHEDULABLE_TAINT["key"], "operator": "Exists"}]}
+    }
     assert place(tolerant, [node("a", cordoned=True)], {}).node == "a"
 
 
