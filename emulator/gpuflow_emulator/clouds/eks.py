@@ -73,7 +73,7 @@ TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER
 INTERRUPTION = Interruption(
     notice_seconds=120,
     after=AfterPreemption.REPLACE,
-    source="https://docs.aws.amazon.com/eks/latest/userguide/managed-node-groups.html",
+    source="https://docs.aws.amazon.com/eks/latest/userguide/managed-node-groups.html#managed-node-group-capacity-types-spot",
 )
 _REGION = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/eks/")
 
