@@ -23,6 +23,7 @@ from gpuflow_emulator.deployments import DeploymentController
 from gpuflow_emulator.device_plugins import DevicePlugins
 from gpuflow_emulator.events import EventRecorder
 from gpuflow_emulator.kubelet import TERMINAL_PHASES, Kubelet
+from gpuflow_emulator.node_disruption import NodeDisruption
 from gpuflow_emulator.resources import RESOURCES, by_kind
 from gpuflow_emulator.scheduler import place
 from gpuflow_emulator.store import Obj, Store
@@ -44,6 +45,7 @@ class Cluster:
         self._deployments = DeploymentController(self.store, self.delete_pod)
         self._daemonsets = DaemonSetController(self.store, self.delete_pod)
         self._device_plugins = DevicePlugins(self.store, config)
+        self.disruption = NodeDisruption(self.store, self.events, self.kubelet, self.delete_pod)
         self._unschedulable: dict[str, str] = {}
         self._dirty = asyncio.Event()
         self.store.subscribe(lambda _change: self._dirty.set())
@@ -146,6 +148,16 @@ class Cluster:
         self.store.delete(NODES, "", name)
         self._device_plugins.forget(name)
         log.info("cluster %s: node %s removed (%s)", self.name, name, reason)
+
+    async def delete_node(self, name: str) -> None:
+        """Delete the Node and every pod bound to it at once (a controller that knows the machine was replaced does
+        so: nothing there is running any more); a process still running there is killed first."""
+        await self.kubelet.lose_node(name, "NodeLost", f"Node {name} was deleted")
+        for pod in self.store.list(PODS, None, lambda p: p["spec"].get("nodeName") == name):
+            self.store.delete(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        self.store.delete(NODES, "", name)
+        self._device_plugins.forget(name)
+        log.info("cluster %s: node %s deleted with its pods", self.name, name)
 
     # ---- deletion ----
 

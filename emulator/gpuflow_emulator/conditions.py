@@ -7,10 +7,11 @@ from typing import Any
 from gpuflow_emulator.timeutil import now_iso
 
 
-def set_condition(status: dict[str, Any], kind: str, value: bool, reason: str = "", message: str = "") -> None:
+def set_condition(status: dict[str, Any], kind: str, value: bool | None, reason: str = "", message: str = "") -> None:
+    """Set condition `kind` to True, False or (None) Unknown, as a controller that cannot tell reports it."""
     conditions: list[dict[str, Any]] = status.setdefault("conditions", [])
     current = next((c for c in conditions if c["type"] == kind), None)
-    flag = "True" if value else "False"
+    flag = "Unknown" if value is None else "True" if value else "False"
     if current is None:
         current = {"type": kind}
         conditions.append(current)

@@ -62,6 +62,12 @@ PYTHON_VARIABLE = "GPUFLOW_EMULATOR_PYTHON"
 PROJECT_VARIABLE = "GPUFLOW_PROJECT_DIR"
 
 
+def project_dir() -> Path:
+    """The project checkout: $GPUFLOW_PROJECT_DIR, else the one this package sits in (scenario trace files
+    resolve against it, as they are written from the repository root: include/traces/...)."""
+    return Path(os.environ.get(PROJECT_VARIABLE) or Path(__file__).resolve().parents[2])
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     name: str
@@ -248,7 +254,7 @@ def _auth(raw: dict[str, Any] | None) -> AuthConfig:
 def parse(raw: dict[str, Any], base_dir: Path) -> EmulatorConfig:
     """Build the config from parsed YAML; relative directories are relative to the config file."""
     os.environ.setdefault(PYTHON_VARIABLE, sys.executable)
-    os.environ.setdefault(PROJECT_VARIABLE, str(Path(__file__).resolve().parents[2]))
+    os.environ.setdefault(PROJECT_VARIABLE, str(project_dir()))
     clusters = [
         ClusterSpec(name=c["name"], nodes=[_node(n) for n in c.get("nodes") or []], cloud=_identity(c.get("cloud")))
         for c in raw.get("clusters") or []

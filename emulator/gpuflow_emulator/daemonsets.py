@@ -1,11 +1,14 @@
 """DaemonSet controller: one pod of the template on every node the template selects and tolerates.
 
-A node is eligible when its labels satisfy the template's nodeSelector and required node affinity and the
+A node gets a pod when its labels satisfy the template's nodeSelector and required node affinity and the
 template tolerates its NoSchedule/NoExecute taints: the scheduler's own filters (`scheduler`), as the real
-controller runs them. Pods are bound to their node when created (the controller's behaviour before
-Kubernetes 1.12; it now pins them with a `metadata.name` node affinity and lets the scheduler bind them), and
-they request no accelerators. A pod that ended, or whose node left or stopped being eligible, is deleted; a
-node without a live pod gets a new one. Deleting the DaemonSet deletes its pods.
+controller runs them, with the tolerations the controller adds to every daemon pod (`DAEMON_TOLERATIONS`, so a
+cordoned node keeps its daemons). A pod already there keeps running unless a NoExecute taint it does not
+tolerate appears (`daemon_controller.go` NodeShouldRunDaemonPod: should run vs. should continue running).
+Pods are bound to their node when created (the controller's behaviour before Kubernetes 1.12; it now pins them
+with a `metadata.name` node affinity and lets the scheduler bind them), and they request no accelerators. A
+pod that ended, or whose node left or no longer keeps it, is deleted; a node without a live pod that should
+run one gets a new one. Deleting the DaemonSet deletes its pods.
 """
 
 from __future__ import annotations
@@ -23,12 +26,33 @@ from gpuflow_emulator.store import Obj, Store
 DAEMONSETS, PODS, NODES = by_kind("DaemonSet"), by_kind("Pod"), by_kind("Node")
 HASH_LABEL = "controller-revision-hash"
 TERMINAL_PHASES = ("Succeeded", "Failed")
+# Added to every daemon pod so node problems and cordons do not evict it (kubernetes/kubernetes
+# pkg/controller/daemon/util/daemonset_util.go AddOrUpdateDaemonPodTolerations; network-unavailable, added only
+# to hostNetwork pods, is left out: emulated nodes never carry it).
+DAEMON_TOLERATIONS = [
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
+]
 
 
-def eligible(template: Obj, node: Obj) -> bool:
-    """Whether a DaemonSet whose pod template is `template` runs a pod on `node`."""
-    pod = {"spec": template.get("spec") or {}}
-    return matches_node_selection(pod, node["metadata"].get("labels") or {}) and untolerated_taint(pod, node) is None
+def daemon_spec(template: Obj) -> Obj:
+    """The template's pod spec with the daemon tolerations added (those it already has are kept once)."""
+    spec = copy.deepcopy(template.get("spec") or {})
+    tolerations = spec.get("tolerations") or []
+    spec["tolerations"] = tolerations + [t for t in DAEMON_TOLERATIONS if t not in tolerations]
+    return spec
+
+
+def eligible(template: Obj, node: Obj, effects: tuple[str, ...] = ("NoSchedule", "NoExecute")) -> bool:
+    """Whether a DaemonSet whose pod template is `template` runs a pod on `node`; with ``effects=("NoExecute",)``,
+    whether a pod already there keeps running."""
+    pod = {"spec": daemon_spec(template)}
+    labels = node["metadata"].get("labels") or {}
+    return matches_node_selection(pod, labels) and untolerated_taint(pod, node, effects) is None
 
 
 class DaemonSetController:
@@ -54,6 +78,7 @@ class DaemonSetController:
     def _sync_one(self, daemonset: Obj, nodes: list[Obj]) -> None:
         meta, template = daemonset["metadata"], daemonset["spec"]["template"]
         wanted = {n["metadata"]["name"] for n in nodes if eligible(template, n)}
+        kept = {n["metadata"]["name"] for n in nodes if eligible(template, n, ("NoExecute",))}
         owned = self._store.list(
             PODS,
             meta["namespace"],
@@ -63,7 +88,7 @@ class DaemonSetController:
         for pod in owned:
             node = pod["spec"].get("nodeName", "")
             ended = pod["status"].get("phase") in TERMINAL_PHASES
-            if ended or node not in wanted or node in live:
+            if ended or node not in kept or node in live:
                 self._delete(pod)
             elif "deletionTimestamp" not in pod["metadata"]:
                 live[node] = pod
@@ -90,7 +115,7 @@ class DaemonSetController:
                     }
                 ],
             },
-            "spec": {**template["spec"], "nodeName": node},
+            "spec": {**daemon_spec(template), "nodeName": node},
         }
         self._store.create(PODS, meta["namespace"], admit(PODS, pod))
 

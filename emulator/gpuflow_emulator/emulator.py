@@ -5,6 +5,11 @@ Interface for the cloud half, to be called inside the emulator's event loop:
     emulator.add_node(cluster, name, labels=None, taints=None, allocatable=None, devices=None) -> dict  # Node
     await emulator.remove_node(cluster, name, reason="NodeLost", message="")
     emulator.relabel_node(cluster, name, labels, removed=())
+    emulator.cordon_node(cluster, name, taints=())
+    emulator.drain_node(cluster, name, within) -> ["namespace/pod", ...]
+    await emulator.shut_down_node(cluster, name, windows=(ordinary_seconds, critical_seconds))
+    emulator.mark_node_unreachable(cluster, name)
+    await emulator.delete_node(cluster, name)
 
 `add_node` registers a Ready node; `allocatable` holds extended resources such as
 {"nvidia.com/gpu": "8"}, advertised at once; `devices`, in the same form, are accelerators the node
@@ -12,6 +17,9 @@ advertises only while their device plugin runs Ready on it (see `device_plugins`
 like {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}. `remove_node` fails the
 pods running there with phase Failed and status.reason `reason` (Deployment pods are then recreated
 elsewhere or stay Pending), then deletes the Node. Unknown clusters or nodes raise ApiError (404), a duplicate node 409.
+`cordon_node`, `drain_node`, `shut_down_node` and `mark_node_unreachable` take a node out of service as Kubernetes
+does (see `node_disruption`); `delete_node` deletes a Node and its pods at once, for a machine replaced under
+the same name.
 """
 
 from __future__ import annotations
@@ -108,6 +116,21 @@ class Emulator:
             current.update(labels)
 
         return self.cluster(cluster).store.mutate(NODES, "", name, change)
+
+    def cordon_node(self, cluster: str, name: str, taints: Iterable[dict[str, str]] = ()) -> None:
+        self.cluster(cluster).disruption.cordon(name, taints)
+
+    def drain_node(self, cluster: str, name: str, within: float) -> list[str]:
+        return self.cluster(cluster).disruption.drain(name, within)
+
+    async def shut_down_node(self, cluster: str, name: str, windows: tuple[float, float]) -> None:
+        await self.cluster(cluster).disruption.shut_down(name, windows)
+
+    def mark_node_unreachable(self, cluster: str, name: str) -> None:
+        self.cluster(cluster).disruption.unreachable(name)
+
+    async def delete_node(self, cluster: str, name: str) -> None:
+        await self.cluster(cluster).delete_node(name)
 
     def record_node_event(self, cluster: str, node: str, event_type: str, reason: str, message: str) -> None:
         """An event on a Node, as a cloud's node controller posts one (e.g. a spot interruption notice)."""

@@ -52,9 +52,19 @@ class Kubelet:
         log.info("pod %s/%s deleted", meta["namespace"], meta["name"])
         self._terminating.pop(meta["uid"], None)
 
+    def _running_on(self, node: str) -> list[PodWorker]:
+        return [w for w in self._workers.values() if w.node == node and w.phase not in TERMINAL_PHASES]
+
     async def lose_node(self, node: str, reason: str, message: str) -> None:
-        workers = [w for w in self._workers.values() if w.node == node and w.phase not in TERMINAL_PHASES]
-        await asyncio.gather(*(w.lose_node(reason, message) for w in workers))
+        await asyncio.gather(*(w.lose_node(reason, message) for w in self._running_on(node)))
+
+    async def shut_down_node(self, node: str, windows: tuple[float, float], reason: str, message: str) -> None:
+        """Graceful node shutdown, as the kubelet's shutdown manager runs it: ordinary pods first, then critical ones,
+        each group within its window (seconds); a pod whose own grace period is shorter gets that."""
+        workers = self._running_on(node)
+        groups = ([w for w in workers if not w.critical], [w for w in workers if w.critical])
+        for group, window in zip(groups, windows, strict=True):
+            await asyncio.gather(*(w.shut_down(min(w.grace_seconds, window), reason, message) for w in group))
 
     async def shutdown(self) -> None:
         """End every container process (the emulator is stopping)."""

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ PODS, SECRETS, CONFIGMAPS, NODES = by_kind("Pod"), by_kind("Secret"), by_kind("C
 PORT_VARIABLE = "GPUFLOW_EMULATOR_PORT_{}"
 MARKER_VARIABLE = "GPUFLOW_EMULATOR_PID"
 MAX_BACKOFF_SECONDS = 10
+CRITICAL_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
 _VARIABLE_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 log = logging.getLogger(__name__)
@@ -268,7 +270,7 @@ class PodWorker:
 
         async def restart(message: str) -> None:
             self._event("Normal", "Killing", message)
-            await process.stop(self._grace_seconds())
+            await process.stop(self.grace_seconds)
 
         supervisor = ProbeSupervisor(
             container,
@@ -373,8 +375,15 @@ class PodWorker:
         local.mkdir(parents=True, exist_ok=True)
         return local
 
-    def _grace_seconds(self) -> float:
+    @property
+    def grace_seconds(self) -> float:
+        """The pod's terminationGracePeriodSeconds (30 when absent, as the API server defaults it)."""
         return float(self._spec.get("terminationGracePeriodSeconds", 30))
+
+    @property
+    def critical(self) -> bool:
+        """Whether the pod has a system-critical priority class (a node shutdown stops it last)."""
+        return self._spec.get("priorityClassName") in CRITICAL_PRIORITY_CLASSES
 
     # ---- endings ----
 
@@ -392,29 +401,58 @@ class PodWorker:
             self._event("Normal", "Killing", f"Stopping container {name}")
         await self._stop(lambda process: process.stop(grace_seconds))
 
+    async def shut_down(self, grace_seconds: float, reason: str, message: str) -> None:
+        """The node is shutting down: SIGTERM, SIGKILL after the grace period, and the pod fails as the kubelet's
+        node shutdown manager fails it (phase Failed, `reason`, DisruptionTarget TerminationByKubelet)."""
+        processes = dict(self._processes)
+        await self.terminate(grace_seconds)
+        exits = {name: code for name, process in processes.items() if (code := process.exit_code) is not None}
+        self._fail(reason, message, ("TerminationByKubelet", message), exits)
+
     async def lose_node(self, reason: str, message: str) -> None:
         """The node is gone: processes die at once and the pod fails, as the pod GC marks it."""
         running = set(self._processes)
         await self._stop(lambda process: process.kill())
+        self._fail(reason, message, ("DeletionByPodGC", "PodGC: node no longer exists"), lost=running)
+
+    def _fail(
+        self,
+        reason: str,
+        message: str,
+        disruption: tuple[str, str],
+        exits: Mapping[str, int] | None = None,
+        lost: Collection[str] = (),
+    ) -> None:
+        """End the pod Failed with `reason` and a DisruptionTarget condition (reason, message) saying why. A container
+        with no terminated state yet takes its exit code from `exits`; one `lost` or without a code is reported as the
+        kubelet reports a container it cannot locate."""
         for container in self._containers + self._init_containers:
             status = self._statuses[container["name"]]
-            if container["name"] in running or "terminated" not in status["state"]:
-                status.update(
-                    ready=False,
-                    started=False,
-                    state={
-                        "terminated": {
-                            "exitCode": 137,
-                            "reason": "ContainerStatusUnknown",
-                            "finishedAt": now_iso(),
-                            "message": "The container could not be located when the pod was terminated",
-                        }
-                    },
-                )
+            if container["name"] in lost or "terminated" not in status["state"]:
+                code = (exits or {}).get(container["name"])
+                state = _unknown_container() if code is None else _exited(status, code)
+                status.update(ready=False, started=False, state={"terminated": state})
         self._phase = "Failed"
         self._publish(reason=reason, message=message)
 
         def disrupted(pod: Obj) -> None:
-            set_condition(pod["status"], "DisruptionTarget", True, "DeletionByPodGC", "PodGC: node no longer exists")
+            set_condition(pod["status"], "DisruptionTarget", True, *disruption)
 
         self._store.mutate(PODS, self.namespace, self.name, disrupted)
+
+
+def _exited(status: Obj, code: int) -> Obj:
+    """The terminated state of a container that exited with `code` while the pod was being stopped."""
+    started = status["state"].get("running", {}).get("startedAt", now_iso())
+    reason = "Completed" if code == 0 else "Error"
+    return {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now_iso()}
+
+
+def _unknown_container() -> Obj:
+    """How the kubelet reports a container of a terminated pod that it cannot locate."""
+    return {
+        "exitCode": 137,
+        "reason": "ContainerStatusUnknown",
+        "finishedAt": now_iso(),
+        "message": "The container could not be located when the pod was terminated",
+    }

@@ -56,6 +56,11 @@ def hidden_from(paths: tuple[Path, ...], argv: list[str], env: Mapping[str, str]
     return [*wrapper, *map(str, paths), "--", program, *argv[1:]]
 
 
+def _kubernetes_code(returncode: int) -> int:
+    """A process's return code as a container exit code: 128 + the signal for a process a signal ended."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 class ContainerLog:
     """Lines a container wrote (stdout and stderr interleaved, as kubelet keeps them) and when each came."""
 
@@ -124,13 +129,19 @@ class ContainerProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._process.pid, signum)
 
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code as Kubernetes reports it, None while the process runs."""
+        code = self._process.returncode
+        return None if code is None else _kubernetes_code(code)
+
     async def wait(self) -> int:
-        """Wait for the main process, end what it left behind (as a teardown does), return the code."""
+        """Wait for the main process, end what it left behind (as a teardown does), return the exit code."""
         code = await self._process.wait()
         self.signal(signal.SIGKILL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._reader), 5)
-        return 128 - code if code < 0 else code
+        return _kubernetes_code(code)
 
     async def kill(self) -> None:
         self.signal(signal.SIGKILL)

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 ACCOUNTED_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu", "aws.amazon.com/neuron", "google.com/tpu")
+# What `kubectl cordon` leaves on a node besides spec.unschedulable: the node lifecycle controller's taint for it
+# (TaintNodesByCondition). A pod that tolerates it may still land on a cordoned node (DaemonSet pods do).
+UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 
 
 @dataclass(frozen=True)
@@ -74,11 +78,14 @@ def tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, Any]
     return False
 
 
-def untolerated_taint(pod: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def untolerated_taint(
+    pod: Mapping[str, Any], node: Mapping[str, Any], effects: Sequence[str] = BLOCKING_EFFECTS
+) -> Mapping[str, Any] | None:
+    """The first of the node's taints with one of `effects` that the pod does not tolerate."""
     tolerations = pod["spec"].get("tolerations") or []
     taints: list[Mapping[str, Any]] = (node.get("spec") or {}).get("taints") or []
     for taint in taints:
-        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(tolerations, taint):
+        if taint.get("effect") in effects and not tolerates(tolerations, taint):
             return taint
     return None
 
@@ -93,7 +100,8 @@ def _free(node: Mapping[str, Any], bound_pods: Iterable[Mapping[str, Any]]) -> C
 
 def _reasons(pod: Mapping[str, Any], node: Mapping[str, Any], bound_pods: Sequence[Mapping[str, Any]]) -> list[str]:
     """Why the node does not fit, worded as the scheduler's plugins word it; empty when it fits."""
-    if (node.get("spec") or {}).get("unschedulable"):
+    spec = node.get("spec") or {}
+    if spec.get("unschedulable") and not tolerates(pod["spec"].get("tolerations") or [], UNSCHEDULABLE_TAINT):
         return ["node(s) were unschedulable"]
     if not matches_node_selection(pod, node["metadata"].get("labels") or {}):
         return ["node(s) didn't match Pod's node affinity/selector"]

@@ -157,6 +157,10 @@ class EmulatorProcess:
     def calls(self, cloud: str) -> list[dict[str, Any]]:
         return list(self._admin("GET", f"clouds/{cloud}/calls"))
 
+    def preempt(self, cloud: str, cluster: str, pool: str) -> list[str]:
+        """Preempt every node of a spot pool now, as its cloud does; returns the nodes."""
+        return list(self._admin("POST", f"pools/{cloud}/{cluster}/{pool}/preempt", {})["preempted"])
+
     def __enter__(self) -> EmulatorProcess:
         return self
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from conftest import kube
+from conftest import kube, node_events, nodes_labelled, pod_gone, running_with_handler, sigterm_pod
 from gpuflow_emulator.clouds import clients
 from gpuflow_emulator.testing import EmulatorProcess, eventually
 
 RG, CLUSTER = "gpuflow", "gpuflow-eastus"
+POOL_LABEL = "kubernetes.azure.com/agentpool"
 
 
 def client(clouds: EmulatorProcess, retry_total: int | None = 0) -> Any:
@@ -138,16 +140,42 @@ def test_spot_pool_has_the_spot_label_and_taint_and_is_preempted(clouds: Emulato
     aks = client(clouds)
     create(aks, "spotpool", spot=True)
     core = kube(clouds, CLUSTER)
-    nodes = [n for n in core.list_node().items if n.metadata.labels.get("kubernetes.azure.com/agentpool") == "spotpool"]
+    nodes = [n for n in core.list_node().items if n.metadata.labels.get(POOL_LABEL) == "spotpool"]
     assert nodes
     assert nodes[0].metadata.labels["kubernetes.azure.com/scalesetpriority"] == "spot"
     assert ("kubernetes.azure.com/scalesetpriority", "spot", "NoSchedule") in [
         (t.key, t.value, t.effect) for t in nodes[0].spec.taints
     ]
     eventually(
-        lambda: any(e.reason == "PreemptScheduled" for e in core.list_namespaced_event("default").items),
+        lambda: "PreemptScheduled" in dict(node_events(core, nodes[0].metadata.name)),
         what="a PreemptScheduled event",
     )
+    eventually(lambda: aks.agent_pools.get(RG, CLUSTER, "spotpool").count == 0, what="the pool's count down to 0")
+
+
+def test_preempt_event_drains_the_spot_node_and_the_pool_shrinks(spot_clouds: EmulatorProcess, tmp_path: Path) -> None:
+    aks = client(spot_clouds)
+    create(aks, "spotevict", spot=True)
+    core = kube(spot_clouds, CLUSTER)
+    (node,) = nodes_labelled(core, POOL_LABEL, "spotevict")
+    marker = tmp_path / "sigterm"
+    core.create_namespaced_pod("default", sigterm_pod("trainer", node, marker))
+    running_with_handler(core, "trainer", marker)
+
+    assert spot_clouds.preempt("azure", CLUSTER, "spotevict") == [node]
+
+    eventually(marker.exists, what="SIGTERM at the pod on the evicted node")
+    cordoned = core.read_node(node)
+    assert cordoned.spec.unschedulable
+    assert ("node.kubernetes.io/unschedulable", "NoSchedule") in [(t.key, t.effect) for t in cordoned.spec.taints]
+    eventually(lambda: pod_gone(core, "trainer"), what="the evicted pod deleted")
+    reasons = dict(node_events(core, node))
+    assert "NotBefore" in reasons["PreemptScheduled"]
+    assert "NodeNotSchedulable" in reasons
+
+    eventually(lambda: not nodes_labelled(core, POOL_LABEL, "spotevict"), what="the Spot VM deleted")
+    assert aks.agent_pools.get(RG, CLUSTER, "spotevict").count == 0
+    assert aks.agent_pools.get(RG, CLUSTER, "spotevict").provisioning_state == "Succeeded"
 
 
 def test_put_with_a_lower_count_scales_down(clouds: EmulatorProcess) -> None:

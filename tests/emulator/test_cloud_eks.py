@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import kube
+from conftest import kube, node_events, nodes_labelled, pod_gone, running_with_handler, sigterm_pod
 from gpuflow_emulator.clouds import clients
 from gpuflow_emulator.testing import EmulatorProcess, eventually, python_pod
 
 CLUSTER, REGION = "gpuflow-use1", "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/gpuflow-eks-node"
+NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 
 
 def eks(clouds: EmulatorProcess, max_attempts: int | None = 1) -> Any:
@@ -158,23 +160,56 @@ def test_never_ready_node_group_stays_creating_without_nodes(clouds: EmulatorPro
     assert pool["nodes"] == []
 
 
-def test_spot_node_is_preempted_with_an_interruption_event(clouds: EmulatorProcess) -> None:
+def test_spot_node_is_preempted_with_an_interruption_event_and_replaced(clouds: EmulatorProcess) -> None:
     client = eks(clouds)
     create(client, "spotgpu", capacityType="SPOT")
     assert settled(client, "spotgpu")["capacityType"] == "SPOT"
     core = kube(clouds, CLUSTER)
+    (first,) = nodes_labelled(core, NODEGROUP_LABEL, "spotgpu")
 
-    def interruption() -> bool:
-        events = core.list_namespaced_event("default").items
-        return any(e.reason == "SpotInterruption" for e in events)
-
-    eventually(interruption, what="a SpotInterruption event")
-    eventually(
-        lambda: (
-            not [n for n in core.list_node().items if n.metadata.labels.get("eks.amazonaws.com/nodegroup") == "spotgpu"]
-        ),
-        what="the spot node gone",
+    eventually(lambda: "SpotInterruption" in dict(node_events(core, first)), what="a SpotInterruption event")
+    replacement = eventually(
+        lambda: [n for n in nodes_labelled(core, NODEGROUP_LABEL, "spotgpu") if n != first],
+        what="the Auto Scaling group's replacement node",
     )
+    assert nodes_labelled(core, NODEGROUP_LABEL, "spotgpu") == replacement  # one new node, the first one gone
+    group = client.describe_nodegroup(clusterName=CLUSTER, nodegroupName="spotgpu")["nodegroup"]
+    assert (group["status"], group["scalingConfig"]["desiredSize"]) == ("ACTIVE", 1)
+
+
+def test_spot_interruption_cordons_and_drains_the_node_then_it_is_replaced(
+    spot_clouds: EmulatorProcess, tmp_path: Path
+) -> None:
+    client = eks(spot_clouds)
+    create(client, "spotdrain", capacityType="SPOT")
+    settled(client, "spotdrain")
+    core = kube(spot_clouds, CLUSTER)
+    (node,) = nodes_labelled(core, NODEGROUP_LABEL, "spotdrain")
+    marker = tmp_path / "sigterm"
+    core.create_namespaced_pod("default", sigterm_pod("trainer", node, marker, linger=1))
+    running_with_handler(core, "trainer", marker)
+
+    assert spot_clouds.preempt("aws", CLUSTER, "spotdrain") == [node]
+
+    eventually(marker.exists, what="SIGTERM at the pod on the interrupted node")
+    cordoned = core.read_node(node)
+    assert cordoned.spec.unschedulable
+    assert ("node.kubernetes.io/unschedulable", "NoSchedule") in [(t.key, t.effect) for t in cordoned.spec.taints]
+    evicted = core.read_namespaced_pod("trainer", "default")
+    assert evicted.metadata.deletion_grace_period_seconds == 6  # its 30 s, cut to the 2-minute notice (6 s here)
+    eventually(lambda: pod_gone(core, "trainer"), what="the evicted pod deleted")
+    reasons = dict(node_events(core, node))
+    assert "terminate at" in reasons["SpotInterruption"]
+    assert reasons["NodeNotSchedulable"] == f"Node {node} status is now: NodeNotSchedulable"
+    pod_events = core.list_namespaced_event("default", field_selector="involvedObject.name=trainer").items
+    assert ("Killing", "Stopping container main") in [(e.reason, e.message) for e in pod_events]
+
+    eventually(lambda: node not in nodes_labelled(core, NODEGROUP_LABEL, "spotdrain"), what="the instance terminated")
+    (replacement,) = eventually(
+        lambda: nodes_labelled(core, NODEGROUP_LABEL, "spotdrain"), what="the Auto Scaling group's replacement"
+    )
+    assert replacement != node
+    assert not core.read_node(replacement).spec.unschedulable
 
 
 def test_scaling_down_removes_nodes(clouds: EmulatorProcess) -> None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from conftest import kube
+from conftest import (
+    kube,
+    node_events,
+    node_ready,
+    nodes_labelled,
+    pod_gone,
+    running_with_handler,
+    sigterm_pod,
+)
 from google.api_core import exceptions
 from google.cloud import container_v1
 from gpuflow_emulator.clouds import clients
@@ -15,6 +24,7 @@ CLUSTER = "gpuflow-usc1"
 PARENT = f"projects/gpuflow-demo/locations/us-central1/clusters/{CLUSTER}"
 LOCATION = "projects/gpuflow-demo/locations/us-central1"
 Status = container_v1.NodePool.Status
+POOL_LABEL = "cloud.google.com/gke-nodepool"
 
 
 def client(clouds: EmulatorProcess) -> container_v1.ClusterManagerClient:
@@ -145,16 +155,54 @@ def test_never_ready_operation_keeps_running(clouds: EmulatorProcess) -> None:
     assert gke.get_node_pool(name=f"{PARENT}/nodePools/neverready").status == Status.PROVISIONING
 
 
-def test_spot_pool_nodes_are_labelled_and_preempted(clouds: EmulatorProcess) -> None:
+def test_spot_pool_nodes_are_labelled_preempted_and_come_back(clouds: EmulatorProcess) -> None:
     gke = client(clouds)
     finished(gke, create(gke, "spotl4", spot=True))
     core = kube(clouds, CLUSTER)
     spot_nodes = [n for n in core.list_node().items if n.metadata.labels.get("cloud.google.com/gke-spot") == "true"]
-    assert [n.metadata.labels["cloud.google.com/gke-nodepool"] for n in spot_nodes] == ["spotl4"]
+    assert [n.metadata.labels[POOL_LABEL] for n in spot_nodes] == ["spotl4"]
+    node = spot_nodes[0].metadata.name
+    eventually(lambda: {"Preempted", "NodeShutdown"} <= dict(node_events(core, node)).keys(), what="the shutdown")
+    eventually(lambda: node_ready(core, node) == "True" and nodes_labelled(core, POOL_LABEL, "spotl4") == [node])
+    time.sleep(2)  # longer than preempt_after_seconds (1.5 s here): its one preemption (the default) is over
+    assert [reason for reason, _ in node_events(core, node)].count("Preempted") == 1
+
+
+def test_spot_vm_preemption_shuts_the_node_down_and_the_vm_comes_back_under_its_name(
+    spot_clouds: EmulatorProcess, tmp_path: Path
+) -> None:
+    gke = client(spot_clouds)
+    finished(gke, create(gke, "spotshut", spot=True))
+    core = kube(spot_clouds, CLUSTER)
+    (node,) = nodes_labelled(core, POOL_LABEL, "spotshut")
+    marker = tmp_path / "sigterm"
+    core.create_namespaced_pod("default", sigterm_pod("trainer", node, marker))
+    running_with_handler(core, "trainer", marker)
+
+    assert spot_clouds.preempt("gcp", CLUSTER, "spotshut") == [node]
+
+    eventually(marker.exists, what="SIGTERM at the pod on the preempted node")
     eventually(
-        lambda: any(e.reason == "Preempted" for e in core.list_namespaced_event("default").items),
-        what="a Preempted event",
+        lambda: core.read_namespaced_pod("trainer", "default").status.phase == "Failed",
+        what="the pod Failed by the node shutdown",
     )
+    pod = core.read_namespaced_pod("trainer", "default")
+    assert (pod.status.reason, pod.status.message) == (
+        "Terminated",
+        "Pod was terminated in response to imminent node shutdown.",
+    )
+    disruption = next(c for c in pod.status.conditions if c.type == "DisruptionTarget")
+    assert (disruption.status, disruption.reason) == ("True", "TerminationByKubelet")
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+    assert {"Preempted", "NodeShutdown"} <= dict(node_events(core, node)).keys()
+
+    eventually(lambda: node_ready(core, node) == "Unknown", what="the node NotReady once its VM is gone")
+    taints = [(t.key, t.effect) for t in core.read_node(node).spec.taints]
+    assert ("node.kubernetes.io/unreachable", "NoSchedule") in taints
+    eventually(lambda: node_ready(core, node) == "True", timeout=10, what="the VM recreated under the same name")
+    assert nodes_labelled(core, POOL_LABEL, "spotshut") == [node]
+    assert pod_gone(core, "trainer")  # deleted with the old Node when the recreated VM registered
+    assert gke.get_node_pool(name=f"{PARENT}/nodePools/spotshut").status == Status.RUNNING
 
 
 def test_set_size_scales_down(clouds: EmulatorProcess) -> None:

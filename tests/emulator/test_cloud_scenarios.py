@@ -58,6 +58,16 @@ def test_capacity_in_nodes_is_shared_by_the_pools_it_matches() -> None:
     assert fault.kind == CAPACITY
 
 
+def test_preempt_after_seconds_is_for_spot_pools_and_preempts_once_unless_told_more() -> None:
+    scenario = scenarios.parse({"time_scale": 10, "rules": [{"match": {"pool": "p*"}, "preempt_after_seconds": 60}]})
+    spot = Target("gcp", "us-central1", ("us-central1-a",), "g2-standard-4", True, "p", 1, 1)
+    decision = scenario.decide(spot, [])
+    assert (decision.preempt_after_seconds, decision.preemptions) == (6, 1)
+    assert scenario.decide(target(), []).preempt_after_seconds is None  # on-demand
+    twice = scenarios.parse({"rules": [{"match": {}, "preempt_after_seconds": 60, "preemptions": 2}]})
+    assert twice.decide(spot, []).preemptions == 2
+
+
 def test_time_scale_divides_every_delay() -> None:
     scenario = scenarios.parse({"time_scale": 10, "defaults": {"provisioning_seconds": 30, "deleting_seconds": 5}})
     decision = scenario.decide(target(), [])

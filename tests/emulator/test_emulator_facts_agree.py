@@ -15,7 +15,7 @@ from gpuflow_emulator.clouds import machines
 from gpuflow_emulator.clouds.aks import AksFlavor
 from gpuflow_emulator.clouds.eks import EksFlavor
 from gpuflow_emulator.clouds.gke import GkeFlavor
-from gpuflow_emulator.clouds.nodepools import Flavor, Pool
+from gpuflow_emulator.clouds.pools import Flavor, Pool
 from gpuflow_emulator.config import load as load_config
 from gpuflow_emulator.testing import DEFAULT_CONFIG
 

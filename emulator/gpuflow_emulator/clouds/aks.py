@@ -14,6 +14,8 @@ import base64
 import hashlib
 import re
 import uuid
+from datetime import datetime
+from email.utils import format_datetime
 from typing import Any
 
 import yaml
@@ -21,7 +23,17 @@ from aiohttp import web
 
 from gpuflow_emulator.auth import AKS_SERVER_APP_ID, ENTRA_TENANT
 from gpuflow_emulator.clouds import clusters
-from gpuflow_emulator.clouds.nodepools import GB, CloudFault, NodePools, Operation, Pool, PoolError, PoolState
+from gpuflow_emulator.clouds.nodepools import NodePools
+from gpuflow_emulator.clouds.pools import (
+    GB,
+    AfterPreemption,
+    CloudFault,
+    Interruption,
+    Operation,
+    Pool,
+    PoolError,
+    PoolState,
+)
 from gpuflow_emulator.clouds.scenarios import CAPACITY, QUOTA, SERVER, SYNC, THROTTLED, Fault, Scenario
 from gpuflow_emulator.config import CloudIdentity, EmulatorConfig
 from gpuflow_emulator.emulator import Emulator
@@ -74,6 +86,14 @@ TEMPLATE_MESSAGE = (
     "The template deployment '{tracking}' is not valid according to the validation procedure. The tracking id is "
     "'{tracking}'. See inner errors for details."
 )
+# Spot nodes with eviction policy Delete: a Scheduled Event Preempt whose NotBefore is at least 30 seconds ahead
+# (Azure "Scheduled Events for Linux VMs": "Preempt | 30 seconds"); AKS node auto-drain cordons and drains the node
+# on it; then the VM is deleted and the agent pool's count goes down by one: nothing replaces it.
+INTERRUPTION = Interruption(
+    notice_seconds=30,
+    after=AfterPreemption.SHRINK,
+    source="https://learn.microsoft.com/azure/aks/node-auto-drain",
+)
 STATES = {
     PoolState.CREATING: "Creating",
     PoolState.READY: "Succeeded",
@@ -103,6 +123,7 @@ class AksFlavor:
     """AKS agent pools: VMSS node names, agentpool/scalesetpriority labels, the spot taint AKS adds."""
 
     cloud = "azure"
+    interruption = INTERRUPTION
 
     def node_name(self, pool: Pool, index: int, zone: str) -> str:
         digest = int(hashlib.sha256(f"{pool.cluster}/{pool.name}/{pool.serial}".encode()).hexdigest(), 16)
@@ -149,8 +170,10 @@ class AksFlavor:
         }
         return PoolError(fault.kind, code, fault.message or template.format(**facts))
 
-    def preemption(self, pool: Pool, node: str) -> tuple[str, str]:
-        return "PreemptScheduled", f"Scheduled event: the Spot VM of node {node} will be evicted (Preempt)"
+    def preemption(self, pool: Pool, node: str, ends_at: datetime) -> tuple[str, str]:
+        """The Scheduled Event as the metadata service words its NotBefore (an RFC 1123 date)."""
+        not_before = format_datetime(ends_at, usegmt=True)
+        return "PreemptScheduled", f"Scheduled event Preempt for the Spot VM of node {node}: NotBefore {not_before}"
 
 
 def _vcpus(vm_size: str) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gpuflow_emulator.clouds.nodepools import CloudFault
+from gpuflow_emulator.clouds.pools import CloudFault
 from gpuflow_emulator.clouds.scenarios import Scenario
 
 Render = Callable[[CloudFault], web.Response]

@@ -12,12 +12,14 @@ import json
 import re
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from gpuflow_emulator.clouds import clusters
-from gpuflow_emulator.clouds.nodepools import GIB, CloudFault, NodePools, Pool, PoolError, PoolState
+from gpuflow_emulator.clouds.nodepools import NodePools
+from gpuflow_emulator.clouds.pools import GIB, AfterPreemption, CloudFault, Interruption, Pool, PoolError, PoolState
 from gpuflow_emulator.clouds.scenarios import CAPACITY, QUOTA, SERVER, SYNC, THROTTLED, Fault
 from gpuflow_emulator.config import CloudIdentity, EmulatorConfig
 
@@ -66,6 +68,13 @@ STATES = {
     PoolState.DELETING: "DELETING",
 }
 TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
+# Managed node groups with Spot capacity: EC2 gives a two-minute interruption notice, on which EKS drains the node
+# (cordon, then evictions), and the Auto Scaling group launches a replacement instance when Spot capacity allows.
+INTERRUPTION = Interruption(
+    notice_seconds=120,
+    after=AfterPreemption.REPLACE,
+    source="https://docs.aws.amazon.com/eks/latest/userguide/managed-node-groups.html#managed-node-group-capacity-types-spot",
+)
 _REGION = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/eks/")
 
 
@@ -81,6 +90,7 @@ class EksFlavor:
     """EKS managed node groups: node names, labels and failures as EKS reports them."""
 
     cloud = "aws"
+    interruption = INTERRUPTION
 
     def node_name(self, pool: Pool, index: int, zone: str) -> str:
         suffix = "ec2.internal" if pool.region == "us-east-1" else f"{pool.region}.compute.internal"
@@ -119,11 +129,10 @@ class EksFlavor:
         message = f"Could not launch {market} Instances. {ec2_code} - {detail} Launching EC2 instance failed."
         return PoolError(fault.kind, "AsgInstanceLaunchFailures", message, fault.status or "CREATE_FAILED")
 
-    def preemption(self, pool: Pool, node: str) -> tuple[str, str]:
-        return (
-            "SpotInterruption",
-            f"Spot Interruption notice for node {node} was received; the instance stops in 2 minutes",
-        )
+    def preemption(self, pool: Pool, node: str, ends_at: datetime) -> tuple[str, str]:
+        """As aws-node-termination-handler posts it; the time is the notice's instance-action `time`."""
+        when = ends_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return "SpotInterruption", f"Spot Interruption notice for node {node} was received: terminate at {when}"
 
 
 class EksApi:

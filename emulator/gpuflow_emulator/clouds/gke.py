@@ -16,7 +16,17 @@ from typing import Any
 from aiohttp import web
 
 from gpuflow_emulator.clouds import clusters, machines
-from gpuflow_emulator.clouds.nodepools import GB, CloudFault, NodePools, Operation, Pool, PoolError, PoolState
+from gpuflow_emulator.clouds.nodepools import NodePools
+from gpuflow_emulator.clouds.pools import (
+    GB,
+    AfterPreemption,
+    CloudFault,
+    Interruption,
+    Operation,
+    Pool,
+    PoolError,
+    PoolState,
+)
 from gpuflow_emulator.clouds.scenarios import BUSY, CAPACITY, QUOTA, SERVER, SYNC, THROTTLED, Fault
 from gpuflow_emulator.config import CloudIdentity, EmulatorConfig
 from gpuflow_emulator.timeutil import iso
@@ -65,6 +75,16 @@ OPERATION_TYPES = {
 # NodeConfig diskSizeGb: "If unspecified, the default disk size is 100GB" (GKE API reference, NodeConfig).
 DEFAULT_DISK_GB = 100
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+# Spot VMs: terminated 30 seconds after the notice; the kubelet's graceful node shutdown gives non-system Pods the
+# first 15 seconds and critical system Pods the next 15. The node pool's managed instance group recreates the VM
+# under the same name when capacity allows (kubernetes/cloud-provider-gcp #368: "GCE MIGs currently reuse the
+# instance name").
+INTERRUPTION = Interruption(
+    notice_seconds=30,
+    shutdown_windows=(15, 15),
+    after=AfterPreemption.RECREATE,
+    source="https://cloud.google.com/kubernetes-engine/docs/concepts/spot-vms",
+)
 
 
 def render(exc: CloudFault) -> web.Response:
@@ -100,6 +120,7 @@ class GkeFlavor:
     """GKE node pools: node names, labels (gke-nodepool, gke-accelerator, gke-spot), the GPU taint GKE adds."""
 
     cloud = "gcp"
+    interruption = INTERRUPTION
 
     def node_name(self, pool: Pool, index: int, zone: str) -> str:
         digest = hashlib.sha256(f"{pool.cluster}/{pool.name}/{pool.serial}/{zone}".encode()).hexdigest()
@@ -154,8 +175,9 @@ class GkeFlavor:
         )
         return PoolError(fault.kind, code, message)
 
-    def preemption(self, pool: Pool, node: str) -> tuple[str, str]:
-        return "Preempted", f"Compute Engine preempted the Spot VM of node {node}; the node is shutting down"
+    def preemption(self, pool: Pool, node: str, ends_at: datetime) -> tuple[str, str]:
+        when = iso(ends_at)
+        return "Preempted", f"Compute Engine preempted the Spot VM of node {node}; it shuts down at {when}"
 
 
 class GkeApi:

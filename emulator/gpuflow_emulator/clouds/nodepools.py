@@ -3,7 +3,8 @@
 The wire modules (eks, gke, aks) translate requests into `Pool`s and states back into each cloud's words;
 everything that takes time or can fail happens here, once, driven by the scenario. Nodes join and leave
 the emulated Kubernetes cluster through the `Emulator` node interface, so a deleted pool's pods fail the
-way they do on a real node loss.
+way they do on a real node loss, and a preempted spot node goes the way its cloud takes it (`spot`), then is
+replaced when spot capacity (the scenario's traces) allows, where the cloud replaces it.
 """
 
 from __future__ import annotations
@@ -14,170 +15,18 @@ import dataclasses
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from gpuflow_emulator.clouds import machines
-from gpuflow_emulator.clouds.scenarios import ASYNC, Decision, Fault, Scenario, Target
+from gpuflow_emulator.clouds import spot
+from gpuflow_emulator.clouds.pools import AfterPreemption, CloudFault, Flavor, Operation, Pool, PoolState
+from gpuflow_emulator.clouds.scenarios import ASYNC, Decision, Fault, Rule, Scenario
+from gpuflow_emulator.clouds.traces import SpotTrace
 from gpuflow_emulator.emulator import Emulator
+from gpuflow_emulator.errors import ApiError
 
 log = logging.getLogger(__name__)
-
-
-GIB = 2**30  # EKS diskSize is in GiB
-GB = 10**9  # GKE diskSizeGb and AKS osDiskSizeGB are in GB
-
-
-class PoolState(StrEnum):
-    CREATING = "CREATING"
-    READY = "READY"
-    FAILED = "FAILED"
-    DELETING = "DELETING"
-    GONE = "GONE"
-
-
-class CloudFault(Exception):
-    """A failure a cloud API answers with; each wire module renders it in its own error body."""
-
-    def __init__(self, fault: Fault, message: str = "") -> None:
-        super().__init__(message or fault.message or fault.kind)
-        self.fault = fault
-        self.message = message or fault.message or ""
-
-
-@dataclass(frozen=True)
-class PoolError:
-    kind: str
-    code: str
-    message: str
-    status: str | None = None
-
-
-@dataclass
-class Pool:
-    """One node pool as the emulator holds it; `request` keeps the cloud-specific fields to echo back.
-
-    Without an explicit accelerator (GKE's `accelerators` config) the instance type's own comes from the
-    emulator's table (`machines`), with the Kubernetes resource its nodes advertise it as.
-    """
-
-    cloud: str
-    cluster: str
-    name: str
-    region: str
-    zones: tuple[str, ...]
-    instance_type: str
-    node_count: int
-    spot: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: list[dict[str, str]] = field(default_factory=list)
-    disk_bytes: int = 0  # each node's boot disk, from the request or the cloud's default (0: not accounted)
-    accelerator: str | None = None
-    accelerators_per_node: int = 0
-    resource: str | None = None
-    request: dict[str, Any] = field(default_factory=dict)
-    state: PoolState = PoolState.CREATING
-    error: PoolError | None = None
-    nodes: list[str] = field(default_factory=list)
-    created_at: float = field(default_factory=time.time)
-    modified_at: float = field(default_factory=time.time)
-    serial: int = 0
-
-    def __post_init__(self) -> None:
-        if self.accelerator is None and (shape := machines.shape(self.cloud, self.instance_type)):
-            self.accelerator, self.accelerators_per_node, self.resource = shape.accelerator, shape.count, shape.resource
-
-    @property
-    def target(self) -> Target:
-        return Target(
-            cloud=self.cloud,
-            region=self.region,
-            zones=self.zones,
-            instance_type=self.instance_type,
-            spot=self.spot,
-            pool=self.name,
-            nodes=self.node_count,
-            accelerators=self.node_count * self.accelerators_per_node,
-        )
-
-    def allocatable(self) -> dict[str, str]:
-        """What each node advertises: its accelerators and its boot disk as ``ephemeral-storage`` (bytes)."""
-        resources = {"ephemeral-storage": str(self.disk_bytes)} if self.disk_bytes else {}
-        if self.accelerator and self.resource and self.accelerators_per_node:
-            resources[self.resource] = str(self.accelerators_per_node)
-        return resources
-
-    def set_state(self, state: PoolState, error: PoolError | None = None) -> None:
-        self.state, self.error, self.modified_at = state, error, time.time()
-
-    def to_json(self) -> dict[str, Any]:
-        """The admin view: enough to count leaked resources and see why a pool failed."""
-        return {
-            "cloud": self.cloud,
-            "cluster": self.cluster,
-            "name": self.name,
-            "region": self.region,
-            "zones": list(self.zones),
-            "instance_type": self.instance_type,
-            "spot": self.spot,
-            "node_count": self.node_count,
-            "state": self.state.value,
-            "error": vars(self.error) if self.error else None,
-            "labels": self.labels,
-            "nodes": list(self.nodes),
-        }
-
-
-class Flavor(Protocol):
-    """What differs between clouds once a pool exists: node names, labels, taints, words for failures."""
-
-    cloud: str
-
-    def node_name(self, pool: Pool, index: int, zone: str) -> str: ...
-
-    def node_labels(self, pool: Pool, zone: str) -> dict[str, str]: ...
-
-    def node_taints(self, pool: Pool) -> list[dict[str, str]]: ...
-
-    def ships_device_plugin(self, pool: Pool) -> bool:
-        """Whether the pool's node image runs its accelerators' device plugin itself; if not, its nodes
-        advertise them only once a device plugin pod runs Ready there (`gpuflow_emulator.device_plugins`)."""
-        ...
-
-    def failure(self, pool: Pool, fault: Fault) -> PoolError: ...
-
-    def preemption(self, pool: Pool, node: str) -> tuple[str, str]:
-        """(event reason, message) recorded on a preempted spot node before it goes."""
-        ...
-
-
-POD_PREEMPTED_REASON = "Terminated"
-POD_PREEMPTED_MESSAGE = "Pod was terminated in response to imminent node shutdown."
-
-
-@dataclass
-class Operation:
-    """A long-running operation over one pool (GKE operations, Azure async operations)."""
-
-    id: str
-    kind: str  # create | delete | resize | update
-    pool: Pool
-    started_at: float = field(default_factory=time.time)
-    target_nodes: int = 0
-
-    @property
-    def done(self) -> bool:
-        state = self.pool.state
-        if self.kind == "delete":
-            return state is PoolState.GONE
-        if self.kind == "resize":
-            return state is not PoolState.READY or len(self.pool.nodes) == self.target_nodes
-        return state is not PoolState.CREATING
-
-    @property
-    def error(self) -> PoolError | None:
-        return self.pool.error if self.kind != "delete" else None
 
 
 class NodePools:
@@ -191,6 +40,16 @@ class NodePools:
         self._tasks: set[asyncio.Task[None]] = set()
         self.operations: dict[str, Operation] = {}
         self._serial = 0
+        self._started = time.monotonic()
+
+    def start(self) -> None:
+        """Follow the scenario's spot traces (inside the event loop, once)."""
+        for rule, trace in self.scenario.spot_traces():
+            self._spawn(self._follow(rule, trace))
+
+    def elapsed(self) -> float:
+        """Real seconds since the emulator started: where the spot traces stand."""
+        return time.monotonic() - self._started
 
     def register(self, flavor: Flavor) -> None:
         self._flavors[flavor.cloud] = flavor
@@ -214,7 +73,7 @@ class NodePools:
     def create(self, pool: Pool) -> Operation:
         """Accept the pool or raise CloudFault (a sync fault); what happens next runs in the background."""
         live = [p.target for p in self._pools.values() if p.state in (PoolState.CREATING, PoolState.READY)]
-        decision = self.scenario.decide(pool.target, live)
+        decision = self.scenario.decide(pool.target, live, self.elapsed())
         flavor = self._flavors[pool.cloud]
         if decision.fault and decision.fault.when != ASYNC:
             error = flavor.failure(pool, decision.fault)
@@ -241,40 +100,142 @@ class NodePools:
             return
         self._add_nodes(pool, flavor, pool.node_count)
         pool.set_state(PoolState.READY)
+        self._enforce_traces(pool)
         if decision.preempt_after_seconds is not None:
-            self._spawn(self._preempt(pool, flavor, decision.preempt_after_seconds))
+            self._spawn(self._preempt_after(pool, decision.preempt_after_seconds, decision.preemptions))
 
     def _add_nodes(self, pool: Pool, flavor: Flavor, count: int) -> None:
-        for index in range(len(pool.nodes), count):
+        for _ in range(len(pool.nodes), count):
+            index = len(pool.node_zones)  # a new machine gets a new name, as the clouds name them
             zone = pool.zones[index % len(pool.zones)]
-            name = flavor.node_name(pool, index, zone)
-            labels = {
-                "node.kubernetes.io/instance-type": pool.instance_type,
-                "topology.kubernetes.io/region": pool.region,
-                **flavor.node_labels(pool, zone),
-                **pool.labels,
-            }
-            taints = [*flavor.node_taints(pool), *pool.taints]
-            allocatable, devices = pool.allocatable(), {}
-            if pool.resource in allocatable and not flavor.ships_device_plugin(pool):
-                devices[pool.resource] = allocatable.pop(pool.resource)
-            self.emulator.add_node(pool.cluster, name, labels, taints, allocatable, devices)
-            pool.nodes.append(name)
+            self._join(pool, flavor, flavor.node_name(pool, index, zone), zone)
+
+    def _join(self, pool: Pool, flavor: Flavor, name: str, zone: str) -> None:
+        labels = {
+            "node.kubernetes.io/instance-type": pool.instance_type,
+            "topology.kubernetes.io/region": pool.region,
+            **flavor.node_labels(pool, zone),
+            **pool.labels,
+        }
+        taints = [*flavor.node_taints(pool), *pool.taints]
+        allocatable, devices = pool.allocatable(), {}
+        if pool.resource in allocatable and not flavor.ships_device_plugin(pool):
+            devices[pool.resource] = allocatable.pop(pool.resource)
+        self.emulator.add_node(pool.cluster, name, labels, taints, allocatable, devices)
+        pool.nodes.append(name)
+        pool.node_zones[name] = zone
 
     async def _remove_nodes(self, pool: Pool, keep: int, reason: str, message: str) -> None:
         while len(pool.nodes) > keep:
             node = pool.nodes.pop()
+            pool.down.discard(node)
             with contextlib.suppress(Exception):
                 await self.emulator.remove_node(pool.cluster, node, reason, message)
 
-    async def _preempt(self, pool: Pool, flavor: Flavor, after: float) -> None:
-        await asyncio.sleep(after)
-        for node in list(pool.nodes):
-            event_reason, event_message = flavor.preemption(pool, node)
-            self.emulator.record_node_event(pool.cluster, node, "Warning", event_reason, event_message)
+    # ---- spot preemption ----
+
+    def preempt(self, pool: Pool) -> Sequence[str]:
+        """Preempt every node the spot pool holds now (a test's chosen moment); returns their names."""
+        nodes = [node for node in pool.nodes if node not in pool.down]
+        self._take_back(pool, nodes)
+        return nodes
+
+    def _take_back(self, pool: Pool, nodes: Sequence[str]) -> None:
+        """Start preempting `nodes` of a spot pool; they count as down at once, so no trigger takes one twice."""
+        pool.down.update(nodes)
+        for node in nodes:
+            self._spawn(self._preempt_node(pool, node))
+
+    async def _preempt_after(self, pool: Pool, after: float, rounds: int) -> None:
+        """`preempt_after_seconds`: every node of the pool is preempted `after` seconds after it became ready, `rounds`
+        times; each round's clock starts when the previous one's replacements have joined."""
+        for _ in range(rounds):
+            await asyncio.sleep(after)
+            nodes = [node for node in pool.nodes if node not in pool.down]
+            if pool.state is not PoolState.READY or not nodes:
+                return
+            pool.down.update(nodes)
+            await asyncio.gather(*(self._preempt_node(pool, node) for node in nodes))
+
+    async def _follow(self, rule: Rule | None, trace: SpotTrace) -> None:
+        """At every tick of a spot trace, enforce it."""
+        while True:
+            self._enforce(rule, trace)
+            await asyncio.sleep(trace.tick_seconds - self.elapsed() % trace.tick_seconds)
+
+    def _enforce(self, rule: Rule | None, trace: SpotTrace) -> None:
+        """Preempt the spot nodes the scope of a trace holds beyond what it allows now."""
+        for pool, node in spot.victims(self._spot_pools(rule), -self._room(rule, trace)):
+            self._take_back(pool, [node])
+
+    def _enforce_traces(self, pool: Pool) -> None:
+        """Nodes joined a pool: the spot traces limiting it may allow fewer than their scope now holds."""
+        for rule, trace in self.scenario.spot_traces():
+            if self.scenario.in_scope(rule, pool.target):
+                self._enforce(rule, trace)
+
+    def _room(self, rule: Rule | None, trace: SpotTrace) -> int:
+        """Spot nodes the scope of a trace may take on now; negative: how many it holds too many."""
+        return trace.value(self.elapsed()) - sum(pool.held for pool in self._spot_pools(rule))
+
+    def _spot_pools(self, rule: Rule | None) -> Sequence[Pool]:
+        """The ready spot pools a trace set by `rule` limits."""
+        ready = [pool for pool in self._pools.values() if pool.state is PoolState.READY]
+        return [pool for pool in ready if self.scenario.in_scope(rule, pool.target)]
+
+    async def _preempt_node(self, pool: Pool, node: str) -> None:
+        """One spot node (already counted down) taken back: its cloud's notice and end, then what its pool does."""
+        flavor = self._flavors[pool.cloud]
+        interruption = flavor.interruption
+        ends_at = datetime.now(UTC) + timedelta(seconds=self.scenario.seconds(interruption.notice_seconds))
+        reason, message = flavor.preemption(pool, node, ends_at)
+        with contextlib.suppress(ApiError):
+            self.emulator.record_node_event(pool.cluster, node, "Warning", reason, message)
+        log.info("%s pool %s: spot node %s preempted (%s)", pool.cloud, pool.name, node, interruption.after)
+        await spot.interrupt(self.emulator, pool.cluster, node, interruption, self.scenario.seconds)
+        if pool.state is not PoolState.READY or node not in pool.nodes:
+            return
+        if interruption.after is not AfterPreemption.RECREATE:
             pool.nodes.remove(node)
-            await self.emulator.remove_node(pool.cluster, node, POD_PREEMPTED_REASON, POD_PREEMPTED_MESSAGE)
-            log.info("%s pool %s: spot node %s preempted", pool.cloud, pool.name, node)
+            pool.down.discard(node)
+        if interruption.after is AfterPreemption.SHRINK:
+            pool.node_count -= 1
+            return
+        await self._replace(pool, flavor, node if interruption.after is AfterPreemption.RECREATE else None)
+
+    async def _replace(self, pool: Pool, flavor: Flavor, same_name: str | None) -> None:
+        """Once spot capacity allows, and after the provisioning delay, a new node joins (or the VM of `same_name` is
+        recreated: its old Node and pods go first, as gcp-controller-manager deletes them when it registers)."""
+        if not await self._capacity_for_one_more(pool):
+            return
+        try:
+            await asyncio.sleep(self.scenario.decide(pool.target, [], self.elapsed()).provisioning_seconds)
+            if pool.state is not PoolState.READY:
+                return
+            if same_name is None:
+                self._add_nodes(pool, flavor, len(pool.nodes) + 1)
+            elif same_name in pool.nodes:
+                with contextlib.suppress(ApiError):
+                    await self.emulator.delete_node(pool.cluster, same_name)
+                pool.nodes.remove(same_name)
+                pool.down.discard(same_name)
+                self._join(pool, flavor, same_name, pool.node_zones[same_name])
+            log.info("%s pool %s: preempted spot capacity replaced", pool.cloud, pool.name)
+        finally:
+            pool.granted -= 1
+        self._enforce_traces(pool)
+
+    async def _capacity_for_one_more(self, pool: Pool) -> bool:
+        """Wait until every spot trace limiting the pool allows one node more than its scope holds, and take it;
+        False if the pool stopped being ready meanwhile."""
+        scenario = self.scenario
+        limits = [(rule, trace) for rule, trace in scenario.spot_traces() if scenario.in_scope(rule, pool.target)]
+        while pool.state is PoolState.READY and (full := [t for rule, t in limits if self._room(rule, t) < 1]):
+            await asyncio.sleep(min(trace.tick_seconds for trace in full))
+        if pool.state is not PoolState.READY:
+            return False
+        pool.granted += 1
+        return True
 
     def resize(self, pool: Pool, count: int) -> Operation:
         """Scale a ready pool: extra nodes join after the provisioning delay, surplus nodes go at once."""
@@ -289,7 +250,7 @@ class NodePools:
         if count < len(pool.nodes):
             await self._remove_nodes(pool, count, "NodeLost", f"node pool {pool.name} scaled down to {count}")
             return
-        await asyncio.sleep(self.scenario.decide(pool.target, []).provisioning_seconds)
+        await asyncio.sleep(self.scenario.decide(pool.target, [], self.elapsed()).provisioning_seconds)
         if pool.state is PoolState.READY:
             self._add_nodes(pool, flavor, count)
 

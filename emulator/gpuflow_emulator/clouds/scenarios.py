@@ -16,6 +16,10 @@ from typing import Any
 
 import yaml
 
+from gpuflow_emulator.clouds import traces
+from gpuflow_emulator.clouds.traces import SpotTrace
+from gpuflow_emulator.config import project_dir
+
 SYNC, ASYNC = "sync", "async"
 CAPACITY, QUOTA, THROTTLED, SERVER = "CAPACITY", "QUOTA", "THROTTLED", "SERVER"
 BUSY = "BUSY"  # the cluster is busy with another operation: "please wait and try again"
@@ -57,6 +61,7 @@ class Decision:
     deleting_seconds: float
     never_ready: bool
     preempt_after_seconds: float | None
+    preemptions: int = 1  # how many times `preempt_after_seconds` preempts the pool's nodes
 
 
 def _matches(match: Mapping[str, Any], facts: Mapping[str, Any]) -> bool:
@@ -140,12 +145,15 @@ class Scenario:
                 chosen.update({key: (value, rule) for key, value in rule.knobs.items()})
         return chosen
 
-    def decide(self, target: Target, live: Iterable[Target]) -> Decision:
-        """The fate of a create request for `target`, given the pools (`live`) that hold capacity now."""
+    def decide(self, target: Target, live: Iterable[Target], elapsed: float = 0.0) -> Decision:
+        """The fate of a create request for `target`, given the pools (`live`) that hold capacity now and the real
+        seconds `elapsed` since the emulator started (where spot traces stand)."""
         knobs = self.knobs(target)
         live = list(live)
-        fault = self._quota_fault(target, knobs.get("quota"), live) or self._capacity_fault(
-            target, knobs.get("capacity"), live
+        fault = (
+            self._quota_fault(target, knobs.get("quota"), live)
+            or self._capacity_fault(target, knobs.get("capacity"), live)
+            or self._trace_fault(target, knobs.get("spot_trace"), live, elapsed)
         )
         preempt = knobs.get("preempt_after_seconds", (None, None))[0]
         return Decision(
@@ -154,7 +162,19 @@ class Scenario:
             deleting_seconds=self.seconds(float(knobs.get("deleting_seconds", (10, None))[0])),
             never_ready=bool(knobs.get("never_ready", (False, None))[0]),
             preempt_after_seconds=self.seconds(float(preempt)) if preempt is not None and target.spot else None,
+            preemptions=int(knobs.get("preemptions", (1, None))[0]),
         )
+
+    def spot_traces(self) -> list[tuple[Rule | None, SpotTrace]]:
+        """Every spot trace with the rule whose pools it limits (None: a default, limiting every spot pool)."""
+        scoped: list[tuple[Rule | None, dict[str, Any]]] = [(None, self.defaults)]
+        scoped += [(rule, rule.knobs) for rule in self.rules]
+        return [(rule, knobs["spot_trace"]) for rule, knobs in scoped if "spot_trace" in knobs]
+
+    @staticmethod
+    def in_scope(rule: Rule | None, target: Target) -> bool:
+        """Whether a spot trace set by `rule` limits the pool `target`: spot pools the rule matches."""
+        return target.spot and (rule is None or _matches(rule.match, _facts(target)))
 
     def _quota_fault(self, target: Target, knob: tuple[Any, Rule | None] | None, live: list[Target]) -> Fault | None:
         if knob is None:
@@ -176,6 +196,16 @@ class Scenario:
         if draw(self.seed, "capacity", target.cloud, target.region, target.pool) < float(spec.get("probability", 0.0)):
             return _fault(CAPACITY, spec)
         return None
+
+    def _trace_fault(
+        self, target: Target, knob: tuple[Any, Rule | None] | None, live: list[Target], elapsed: float
+    ) -> Fault | None:
+        """A spot create beyond what the trace allows now fails as the cloud's capacity stockout."""
+        if knob is None or not target.spot:
+            return None
+        trace, rule = knob
+        used = sum(t.nodes for t in live if self.in_scope(rule, t))
+        return Fault(CAPACITY) if used + target.nodes > trace.value(elapsed) else None
 
     def api_fault(self, cloud: str, operation: str, history: Iterable[str]) -> Fault | None:
         """The fault (if any) for a call to `operation` after the cloud's earlier calls `history`.
@@ -223,28 +253,39 @@ def _api_rule(raw: Mapping[str, Any]) -> ApiRule:
 
 
 POOL_KNOBS = frozenset(
-    {"provisioning_seconds", "deleting_seconds", "capacity", "quota", "never_ready", "preempt_after_seconds"}
+    {
+        "provisioning_seconds",
+        "deleting_seconds",
+        "capacity",
+        "quota",
+        "never_ready",
+        "preempt_after_seconds",
+        "preemptions",
+        "spot_trace",
+    }
 )
 
 
-def parse(raw: Mapping[str, Any]) -> Scenario:
-    """Build a scenario from parsed YAML; unknown knobs are an error, not a silent no-op."""
-    rules = []
-    for entry in raw.get("rules") or ():
-        knobs = {key: value for key, value in entry.items() if key != "match"}
-        unknown = set(knobs) - POOL_KNOBS
-        if unknown:
-            raise ValueError(f"unknown scenario knobs {sorted(unknown)}; known: {sorted(POOL_KNOBS)}")
-        rules.append(Rule(dict(entry.get("match") or {}), knobs))
-    defaults = dict(raw.get("defaults") or {})
-    if set(defaults) - POOL_KNOBS:
-        raise ValueError(f"unknown scenario defaults {sorted(set(defaults) - POOL_KNOBS)}")
+def parse(raw: Mapping[str, Any], root: Path | None = None) -> Scenario:
+    """Build a scenario from parsed YAML; unknown knobs are an error, not a silent no-op, and so is a spot trace
+    file that is missing or malformed (relative trace paths are relative to `root`, the project checkout)."""
+    time_scale = float(raw.get("time_scale", 1.0))
+
+    def knobs(entry: Mapping[str, Any], what: str) -> dict[str, Any]:
+        found = {key: value for key, value in entry.items() if key != "match"}
+        if unknown := set(found) - POOL_KNOBS:
+            raise ValueError(f"unknown scenario {what} {sorted(unknown)}; known: {sorted(POOL_KNOBS)}")
+        if "spot_trace" in found:
+            found["spot_trace"] = traces.load(found["spot_trace"], time_scale, root or project_dir())
+        return found
+
+    rules = [Rule(dict(entry.get("match") or {}), knobs(entry, "knobs")) for entry in raw.get("rules") or ()]
     return Scenario(
         seed=int(raw.get("seed", 0)),
-        time_scale=float(raw.get("time_scale", 1.0)),
+        time_scale=time_scale,
         rules=tuple(rules),
         api=tuple(_api_rule(entry) for entry in raw.get("api") or ()),
-        defaults=defaults,
+        defaults=knobs(raw.get("defaults") or {}, "defaults"),
     )
 
 

@@ -7,6 +7,7 @@ Admin routes added to the main listener:
     GET /_emulator/pools                 -> [{cloud, cluster, name, state, labels, nodes, ...}] (live pools)
     GET /_emulator/clouds                -> {aws: url, gcp: url, azure: url, azure_ca: path, scenario: path}
     GET /_emulator/clouds/{cloud}/calls  -> [{number, operation, method, path, status, injected}]
+    POST /_emulator/pools/{cloud}/{cluster}/{pool}/preempt -> {"preempted": [node, ...]} (a spot pool's nodes, now)
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class CloudServices:
 
     async def start(self) -> None:
         """Listen on every configured port (port 0 leaves that cloud off)."""
+        self.pools.start()
         ports = {"aws": self.settings.aws_port, "gcp": self.settings.gcp_port, "azure": self.settings.azure_port}
         for cloud, port in ports.items():
             if not port:
@@ -92,6 +94,7 @@ class CloudServices:
         app.router.add_get("/_emulator/pools", self._pools)
         app.router.add_get("/_emulator/clouds", self._clouds)
         app.router.add_get("/_emulator/clouds/{cloud}/calls", self._calls)
+        app.router.add_post("/_emulator/pools/{cloud}/{cluster}/{pool}/preempt", self._preempt)
 
     async def _pools(self, _request: web.Request) -> web.Response:
         return web.json_response([pool.to_json() for pool in self.pools.all()])
@@ -99,6 +102,18 @@ class CloudServices:
     async def _clouds(self, _request: web.Request) -> web.Response:
         body: dict[str, Any] = {**self.urls, "azure_ca": self.azure_ca, "scenario": str(self.settings.scenario or "")}
         return web.json_response(body)
+
+    async def _preempt(self, request: web.Request) -> web.Response:
+        """Preempt a spot pool's nodes now, each as its cloud does it: for tests that choose the moment."""
+        info = request.match_info
+        pool = self.pools.get(info["cloud"], info["cluster"], info["pool"])
+        if pool is None:
+            return web.json_response(
+                {"error": f"no pool {info['pool']} in {info['cloud']}/{info['cluster']}"}, status=404
+            )
+        if not pool.spot:
+            return web.json_response({"error": f"pool {pool.name} is not a spot pool"}, status=409)
+        return web.json_response({"preempted": list(self.pools.preempt(pool))})
 
     async def _calls(self, request: web.Request) -> web.Response:
         return web.json_response(self.calls.calls.get(request.match_info["cloud"], []))
