@@ -45,7 +45,7 @@ def write_bytes(uri: str, data: bytes, cluster: Cluster | None = None) -> None:
         _s3(cluster).put_object(Bucket=bucket, Key=key, Body=data)
         return
     fs, path = _filesystem(uri, cluster)
-    if isinstance(fs, LocalFileSystem):  # object stores have no folders to make (adlfs would make a container)
+    if isinstance(fs, LocalFileSystem):  # object stores have no folders to make
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
     fs.pipe_file(path, data)
 

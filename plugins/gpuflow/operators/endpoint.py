@@ -144,13 +144,13 @@ class BenchmarkOperator(_EndpointTask):
         with self.client(context) as client:
             report = run_benchmark(client, config)
         self.log.info("benchmark:\n%s", format_report(report))
-        out = f"{output_uri(job, run_of(context), self.ready_pool(context).cluster).rstrip('/')}/benchmark"
+        cluster = self.ready_pool(context).cluster
+        out = f"{output_uri(job, run_of(context), cluster).rstrip('/')}/benchmark"
         try:
-            json_path, png_path = write_report(report, out)
+            json_path, png_path = write_report(report, out, cluster)
         except Exception as exc:  # any store failure: the benchmark ran and its figures are not lost
-            # The report stays in this task's XCom, and the log says where it could not go: s3fs cannot be
-            # installed beside the amazon provider (it pins botocore, aiobotocore another range), and a worker may
-            # not reach the bucket (no credentials for it, or a store only the cluster's pods reach).
+            # The report stays in this task's XCom, and the log says where it could not go: a worker may not reach
+            # the bucket (no credentials for it in the cluster's connection, or a store only the cluster's pods reach).
             self.log.warning("benchmark report not written to %s: %s (the XCom holds it)", out, exc)
         else:
             self.log.info("report: %s, chart: %s", json_path, png_path)
