@@ -239,8 +239,9 @@ def main() -> int:
     with emulator:
         print(f"==> emulator at {emulator.url}; clouds {emulator.clouds()}", flush=True)
         print(f"==> object stores: S3 {stores.s3_url}, GCS {stores.gcs_url}, Azure {stores.azure_url}", flush=True)
-        # The worker writes benchmark reports beside the model, with its own access to the GCS and Azure stores.
-        env = {**airflow_environment(emulator.clouds()), **worker_env(stores), "GPUFLOW_POLL_INTERVAL_S": "2"}
+        # The worker writes benchmark reports beside the model: S3 through its AWS connection, GCS and Azure with
+        # the stores' endpoints (and Azurite's key) in its environment.
+        env = {**airflow_environment(emulator.clouds(), stores), **worker_env(stores), "GPUFLOW_POLL_INTERVAL_S": "2"}
         print(f"==> starting Airflow (api-server, scheduler, dag-processor, triggerer) in {home}", flush=True)
         database = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
         with AirflowStack.start(home, port=api_port(args.port), env=env, database_url=database) as airflow:

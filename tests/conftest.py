@@ -16,7 +16,8 @@ import pytest
 from gpuflow_emulator.stores import ObjectStores, StoresConfig
 from gpuflow_emulator.testing import EmulatorProcess, free_port
 
-from tests.support.emulated_clouds import point_airflow_at, start_emulator
+from gpuflow.core.clusters import Cluster
+from tests.support.emulated_clouds import point_airflow_at, start_emulator, worker_on_stores
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="gpuflow-test-airflow-"))
@@ -58,6 +59,13 @@ def object_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoresCo
     stores.start()
     yield config
     stores.stop()
+
+
+@pytest.fixture
+def store_clusters(object_stores: StoresConfig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Cluster]:
+    """One cluster per cloud, its bucket in the session's stores, and the worker's environment pointed at them
+    (``worker_on_stores``): for reading and writing a run's outputs from the worker."""
+    return worker_on_stores(object_stores, monkeypatch, tmp_path / "stores")
 
 
 @pytest.fixture

@@ -133,8 +133,9 @@ def pod_env(cloud: str, region: str, bucket: str, stores: StoresConfig) -> dict[
 
 
 def worker_env(stores: StoresConfig) -> dict[str, str]:
-    """The GCS and Azure SDK variables for a process outside the clusters (the Airflow worker, writing benchmark
-    reports through gcsfs and adlfs); rclone's are left out, and S3's, which would also steer the worker's boto3."""
+    """The GCS and Azure SDK variables for a process outside the clusters (the Airflow worker, reading training
+    progress and writing benchmark reports through gcsfs and adlfs); rclone's are left out, and S3's: the worker
+    reaches S3 through its AWS connection (``connections.airflow_environment``), as on a real deployment."""
     env = {**pod_env("gcp", "", "", stores), **pod_env("azure", "", "", stores)}
     return {key: value for key, value in env.items() if not key.startswith("RCLONE_")}
 

@@ -65,7 +65,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, object_stores: StoresConfig) 
     state = tmp_path_factory.mktemp("live")
     with start_emulator(state / "emulator", "default", object_stores) as emulator:
         env = {
-            **airflow_environment(emulator.clouds()),
+            **airflow_environment(emulator.clouds(), object_stores),
             **worker_env(object_stores),
             "GPUFLOW_STATE_URL": f"sqlite:///{state / 'state.db'}",
             "GPUFLOW_POLL_INTERVAL_S": "1",

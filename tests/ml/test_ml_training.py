@@ -7,7 +7,9 @@ import os
 import re
 import signal
 import subprocess
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,22 +113,53 @@ def test_killed_run_resumes_from_its_last_checkpoint(ml_python: Path, tmp_path: 
     assert "nothing to do" in again.stdout  # a retried pod after success does not train again
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_143(ml_python: Path, tmp_path: Path) -> None:
-    args = ["-m", "gpuflow_training", "--dataset", str(CORPUS), "--output", str(tmp_path), "--steps", "500", *SMALL]
+def _progress(output: Path) -> dict[str, Any]:
+    return dict(json.loads((output / "progress.json").read_text()))
+
+
+def test_a_restart_after_sigterm_resumes_from_the_checkpoint_sigterm_wrote(ml_python: Path, tmp_path: Path) -> None:
+    """A spot reclaim notice: the run checkpoints the step it is on and exits 143; progress.json describes that
+    checkpoint, and the restart resumes from it, not from the periodic one before it and not from 0."""
+    args = ["--dataset", str(CORPUS), "--output", str(tmp_path), "--steps", "10", *SMALL]  # checkpoint every 5
     proc = subprocess.Popen(
-        [str(ml_python), *args], env=ml_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [str(ml_python), "-m", "gpuflow_training", *args],
+        env=ml_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     for line in proc.stdout:
-        if STEP_LINE.match(line) and int(line.split()[1].split("/")[0]) >= 2:
+        if (match := STEP_LINE.match(line)) and int(match.group(1)) == 6:
             proc.send_signal(signal.SIGTERM)  # Kubernetes deleting the pod, or a spot reclaim notice
             break
     rest = proc.stdout.read()
     assert proc.wait(timeout=60) == 143, rest
-    saved = [int(p.name.removeprefix("step-")) for p in (tmp_path / "checkpoints").glob("step-*")]
-    assert saved
-    assert max(saved) >= 2
-    assert f"checkpoint step {max(saved)} " in rest
+    written = re.search(r"^checkpoint step (\d+) ", rest, re.MULTILINE)
+    assert written is not None, rest
+    stopped_at = int(written.group(1))
+    assert 5 < stopped_at < 10
+    assert f"stopped by signal {signal.SIGTERM.value} after the checkpoint of step {stopped_at}" in rest
+    name = f"checkpoints/step-{stopped_at:08d}"
+    assert (tmp_path / name / "COMPLETE").is_file()
+    progress = _progress(tmp_path)
+    assert datetime.fromisoformat(progress.pop("updated_at")).utcoffset() == timedelta(0)
+    assert progress.pop("step_seconds") > 0
+    assert progress == {
+        "steps_done": stopped_at,
+        "total_steps": 10,
+        "checkpoint": name,
+        "finished": False,
+        "restarts": 0,
+    }
+
+    restart = train(*args)
+    assert restart.returncode == 0, restart.stdout[-3000:] + restart.stderr[-3000:]
+    assert f"resuming from {name} (step {stopped_at}," in restart.stdout
+    assert _steps(restart.stdout) == list(range(stopped_at + 1, 11))
+    final = _progress(tmp_path)
+    assert (final["steps_done"], final["checkpoint"]) == (10, "checkpoints/step-00000010")
+    assert (final["finished"], final["restarts"]) == (True, 1)
 
 
 def test_object_store_output_publishes_with_markers_and_resumes(ml_python: Path) -> None:
@@ -140,6 +173,7 @@ def test_object_store_output_publishes_with_markers_and_resumes(ml_python: Path)
         "fs = fsspec.filesystem('memory')\n"
         "print('CHECKPOINTS', sorted(p.rsplit('/', 1)[-1] for p in fs.ls('/run/checkpoints', detail=False)))\n"
         "print('MARKERS', fs.exists('/run/checkpoints/step-00000006/COMPLETE'), fs.exists('/run/model/COMPLETE'))\n"
+        "print('PROGRESS', fs.cat_file('/run/progress.json').decode().replace(chr(10), ''))\n"
     )
     args = ["--dataset", str(CORPUS), "--output", "memory://run", *SMALL, "--checkpoint-every", "2"]
     result = subprocess.run(
@@ -150,6 +184,9 @@ def test_object_store_output_publishes_with_markers_and_resumes(ml_python: Path)
     assert _steps(result.stdout) == [1, 2, 3, 4, 5, 6]
     assert "CHECKPOINTS ['step-00000004', 'step-00000006']" in result.stdout  # keep 2
     assert "MARKERS True True" in result.stdout
+    progress = json.loads(result.stdout.split("PROGRESS ", 1)[1].splitlines()[0])
+    assert (progress["steps_done"], progress["checkpoint"]) == (6, "checkpoints/step-00000006")
+    assert (progress["finished"], progress["restarts"]) == (True, 1)
 
 
 @pytest.mark.parametrize(

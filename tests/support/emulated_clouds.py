@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import yaml
 from gpuflow_emulator.connections import airflow_environment
-from gpuflow_emulator.stores import StoresConfig, worker_env
+from gpuflow_emulator.stores import ObjectStores, StoresConfig, worker_env
 from gpuflow_emulator.testing import EmulatorProcess, free_port, python_runtime
+
+from gpuflow.core.clusters import Cluster, load_clusters
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "include" / "emulator" / "scenarios"
@@ -131,12 +133,29 @@ def start_emulator(
     return EmulatorProcess.start(directory, extra=extra)
 
 
+def worker_on_stores(object_stores: StoresConfig, monkeypatch: pytest.MonkeyPatch, state: Path) -> dict[str, Cluster]:
+    """The Airflow worker's environment as the emulator gives it (its connections, with cloud APIs nobody listens
+    on, and the stores' endpoints), and one cluster of include/config/clusters.yaml per cloud with its bucket made:
+    what reading and writing a run's outputs from the worker needs, without the clusters."""
+    nobody = {"aws": "http://127.0.0.1:9", "gcp": "http://127.0.0.1:9", "azure": "https://127.0.0.1:9", "azure_ca": ""}
+    for name, value in {**airflow_environment(nobody, object_stores), **worker_env(object_stores)}.items():
+        monkeypatch.setenv(name, value)
+    stores = ObjectStores(object_stores, state)
+    chosen: dict[str, Cluster] = {}
+    for cluster in load_clusters().by_region.values():
+        if cluster.cloud not in chosen:
+            stores.create_bucket(cluster.artifacts, cluster.region)
+            chosen[cluster.cloud] = cluster
+    return chosen
+
+
 def point_airflow_at(
     emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, state: Path, object_stores: StoresConfig
 ) -> None:
-    """Airflow's connections, and the worker's own access to the GCS and Azure stores (benchmark reports),
-    pointed at the emulator; outputs go to each cluster's bucket (``artifacts`` in clusters.yaml)."""
-    for name, value in {**airflow_environment(emulator.clouds()), **worker_env(object_stores)}.items():
+    """Airflow's connections (S3 through the AWS one) and the worker's own access to the GCS and Azure stores
+    (training progress, benchmark reports), pointed at the emulator; outputs go to each cluster's bucket
+    (``artifacts`` in clusters.yaml)."""
+    for name, value in {**airflow_environment(emulator.clouds(), object_stores), **worker_env(object_stores)}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("GPUFLOW_STATE_URL", f"sqlite:///{state / 'state.db'}")
     monkeypatch.delenv("GPUFLOW_ARTIFACTS_URI", raising=False)

@@ -63,7 +63,7 @@ def join(base: str, *parts: str) -> str:
 
 
 class Store:
-    """The run's output root: ``checkpoints/step-XXXXXXXX/`` and ``model/``."""
+    """The run's output root: ``checkpoints/step-XXXXXXXX/``, ``model/`` and ``progress.json``."""
 
     def __init__(self, output_uri: str) -> None:
         try:
@@ -120,6 +120,25 @@ class Store:
         self.fs.pipe_file(join(target, MARKER), b"ok\n")
         shutil.rmtree(staged, ignore_errors=True)
         return target
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Replace the small file ``name`` all at once: a reader sees the old content or the new, never a part.
+
+        A rename from beside it on a local filesystem; elsewhere one upload (an object appears whole or not at all).
+        """
+        target = self.path(name)
+        if not self.local:
+            self.fs.pipe_file(target, data)
+            return
+        fd, staged = tempfile.mkstemp(prefix=f".staging-{os.path.basename(name)}-", dir=os.path.dirname(target))
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.chmod(staged, 0o644)  # mkstemp makes 0600; the reader may run as another user
+        os.replace(staged, target)
+
+    def read_file(self, name: str) -> bytes:
+        """The content of the file ``name``; raises FileNotFoundError when there is none."""
+        return bytes(self.fs.cat_file(self.path(name)))
 
     def is_complete(self, name: str) -> bool:
         return bool(self.fs.exists(self.path(name, MARKER)))

@@ -4,6 +4,7 @@ Why the order of checks: the dataset and the output are checked before the token
 so a wrong URI fails in seconds with a message naming it, not after the (possibly paid-for) GPU has warmed up.
 A SIGTERM (spot reclaim, pod deletion) finishes the current step, writes a checkpoint and exits 143, so a
 preempted node loses at most one step when the grace period allows the write, and at most N steps otherwise.
+``progress.json`` follows every checkpoint (see progress.py), so whoever restarts the run knows where it stands.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from . import checkpoint, data, model, storage, tokenizer
 from .config import TrainConfig
 from .errors import EXIT_OK, EXIT_PREEMPTED, BaseModelError
+from .progress import ProgressFile
 
 FINAL = "model"
 SUMMARY_FILE = "gpuflow_training.json"
@@ -34,14 +36,22 @@ def _clock(seconds: float) -> str:
 
 
 class _StopFlag:
-    """Set by SIGTERM; the loop polls it between steps."""
+    """Set by SIGTERM; the loop polls it after each step, checkpoints that step and says why it stops.
+
+    The handler only records the signal: a handler that printed could interrupt the loop's own print, and the
+    reentrant write to stdout raises a RuntimeError in the loop (Python's io docs, "Reentrancy"), losing the
+    checkpoint the signal asks for.
+    """
 
     def __init__(self) -> None:
-        self.stop = False
+        self.signum: int | None = None
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.stop = True
-        log(f"received signal {signum}: saving a checkpoint after this step, then exiting")
+        self.signum = signum
+
+    @property
+    def stop(self) -> bool:
+        return self.signum is not None
 
 
 def _schedule(config: TrainConfig) -> Any:
@@ -109,8 +119,10 @@ def run(config: TrainConfig) -> int:
         return EXIT_OK
     checkpoint.clear_staging(store)
     resumed = checkpoint.latest(store)
+    progress = ProgressFile.start(store, config.steps, resuming=resumed is not None)
     if resumed is not None:
         log(f"resuming from {resumed.name} (step {resumed.step}, {resumed.tokens_seen} tokens seen)")
+        progress.write(resumed.step, resumed.name)  # counts this restart even if it is preempted before a checkpoint
     net, tok = _build(config, text, resumed)
     for warning in model.serving_warnings(net):
         log(f"warning: {warning}")
@@ -135,13 +147,26 @@ def run(config: TrainConfig) -> int:
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         step = _loop(
-            config, net, tok, blocks, optimizer, scheduler, store, device, step, tokens_seen, elapsed_before, stop
+            config,
+            net,
+            tok,
+            blocks,
+            optimizer,
+            scheduler,
+            store,
+            progress,
+            device,
+            step,
+            tokens_seen,
+            elapsed_before,
+            stop,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
     if stop.stop:
         return EXIT_PREEMPTED
     target = _publish_final(store, net, tok, config, step)
+    progress.write(step, checkpoint.name_for(step), finished=True)  # the loop always checkpoints its last step
     log(f"final model at {target} (step {step}); total {_clock(time.monotonic() - started)}")
     return EXIT_OK
 
@@ -154,6 +179,7 @@ def _loop(
     optimizer: Any,
     scheduler: Any,
     store: storage.Store,
+    progress: ProgressFile,
     device: Any,
     step: int,
     tokens_seen: int,
@@ -167,6 +193,7 @@ def _loop(
     window_start, window_tokens, window_steps = time.monotonic(), 0, 0
     run_start = time.monotonic()
     while step < config.steps:
+        step_start = time.monotonic()
         batch = blocks.batch(step).to(device)
         if autocast is not None:
             with autocast:
@@ -191,7 +218,10 @@ def _loop(
                 f"elapsed {_clock(elapsed_before + now - run_start)} | eta {_clock(per_step * (config.steps - step))}"
             )
             window_start, window_tokens, window_steps = now, 0, 0
-        if step % config.checkpoint_every == 0 or step == config.steps or stop.stop:
+        # Measured after the log line, whose loss.item() waits for the GPU: CUDA runs the step asynchronously.
+        progress.clock.add(time.monotonic() - step_start)
+        checkpointing = step % config.checkpoint_every == 0 or step == config.steps or stop.stop
+        if checkpointing:
             elapsed = elapsed_before + time.monotonic() - run_start
             target = checkpoint.save(
                 store,
@@ -206,7 +236,10 @@ def _loop(
                 config.keep_checkpoints,
             )
             log(f"checkpoint step {step} -> {target}")
-        if stop.stop:
+            progress.write(step, checkpoint.name_for(step))
+        # Stop only after a checkpoint of this step: a signal that came after the decision waits one more step.
+        if checkpointing and stop.stop:
+            log(f"stopped by signal {stop.signum} after the checkpoint of step {step}")
             break
     return step
 

@@ -63,6 +63,18 @@ UNKNOWN = "UNKNOWN"  # the code of a failure whose text names no known code and 
 _STATIC_TOKEN_CREDENTIALS = ("keyfile_dict", "credential_config_file", "impersonation_chain")
 
 
+def google_credentials(connection_id: str, settings: Mapping[str, Any]) -> Any:
+    """The Google connection's credentials (a key, or application default credentials), or anonymous ones for an
+    endpoint that needs none (``anonymous: true``, the emulator's)."""
+    if settings.get("anonymous"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return AnonymousCredentials()
+    from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+
+    return GoogleBaseHook(gcp_conn_id=connection_id).get_credentials()
+
+
 class GkeBackend:
     """Node pools of one GKE cluster."""
 
@@ -78,13 +90,7 @@ class GkeBackend:
 
     @cached_property
     def credentials(self) -> Any:
-        if self.settings.get("anonymous"):
-            from google.auth.credentials import AnonymousCredentials
-
-            return AnonymousCredentials()
-        from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
-
-        return GoogleBaseHook(gcp_conn_id=self.cluster.connection_id).get_credentials()
+        return google_credentials(self.cluster.connection_id, self.settings)
 
     @cached_property
     def client(self) -> Any:

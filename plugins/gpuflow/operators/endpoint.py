@@ -15,7 +15,7 @@ from gpuflow.core.job import serving_options
 from gpuflow.core.settings import poll_interval_s
 from gpuflow.kube.cluster import api_client, apply
 from gpuflow.kube.serving import EndpointSpec, endpoint_manifests
-from gpuflow.operators.runtime import JOB_NAMESPACE, placement_on, run_of, run_output_uri
+from gpuflow.operators.runtime import JOB_NAMESPACE, placement_on, provisioned_pool, run_of, run_output_uri
 from gpuflow.serving.benchmark import BenchmarkConfig, format_report, run_benchmark, write_report
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.smoke import smoke_test
@@ -154,13 +154,13 @@ class BenchmarkOperator(_EndpointTask):
         with self.client(context) as client:
             report = run_benchmark(client, config)
         self.log.info("benchmark:\n%s", format_report(report))
+        cluster = provisioned_pool(context, self.provisioned_task_id).cluster  # the one whose bucket holds the run
         out = f"{run_output_uri(context, job, self.provisioned_task_id).rstrip('/')}/benchmark"
         try:
-            json_path, png_path = write_report(report, out)
+            json_path, png_path = write_report(report, out, cluster)
         except Exception as exc:  # any store failure: the benchmark ran and its figures are not lost
-            # The report stays in this task's XCom, and the log says where it could not go: s3fs cannot be
-            # installed beside the amazon provider (it pins botocore, aiobotocore another range), and a worker may
-            # not reach the bucket (no credentials for it, or a store only the cluster's pods reach).
+            # The report stays in this task's XCom, and the log says where it could not go: a worker may not reach
+            # the bucket (no credentials for it in the cluster's connection, or a store only the cluster's pods reach).
             self.log.warning("benchmark report not written to %s: %s (the XCom holds it)", out, exc)
         else:
             self.log.info("report: %s, chart: %s", json_path, png_path)

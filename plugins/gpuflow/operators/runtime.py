@@ -43,11 +43,16 @@ def output_uri(job: Mapping[str, Any], run: Run, cluster: Cluster) -> str:
     return str(job["output_uri"]) or artifacts_uri(run, cluster)
 
 
+def provisioned_pool(context: Context, provisioned_task_id: str) -> PoolHandoff:
+    """The pool the run was first provisioned on (``provisioned_task_id``'s XCom): its cluster's bucket holds the
+    run's outputs, wherever a recovery moved the run since."""
+    return PoolHandoff.from_xcom(context["ti"].xcom_pull(task_ids=provisioned_task_id))
+
+
 def run_output_uri(context: Context, job: Mapping[str, Any], provisioned_task_id: str) -> str:
-    """``output_uri`` for the pool the run was first provisioned on (``provisioned_task_id``'s XCom), not the one it
-    holds now: after a recovery on another cluster, training resumes from, and the endpoint serves, the same place."""
-    first = PoolHandoff.from_xcom(context["ti"].xcom_pull(task_ids=provisioned_task_id))
-    return output_uri(job, run_of(context), first.cluster)
+    """``output_uri`` for the pool the run was first provisioned on, not the one it holds now: after a recovery on
+    another cluster, training resumes from, and the endpoint serves, the same place."""
+    return output_uri(job, run_of(context), provisioned_pool(context, provisioned_task_id).cluster)
 
 
 def placement_on(pool: PoolHandoff) -> Placement:

@@ -26,8 +26,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from gpuflow.core.clusters import Cluster
 from gpuflow.core.errors import RequestError
 from gpuflow.serving.client import OpenAIClient, ServerError, TokenChunk, Usage
+from gpuflow.storage_io import write_bytes
 
 TAIL_PERCENTILE = 99.0
 _VOCABULARY = (
@@ -217,19 +219,23 @@ def format_report(report: BenchmarkReport) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: BenchmarkReport, out: str | Path) -> tuple[str, str]:
-    """``benchmark.json`` and ``benchmark.png`` (latency mean/median/p99 bars) under ``out``, a folder or an
-    object-storage URI, through fsspec: a run's reports go beside its model, in its cluster's bucket."""
-    import fsspec
+def write_report(report: BenchmarkReport, out: str | Path, cluster: Cluster | None = None) -> tuple[str, str]:
+    """``benchmark.json`` and ``benchmark.png`` (latency mean/median/p99 bars) under ``out``: a folder, or a URI in
+    ``cluster``'s bucket (``gpuflow.storage_io``), where a run's reports go beside its model."""
+    base = str(out).rstrip("/")
+    json_uri, png_uri = f"{base}/benchmark.json", f"{base}/benchmark.png"
+    write_bytes(json_uri, (json.dumps(report.to_dict(), indent=2) + "\n").encode(), cluster)
+    write_bytes(png_uri, _chart(report), cluster)
+    return json_uri, png_uri
+
+
+def _chart(report: BenchmarkReport) -> bytes:
+    """The latency bars as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on workers
     from matplotlib import pyplot as plt
 
-    fs, root = fsspec.core.url_to_fs(str(out))
-    fs.makedirs(root, exist_ok=True)
-    base = str(out).rstrip("/")
-    fs.pipe_file(f"{root.rstrip('/')}/benchmark.json", (json.dumps(report.to_dict(), indent=2) + "\n").encode())
     names = ("ttft", "tpot", "itl", "e2el")
     figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5))
     for axis, name in zip(axes, names, strict=True):
@@ -244,5 +250,4 @@ def write_report(report: BenchmarkReport, out: str | Path) -> tuple[str, str]:
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=100)
     plt.close(figure)
-    fs.pipe_file(f"{root.rstrip('/')}/benchmark.png", png.getvalue())
-    return f"{base}/benchmark.json", f"{base}/benchmark.png"
+    return png.getvalue()

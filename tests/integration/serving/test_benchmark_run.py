@@ -6,11 +6,14 @@ import json
 import math
 from pathlib import Path
 
+from gpuflow_emulator.stores import StoresConfig
 from openai_double import MODEL, StartDouble
 
 from gpuflow.cli import main
+from gpuflow.core.clusters import Cluster
 from gpuflow.serving.benchmark import BenchmarkConfig, run_benchmark, write_report
 from gpuflow.serving.client import OpenAIClient
+from tests.support.emulated_clouds import bucket_keys
 
 
 def test_benchmark_counts_tokens_from_usage_and_writes_json_and_png(client: OpenAIClient, tmp_path: Path) -> None:
@@ -26,6 +29,26 @@ def test_benchmark_counts_tokens_from_usage_and_writes_json_and_png(client: Open
     assert saved["config"]["request_rate"] == "inf"
     assert saved["ttft"].keys() == {"mean_ms", "median_ms", "p99_ms"}
     assert png_path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_report_goes_to_an_s3_bucket_through_the_clusters_connection(
+    client: OpenAIClient, store_clusters: dict[str, Cluster], object_stores: StoresConfig
+) -> None:
+    """The worker has no s3fs (it cannot be installed beside the amazon provider): the report still reaches S3."""
+    config = BenchmarkConfig(MODEL, num_prompts=2, input_len=4, output_len=3)
+    cluster = store_clusters["aws"]
+    out = f"{cluster.artifacts}/gpu_train_and_serve/run/benchmark"
+
+    assert write_report(run_benchmark(client, config), out, cluster) == (
+        f"{out}/benchmark.json",
+        f"{out}/benchmark.png",
+    )
+
+    keys = bucket_keys(object_stores, out)
+    assert keys == [
+        "gpu_train_and_serve/run/benchmark/benchmark.json",
+        "gpu_train_and_serve/run/benchmark/benchmark.png",
+    ]
 
 
 def test_bench_command_runs_poisson_arrivals_and_reports(

@@ -1,0 +1,109 @@
+"""One object of a run's outputs, read or written from the Airflow worker: a training's progress, a benchmark report.
+
+Why not fsspec alone: s3fs cannot be installed beside the amazon provider (aiobotocore pins another botocore
+range than the provider), so S3 goes through the provider's own client, with the cluster's AWS connection, as the
+node-pool calls do; gcsfs and adlfs come with the google and azure providers. Per scheme:
+
+- ``s3://BUCKET/KEY``: boto3 from ``S3Hook`` with the cluster's connection (its keys or role, else the worker's
+  default chain) in the cluster's region; the endpoint is AWS's, or the connection's
+  ``service_config: {s3: {endpoint_url}}`` (the emulator's moto) or ``endpoint_url``.
+- ``gs://BUCKET/PATH``: gcsfs (its JSON API) with the cluster's Google connection's credentials (a key, application
+  default credentials, or none for ``anonymous: true``); the endpoint is Google's, or ``STORAGE_EMULATOR_HOST`` (the
+  emulator's fake-gcs-server).
+- ``az://ACCOUNT/CONTAINER/PATH`` (as training and serving read it): adlfs for ACCOUNT with the worker's own Azure
+  identity: ``AZURE_STORAGE_CONNECTION_STRING`` (the emulator's Azurite) or other ``AZURE_STORAGE_*`` settings,
+  else ``DefaultAzureCredential`` (managed or workload identity).
+- a path, ``file://`` or another fsspec scheme: fsspec as it is.
+
+Without a cluster, S3 and GCS use the worker's default credentials (boto3's chain, application default credentials).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+from urllib.parse import urlsplit
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from gpuflow.core.clusters import Cluster
+
+
+def read_text(uri: str, cluster: Cluster | None = None) -> str | None:
+    """The object at ``uri`` as UTF-8 text, or None when there is none (e.g. no checkpoint was written yet)."""
+    try:
+        return _read(uri, cluster).decode()
+    except FileNotFoundError:
+        return None
+
+
+def write_bytes(uri: str, data: bytes, cluster: Cluster | None = None) -> None:
+    """Put ``data`` at ``uri`` in one request (an object appears whole); a local folder is made as needed."""
+    if urlsplit(uri).scheme == "s3":
+        bucket, key = _bucket_and_key(uri)
+        _s3(cluster).put_object(Bucket=bucket, Key=key, Body=data)
+        return
+    fs, path = _filesystem(uri, cluster)
+    if isinstance(fs, LocalFileSystem):  # object stores have no folders to make
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    fs.pipe_file(path, data)
+
+
+def _read(uri: str, cluster: Cluster | None) -> bytes:
+    if urlsplit(uri).scheme == "s3":
+        return _s3_get(uri, cluster)
+    fs, path = _filesystem(uri, cluster)
+    return bytes(fs.cat_file(path))
+
+
+def _s3_get(uri: str, cluster: Cluster | None) -> bytes:
+    """The object's bytes; a missing key is a FileNotFoundError, as fsspec reports one."""
+    from botocore.exceptions import ClientError
+
+    bucket, key = _bucket_and_key(uri)
+    try:
+        return bytes(_s3(cluster).get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+            raise FileNotFoundError(uri) from exc
+        raise
+
+
+def _bucket_and_key(uri: str) -> tuple[str, str]:
+    parts = urlsplit(uri)
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def _s3(cluster: Cluster | None) -> Any:
+    """boto3's S3 client as the provider builds it from the connection (endpoint, retries, credentials)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    if cluster is None:
+        return S3Hook(aws_conn_id=None).conn  # boto3's default chain
+    return S3Hook(aws_conn_id=cluster.connection_id, region_name=cluster.region).conn
+
+
+def _filesystem(uri: str, cluster: Cluster | None) -> tuple[Any, str]:
+    scheme, _, rest = uri.partition("://")
+    if scheme == "gs":
+        # gcsfs's own JSON-API filesystem: its default (ExtendedGcsFileSystem) first asks the Storage Control gRPC
+        # API for each bucket's layout, which a whole small object of a regional bucket does not need, and which a
+        # GCS emulator does not serve (a minute's timeout per call, retried on every call after a failure).
+        from gcsfs.core import GCSFileSystem
+
+        return GCSFileSystem(token=_google_token(cluster)), rest
+    if scheme == "az":  # adlfs alone would read ACCOUNT as the container
+        account, _, path = rest.partition("/")
+        return fsspec.filesystem("az", account_name=account), path
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs, str(path)
+
+
+def _google_token(cluster: Cluster | None) -> Any:
+    if cluster is None:
+        return None
+    from gpuflow.clouds.connections import extras
+    from gpuflow.clouds.gcp import google_credentials
+
+    return google_credentials(cluster.connection_id, extras(cluster.connection_id))
