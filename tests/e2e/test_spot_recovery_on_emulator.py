@@ -52,3 +52,28 @@ def test_when_every_spot_offer_is_preempted_training_ends_on_demand(dag: Any, cl
     report = xcom(run, "cost_report")
     assert report["recoveries"] == 3  # the three spot sizes of eastus, each preempted once
     assert run_objects(clouds_emulator, run) == []
+
+
+@pytest.mark.parametrize("clouds_emulator", ["spot-preempted-once"], indirect=True)
+def test_a_run_out_of_recoveries_fails_cleanly_and_leaves_nothing(dag: Any, clouds_emulator: EmulatorProcess) -> None:
+    run = dag.test(run_conf={**SPOT, "clouds": ["gcp"], "capacity": "spot", "max_recoveries": 0})
+    states = task_states(run)
+    assert run.state == "failed", states
+    train = next(ti for ti in run.get_task_instances() if ti.task_id == "train")
+    assert (train.state, train.try_number) == ("failed", 1), "a run out of recoveries must not retry"
+    assert (states["teardown"], states["cost_report"]) == ("success", "success")
+    ended = [entry.ended_by.split(":")[0] for entry in Ledger().entries(run.dag_id, run.run_id) if entry.ended_by]
+    assert ended == ["preempted", "teardown"]
+    assert run_objects(clouds_emulator, run) == []
+
+
+@pytest.mark.parametrize("clouds_emulator", ["spot-preempted-once"], indirect=True)
+def test_a_deadline_too_tight_for_spot_starts_on_demand(dag: Any, clouds_emulator: EmulatorProcess) -> None:
+    conf = {**SPOT, "clouds": ["gcp"], "capacity": "spot-then-on-demand", "estimated_hours": 1, "deadline_hours": 1.05}
+    run = dag.test(run_conf=conf)
+    assert run.state == "success", task_states(run)
+    plan = xcom(run, "plan")["plan"]
+    assert plan["chosen"]["capacity_type"] == "on-demand"
+    assert all(option["capacity_type"] == "on-demand" for option in plan["fallbacks"])
+    assert xcom(run, "cost_report")["recoveries"] == 0
+    assert run_objects(clouds_emulator, run) == []

@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from gpuflow.core.catalog import CapacityType
 from gpuflow.core.nodepool import NodeReport
 
 # The reasons Kubernetes gives a pod that ended because its node went, not because its containers failed:
@@ -61,6 +62,36 @@ def steps_lost(*, lost_at: datetime, checkpoint_at: datetime | None, step_second
     return max(0, math.floor((lost_at - checkpoint_at).total_seconds() / step_seconds))
 
 
+@dataclass(frozen=True, slots=True)
+class NextStep:
+    """Where a recovery gets capacity again: the same pool (``wait_for_replacement``, within a bound) or the first
+    of ``candidates`` (indices into the plan's options, in order) that a cloud accepts and no run found short."""
+
+    wait_for_replacement: bool
+    candidates: tuple[int, ...]
+    warning: str | None = None
+
+
+def next_step(
+    choices: Sequence[Mapping[str, Any]], lost: Mapping[str, Any], *, cloud_replaces_nodes: bool, on_demand_only: bool
+) -> NextStep:
+    """The recovery after the pool of option ``lost`` lost its node.
+
+    Waiting for the cloud to replace the node keeps the run where it is (the cheapest place it found), unless the
+    deadline wants on-demand and the pool is spot. Moving on considers every option of the plan in its order: the
+    provisioner skips the ones any run found short since, the lost one included.
+    """
+    spot = lost["capacity_type"] == CapacityType.SPOT.value
+    wait = cloud_replaces_nodes and not (spot and on_demand_only)
+    on_demand = tuple(i for i, c in enumerate(choices) if c["capacity_type"] == CapacityType.ON_DEMAND.value)
+    if not on_demand_only:
+        return NextStep(wait, tuple(range(len(choices))))
+    if not on_demand:
+        warning = "the deadline wants on-demand capacity, but the plan has none (capacity=spot): it may be missed"
+        return NextStep(wait, tuple(range(len(choices))), warning)
+    return NextStep(wait, on_demand)
+
+
 class Phase(StrEnum):
     TRAINING = "training"  # the pod runs (or is about to) on ``pool``
     REPLACING = "replacing"  # waiting, within a bound, for the cloud to replace the pool's lost node
@@ -76,6 +107,7 @@ class Recovery:
     where: str  # cloud/region/zone instance (capacity) of the pool lost
     why: str
     steps_lost: int | None
+    step_seconds: float | None = None  # the training's measured time per step, when known
     gpu_hours_lost: float | None = None  # accelerators x (lost work + time to resume), set once resumed
     resumed_at: str | None = None  # ISO time training restarted
     resumed_on: str | None = None
@@ -93,6 +125,7 @@ class TrainingState:
     segment_started_at: str
     phase: Phase = Phase.TRAINING
     recoveries: tuple[Recovery, ...] = field(default_factory=tuple)
+    on_demand_only: bool = False  # the deadline left no room for another preemption: spot offers are skipped
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "phase": self.phase.value})
@@ -105,9 +138,12 @@ class TrainingState:
             segment_started_at=data["segment_started_at"],
             phase=Phase(data["phase"]),
             recoveries=tuple(Recovery(**r) for r in data.get("recoveries", ())),
+            on_demand_only=bool(data.get("on_demand_only", False)),
         )
 
-    def lost(self, recovery: Recovery, phase: Phase, pool: Mapping[str, Any], at: datetime) -> TrainingState:
+    def lost(
+        self, recovery: Recovery, phase: Phase, pool: Mapping[str, Any], at: datetime, *, on_demand_only: bool = False
+    ) -> TrainingState:
         """The state after a loss: waiting for ``pool`` (the same one, or a new one), a new segment from ``at``."""
         return replace(
             self,
@@ -115,17 +151,20 @@ class TrainingState:
             phase=phase,
             segment_started_at=at.isoformat(),
             recoveries=(*self.recoveries, recovery),
+            on_demand_only=self.on_demand_only or on_demand_only,
         )
 
     def waiting_on(self, pool: Mapping[str, Any]) -> TrainingState:
         """A failover while recovering: the next offer's pool replaces the one that failed."""
         return replace(self, pool=dict(pool), phase=Phase.PROVISIONING)
 
-    def resumed(self, at: datetime, accelerators: int, lost_work_s: float) -> TrainingState:
-        """Training restarts now: the last recovery gets its time to resume and the GPU-hours it cost."""
+    def resumed(self, at: datetime, accelerators: int) -> TrainingState:
+        """Training restarts now: the last recovery gets its time to resume and the GPU-hours it cost (the wait,
+        and the steps lost, redone)."""
         if not self.recoveries or self.recoveries[-1].resumed_at:
             return replace(self, phase=Phase.TRAINING)
         last = self.recoveries[-1]
+        lost_work_s = (last.steps_lost or 0) * (last.step_seconds or 0.0)
         waited_s = (at - datetime.fromisoformat(last.lost_at)).total_seconds()
         done = replace(
             last,

@@ -25,23 +25,49 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from gpuflow.clouds.access import kube_config, kube_config_file
 from gpuflow.core import naming
+from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clouds import traits
+from gpuflow.core.deadline import Progress, next_capacity, overheads_for
 from gpuflow.core.errors import CloudError
 from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
-from gpuflow.core.recovery import Phase, PodView, Recovery, TrainingState, node_loss, recovery_line, where
+from gpuflow.core.job import DEFAULT_RECOVERIES
+from gpuflow.core.progress import TrainingProgress, parse_progress, progress_uri
+from gpuflow.core.recovery import (
+    NextStep,
+    Phase,
+    PodView,
+    Recovery,
+    TrainingState,
+    next_step,
+    node_loss,
+    recovery_line,
+    steps_lost,
+    where,
+)
 from gpuflow.core.settings import replacement_wait_s
 from gpuflow.kube.cluster import api_client, pool_nodes
 from gpuflow.kube.training import training_pod
 from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S, create_on_first, no_retry_when_stopped, pool_trigger
-from gpuflow.operators.runtime import JOB_NAMESPACE, placement_on, provisioner, run_of, run_output_uri
+from gpuflow.operators.runtime import (
+    JOB_NAMESPACE,
+    placement_on,
+    provisioned_pool,
+    provisioner,
+    run_of,
+    run_output_uri,
+)
 from gpuflow.provisioning import node_lost
 from gpuflow.state.ledger import CostEntry, Ledger
 from gpuflow.state.training import TrainingStates
+from gpuflow.storage_io import read_text
 from gpuflow.triggers import events
 
-# A GPU node may have to be created and join the cluster before the pod can be scheduled.
-SCHEDULE_TIMEOUT_S = 20 * 60
-DEFAULT_MAX_RECOVERIES = 3
+# The pool is ready (every node Ready, accelerators advertised) before training starts, so the pod is placed at
+# once; a pod still unplaced after this long has lost its node (cordoned for a spot notice), and the recovery
+# starts then rather than after a long hang on a paid pool.
+SCHEDULE_TIMEOUT_S = 5 * 60
+# Pulling a large training image onto a new node takes minutes.
+STARTUP_TIMEOUT_S = 20 * 60
 
 
 class TrainOperator(KubernetesPodOperator):
@@ -66,7 +92,7 @@ class TrainOperator(KubernetesPodOperator):
         kwargs.setdefault("namespace", JOB_NAMESPACE)
         kwargs.setdefault("deferrable", True)
         kwargs.setdefault("schedule_timeout_seconds", SCHEDULE_TIMEOUT_S)
-        kwargs.setdefault("startup_timeout_seconds", SCHEDULE_TIMEOUT_S)
+        kwargs.setdefault("startup_timeout_seconds", STARTUP_TIMEOUT_S)
         kwargs.setdefault("on_finish_action", "delete_pod")
         kwargs.setdefault("get_logs", True)
         kwargs.setdefault("in_cluster", False)
@@ -104,13 +130,17 @@ class TrainOperator(KubernetesPodOperator):
         events.validate(event)
         state = self._state(context)
         if event["status"] == events.SUCCESS:
-            state = state.resumed(datetime.now(UTC), _accelerators(state.pool), lost_work_s=0.0)
+            state = state.resumed(datetime.now(UTC), _accelerators(state.pool))
             self._save(context, state)
             self.log.info(recovery_line(state.recoveries[-1], self._max_recoveries(context)))
             return self._start(context, state)
         error = events.error_of(event)
         self.log.warning("node pool %s did not come back: %s", where(state.pool), error)
-        state = state.waiting_on(self._next_offer(context, PoolHandoff.from_xcom(state.pool), error))
+        lost = PoolHandoff.from_xcom(state.pool)
+        step = next_step(
+            self._choices(context), lost.choice, cloud_replaces_nodes=False, on_demand_only=state.on_demand_only
+        )
+        state = state.waiting_on(self._next_offer(context, lost, error, step))
         self._save(context, state)
         return self._wait_for_pool(state)
 
@@ -170,7 +200,8 @@ class TrainOperator(KubernetesPodOperator):
     # ---- recovery ----
 
     def _recover(self, context: Context, state: TrainingState, why: str) -> NoReturn:
-        """Close the lost segment, then wait for the same pool's node to come back or move to the next offer."""
+        """Close the lost segment, then wait for the same pool's node to come back or move to the next offer (only
+        on-demand ones when the deadline cannot absorb another preemption)."""
         now = datetime.now(UTC)
         pool = PoolHandoff.from_xcom(state.pool)
         run = run_of(context)
@@ -186,7 +217,17 @@ class TrainOperator(KubernetesPodOperator):
             )
         )
         limit = self._max_recoveries(context)
-        recovery = Recovery(len(state.recoveries) + 1, now.isoformat(), where(state.pool), why, steps_lost=None)
+        progress = self._progress(context)
+        recovery = Recovery(
+            len(state.recoveries) + 1,
+            now.isoformat(),
+            where(state.pool),
+            why,
+            steps_lost=steps_lost(lost_at=now, checkpoint_at=progress.updated_at, step_seconds=progress.step_seconds)
+            if progress
+            else None,
+            step_seconds=progress.step_seconds if progress else None,
+        )
         self.log.warning(recovery_line(recovery, limit))
         if recovery.number > limit:
             self._save(context, state.lost(recovery, Phase.TRAINING, state.pool, now))
@@ -195,26 +236,70 @@ class TrainOperator(KubernetesPodOperator):
                 "max_recoveries, or request on-demand capacity (capacity=on-demand) for a run that must not be "
                 "interrupted"
             )
+        on_demand_only = state.on_demand_only or self._deadline_says_on_demand(context, pool, progress, now)
         error = node_lost(pool.choice, why)
-        if traits(pool.cluster.cloud).replaces_lost_nodes:
+        step = next_step(
+            self._choices(context),
+            pool.choice,
+            cloud_replaces_nodes=traits(pool.cluster.cloud).replaces_lost_nodes,
+            on_demand_only=on_demand_only,
+        )
+        if step.wait_for_replacement:
             provisioner(context).note(pool.choice, error)
-            state = state.lost(recovery, Phase.REPLACING, state.pool, now)
+            state = state.lost(recovery, Phase.REPLACING, state.pool, now, on_demand_only=on_demand_only)
             self.log.info("waiting up to %.0fs for %s to replace its lost node", replacement_wait_s(), recovery.where)
         else:
-            state = state.lost(recovery, Phase.PROVISIONING, self._next_offer(context, pool, error), now)
+            following = self._next_offer(context, pool, error, step)
+            state = state.lost(recovery, Phase.PROVISIONING, following, now, on_demand_only=on_demand_only)
         self._save(context, state)
         self._wait_for_pool(state)
 
-    def _next_offer(self, context: Context, lost: PoolHandoff, error: CloudError) -> dict[str, Any]:
-        """Delete the lost pool (remembering why), then request a pool on the first offer of the plan that no run
-        found short since; returns its ``PoolHandoff`` XCom. Never two pools at once: the deletion comes first."""
+    def _next_offer(self, context: Context, lost: PoolHandoff, error: CloudError, step: NextStep) -> dict[str, Any]:
+        """Delete the lost pool (remembering why), then request a pool on the first of the step's candidates that
+        no run found short since; returns its ``PoolHandoff`` XCom. Never two pools at once: deletion comes first."""
+        if step.warning:
+            self.log.warning(step.warning)
         p = provisioner(context)
         p.recall()
-        choices = self._choices(context)
         with no_retry_when_stopped():
             p.abandon(p.spec_for(lost.choice), lost.choice, error)
-            following = create_on_first(p, choices, range(len(choices)), lost)
+            following = create_on_first(p, self._choices(context), step.candidates, lost)
         return following.to_xcom()
+
+    def _progress(self, context: Context) -> TrainingProgress | None:
+        """The trainer's progress file in the run's output URI; None when there is none yet or it cannot be read
+        (the recovery goes on without it, its figures unknown)."""
+        cluster = provisioned_pool(context, self.pool_task_id).cluster
+        uri = progress_uri(run_output_uri(context, self._job(context), self.pool_task_id))
+        try:
+            return parse_progress(read_text(uri, cluster), uri)
+        except Exception as exc:  # a store outage or a foreign file must not stop the recovery
+            self.log.warning("training progress not read from %s: %s", uri, exc)
+            return None
+
+    def _deadline_says_on_demand(
+        self, context: Context, pool: PoolHandoff, progress: TrainingProgress | None, now: datetime
+    ) -> bool:
+        """Whether the run's deadline (``deadline_hours``) leaves no room for another preemption: decided from the
+        training's real progress (or, without a progress file, as if nothing were done)."""
+        request = PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).plan["request"]
+        hours = request.get("deadline_hours")
+        if not hours:
+            return False
+        done = (
+            Progress(progress.steps_done, progress.total_steps, progress.step_seconds)
+            if progress
+            else Progress(0, 1, float(request["estimated_hours"]) * 3600)
+        )
+        started = context["dag_run"].start_date or now
+        decision = next_capacity(
+            now_s=(now - started).total_seconds(),
+            deadline_s=float(hours) * 3600,
+            progress=done,
+            overheads=overheads_for(pool.cluster.cloud),
+        )
+        self.log.info("deadline_hours=%s: %s", hours, decision.reason)
+        return decision.capacity is CapacityType.ON_DEMAND
 
     def _wait_for_pool(self, state: TrainingState) -> NoReturn:
         pool = PoolHandoff.from_xcom(state.pool)
@@ -247,7 +332,7 @@ class TrainOperator(KubernetesPodOperator):
         return PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).choices
 
     def _max_recoveries(self, context: Context) -> int:
-        return int(self._job(context).get("max_recoveries", DEFAULT_MAX_RECOVERIES))
+        return int(self._job(context).get("max_recoveries", DEFAULT_RECOVERIES))
 
 
 def _accelerators(pool: dict[str, Any]) -> int:

@@ -8,10 +8,12 @@ import pytest
 
 from gpuflow.core.nodepool import NodeReport
 from gpuflow.core.recovery import (
+    NextStep,
     Phase,
     PodView,
     Recovery,
     TrainingState,
+    next_step,
     node_loss,
     recovery_line,
     steps_lost,
@@ -89,23 +91,52 @@ def test_state_round_trips_through_json_with_its_recoveries() -> None:
 def test_a_loss_starts_a_new_segment_and_resuming_prices_the_wait() -> None:
     start = TrainingState(pool=_pool(), segment_started_at=(T0 - timedelta(hours=1)).isoformat())
     lost_at = T0
-    recovery = Recovery(1, lost_at.isoformat(), where(start.pool), "node gone", steps_lost=1)
+    recovery = Recovery(1, lost_at.isoformat(), where(start.pool), "node gone", steps_lost=3, step_seconds=20.0)
     moved = start.lost(recovery, Phase.PROVISIONING, _pool(cloud="gcp", capacity="on-demand", count=2), lost_at)
     assert moved.segment_started_at == lost_at.isoformat()
-    resumed = moved.resumed(lost_at + timedelta(minutes=6), accelerators=2, lost_work_s=0.0)
+    resumed = moved.resumed(lost_at + timedelta(minutes=6), accelerators=2)
     last = resumed.recoveries[-1]
     assert resumed.phase is Phase.TRAINING
     assert last.resumed_on == "gcp/us-east-1/use1-az1 g6.xlarge (on-demand)"
-    assert last.gpu_hours_lost == pytest.approx(2 * 6 / 60)  # two GPUs idle for six minutes
+    assert last.gpu_hours_lost == pytest.approx(2 * 7 / 60)  # two GPUs: six minutes idle, one minute redone
     line = recovery_line(last, limit=3)
     assert line.startswith("recovery 1/3: training lost on aws/us-east-1/use1-az1 g6.xlarge (spot): node gone")
     assert "resumed on gcp" in line
     assert "after 360s" in line
-    assert "0.2000 GPU-hours lost" in line
+    assert "0.2333 GPU-hours lost" in line
 
 
 def test_resuming_without_a_recovery_only_marks_training() -> None:
     state = TrainingState(pool=_pool(), segment_started_at=T0.isoformat(), phase=Phase.PROVISIONING)
-    assert state.resumed(T0, accelerators=1, lost_work_s=0.0) == TrainingState(
-        pool=_pool(), segment_started_at=T0.isoformat()
-    )
+    assert state.resumed(T0, accelerators=1) == TrainingState(pool=_pool(), segment_started_at=T0.isoformat())
+
+
+PLAN = [
+    {"capacity_type": "spot"},
+    {"capacity_type": "spot"},
+    {"capacity_type": "on-demand"},
+    {"capacity_type": "on-demand"},
+]
+
+
+def test_a_cloud_that_replaces_nodes_gets_the_wait_and_then_every_option_in_plan_order() -> None:
+    step = next_step(PLAN, PLAN[0], cloud_replaces_nodes=True, on_demand_only=False)
+    assert step == NextStep(wait_for_replacement=True, candidates=(0, 1, 2, 3))
+
+
+def test_a_cloud_that_does_not_replace_moves_on_at_once() -> None:
+    assert not next_step(PLAN, PLAN[0], cloud_replaces_nodes=False, on_demand_only=False).wait_for_replacement
+
+
+def test_a_deadline_wanting_on_demand_skips_the_spot_wait_and_the_spot_options() -> None:
+    step = next_step(PLAN, PLAN[0], cloud_replaces_nodes=True, on_demand_only=True)
+    assert step == NextStep(wait_for_replacement=False, candidates=(2, 3))
+    # A lost on-demand node may still come back: waiting is not spot.
+    assert next_step(PLAN, PLAN[2], cloud_replaces_nodes=True, on_demand_only=True).wait_for_replacement
+
+
+def test_a_spot_only_plan_keeps_its_options_and_warns_that_the_deadline_may_be_missed() -> None:
+    step = next_step(PLAN[:2], PLAN[0], cloud_replaces_nodes=False, on_demand_only=True)
+    assert step.candidates == (0, 1)
+    assert step.warning is not None
+    assert "capacity=spot" in step.warning
