@@ -16,6 +16,8 @@ node-pool calls do; gcsfs and adlfs come with the google and azure providers. Pe
 - a path, ``file://`` or another fsspec scheme: fsspec as it is.
 
 Without a cluster, S3 and GCS use the worker's default credentials (boto3's chain, application default credentials).
+A cluster on another cloud than the URI's store is refused (``ClusterMismatch``) rather than used with the wrong
+connection.
 """
 
 from __future__ import annotations
@@ -28,10 +30,17 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from gpuflow.core.clusters import Cluster
+from gpuflow.core.errors import GpuflowError
+from gpuflow.core.storage import object_store
+
+
+class ClusterMismatch(GpuflowError, ValueError):
+    """The URI is another cloud's storage than the cluster whose connection would be used to reach it."""
 
 
 def read_text(uri: str, cluster: Cluster | None = None) -> str | None:
     """The object at ``uri`` as UTF-8 text, or None when there is none (e.g. no checkpoint was written yet)."""
+    _require_own_cloud(uri, cluster)
     try:
         return _read(uri, cluster).decode()
     except FileNotFoundError:
@@ -40,6 +49,7 @@ def read_text(uri: str, cluster: Cluster | None = None) -> str | None:
 
 def write_bytes(uri: str, data: bytes, cluster: Cluster | None = None) -> None:
     """Put ``data`` at ``uri`` in one request (an object appears whole); a local folder is made as needed."""
+    _require_own_cloud(uri, cluster)
     if urlsplit(uri).scheme == "s3":
         bucket, key = _bucket_and_key(uri)
         _s3(cluster).put_object(Bucket=bucket, Key=key, Body=data)
@@ -48,6 +58,17 @@ def write_bytes(uri: str, data: bytes, cluster: Cluster | None = None) -> None:
     if isinstance(fs, LocalFileSystem):  # object stores have no folders to make
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
     fs.pipe_file(path, data)
+
+
+def _require_own_cloud(uri: str, cluster: Cluster | None) -> None:
+    """Refuse to reach one cloud's bucket with another cloud's connection (after a failover to another cloud, the
+    run's outputs stay in the bucket of the cluster it was first provisioned on)."""
+    store = object_store(uri)
+    if cluster is not None and store is not None and store.cloud != cluster.cloud:
+        raise ClusterMismatch(
+            f"{uri} is {store.cloud} storage, but cluster {cluster.name} is on {cluster.cloud} (connection "
+            f"{cluster.connection_id}): pass the cluster whose bucket holds it"
+        )
 
 
 def _read(uri: str, cluster: Cluster | None) -> bytes:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpuflow.storage_io import read_text, write_bytes
+import pytest
+
+from gpuflow.core.clusters import Cluster
+from gpuflow.storage_io import ClusterMismatch, read_text, write_bytes
 
 
 def test_a_file_in_a_folder_that_does_not_exist_yet_is_written_and_read_back(tmp_path: Path) -> None:
@@ -23,3 +26,12 @@ def test_nothing_there_reads_as_none(tmp_path: Path) -> None:
 def test_another_fsspec_scheme_goes_through_fsspec() -> None:
     write_bytes("memory://storage-io-unit/progress.json", b'{"steps_done": 3}')
     assert read_text("memory://storage-io-unit/progress.json") == '{"steps_done": 3}'
+
+
+def test_another_clouds_bucket_is_refused_rather_than_reached_with_the_wrong_connection() -> None:
+    gke = Cluster("gcp", "us-central1", "gpuflow-usc1", "gpuflow_gcp", artifacts="gs://gpuflow-artifacts-usc1")
+    with pytest.raises(ClusterMismatch) as refused:
+        read_text("s3://first-pool/run/progress.json", gke)
+    assert str(refused.value).startswith("s3://first-pool/run/progress.json is aws storage, but cluster gpuflow-usc1")
+    with pytest.raises(ClusterMismatch, match="pass the cluster whose bucket holds it"):
+        write_bytes("az://account/container/run/benchmark.json", b"{}", gke)
