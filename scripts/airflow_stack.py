@@ -130,6 +130,15 @@ class AirflowStack:
             start_new_session=True,
         )
 
+    def restart(self, component: str, within_s: float = 120) -> None:
+        """Kill one component's process group outright (a crash, an OOM kill, a node lost under it), start it
+        again and wait until the stack is healthy: what it held in memory is gone, what it persisted is not."""
+        process = self.processes[component]
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+        self._spawn(component)
+        self.wait_healthy(within_s)
+
     def log_path(self, component: str) -> Path:
         return self.home / f"{component}.log"
 

@@ -11,11 +11,11 @@ from gpuflow_emulator.testing import EmulatorProcess
 
 from gpuflow.state.ledger import Ledger
 from tests.e2e.test_pipeline_on_emulator import CONF, dag, run_objects, task_states
-from tests.support.emulated_clouds import FAKE_RESUMABLE_TRAINING, FAKE_STEPS, gcs_object
+from tests.support.emulated_clouds import FAKE_STEPS, fake_resumable_training, gcs_object
 
 __all__ = ["dag"]  # the fixture, shared with the pipeline tests
 
-SPOT = {**CONF, **FAKE_RESUMABLE_TRAINING, "benchmark_requests": 0}
+SPOT = {**CONF, **fake_resumable_training(), "benchmark_requests": 0}
 
 
 def xcom(run: Any, task_id: str) -> Any:
@@ -43,8 +43,16 @@ def test_a_preemption_mid_training_resumes_from_the_checkpoint_and_succeeds(
 
 @pytest.mark.parametrize("clouds_emulator", ["spot-preempted-once"], indirect=True)
 def test_when_every_spot_offer_is_preempted_training_ends_on_demand(dag: Any, clouds_emulator: EmulatorProcess) -> None:
-    """AKS spot does not replace a preempted node: each recovery moves on, down to the plan's on-demand offers."""
-    conf = {**SPOT, "clouds": ["azure"], "accelerator": "T4", "regions": ["eastus"], "capacity": "spot-then-on-demand"}
+    """AKS spot does not replace a preempted node: each recovery moves on, down to the plan's on-demand offers.
+    The training outlasts the three spot pools of eastus (each preempted 10 s after it is ready)."""
+    conf = {
+        **SPOT,
+        **fake_resumable_training(steps=160),
+        "clouds": ["azure"],
+        "accelerator": "T4",
+        "regions": ["eastus"],
+        "capacity": "spot-then-on-demand",
+    }
     run = dag.test(run_conf=conf)
     assert run.state == "success", task_states(run)
     finished_on = xcom(run, "train")["choice"]

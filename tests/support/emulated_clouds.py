@@ -43,17 +43,24 @@ FAKE_TRAINING: dict[str, Any] = {
 # and exits 143. The model's config.json records the step each start began at ("starts"), so a test can tell a
 # resumed training from one restarted from 0.
 FAKE_STEPS = 60
-FAKE_RESUMABLE_TRAIN = f"""
+
+
+def fake_resumable_training(steps: int = FAKE_STEPS) -> dict[str, Any]:
+    """The job fields that run the resumable fake training for ``steps`` steps of 0.25 s."""
+    return {**FAKE_TRAINING, "training_command": ["python", "-c", FAKE_RESUMABLE_TRAIN.replace("STEPS", str(steps))]}
+
+
+FAKE_RESUMABLE_TRAIN = """
 import json, os, signal, sys, time
 from gpuflow_training import storage
 fs, root = storage.filesystem(os.environ['OUTPUT_URI'])
 state_path = root + '/fake-checkpoint.json'
-state = json.loads(fs.cat_file(state_path)) if fs.exists(state_path) else {{'step': 0, 'starts': []}}
+state = json.loads(fs.cat_file(state_path)) if fs.exists(state_path) else {'step': 0, 'starts': []}
 state['starts'].append(state['step'])
 print('starting at step', state['step'], flush=True)
 stop = []
 signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-while state['step'] < {FAKE_STEPS}:
+while state['step'] < STEPS:
     time.sleep(0.25)
     state['step'] += 1
     fs.pipe_file(state_path, json.dumps(state).encode())
@@ -61,9 +68,8 @@ while state['step'] < {FAKE_STEPS}:
     if stop:
         print('SIGTERM: checkpointed step', state['step'], flush=True)
         sys.exit(143)
-fs.pipe_file(root + '/model/config.json', json.dumps({{'model_type': 'llama', **state}}).encode())
+fs.pipe_file(root + '/model/config.json', json.dumps({'model_type': 'llama', **state}).encode())
 """
-FAKE_RESUMABLE_TRAINING: dict[str, Any] = {**FAKE_TRAINING, "training_command": ["python", "-c", FAKE_RESUMABLE_TRAIN]}
 
 
 def bucket_keys(object_stores: StoresConfig, uri: str) -> list[str]:

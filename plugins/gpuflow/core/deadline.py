@@ -64,6 +64,17 @@ class Progress:
         return (self.total_steps - self.steps_done) * self.step_seconds
 
 
+def progress_from(
+    steps_done: int | None, total_steps: int | None, step_seconds: float | None, *, estimated_s: float
+) -> Progress:
+    """The trainer's progress file as ``Progress``; without a usable one (none yet, or no step timed: an output from
+    an older trainer), as if nothing were done of ``estimated_s`` seconds of work, which errs towards on-demand.
+    A restart given fewer steps than were done counts as done."""
+    if not total_steps or not step_seconds or step_seconds <= 0 or steps_done is None:
+        return Progress(0, 1, estimated_s)
+    return Progress(min(max(steps_done, 0), total_steps), total_steps, step_seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class Overheads:
     """What one more preemption costs in wall time."""

@@ -27,7 +27,7 @@ from gpuflow.clouds.access import kube_config, kube_config_file
 from gpuflow.core import naming
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clouds import traits
-from gpuflow.core.deadline import Progress, next_capacity, overheads_for
+from gpuflow.core.deadline import next_capacity, overheads_for, progress_from
 from gpuflow.core.errors import CloudError
 from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
 from gpuflow.core.job import DEFAULT_RECOVERIES
@@ -286,10 +286,11 @@ class TrainOperator(KubernetesPodOperator):
         hours = request.get("deadline_hours")
         if not hours:
             return False
-        done = (
-            Progress(progress.steps_done, progress.total_steps, progress.step_seconds)
-            if progress
-            else Progress(0, 1, float(request["estimated_hours"]) * 3600)
+        done = progress_from(
+            progress.steps_done if progress else None,
+            progress.total_steps if progress else None,
+            progress.step_seconds if progress else None,
+            estimated_s=float(request["estimated_hours"]) * 3600,
         )
         started = context["dag_run"].start_date or now
         decision = next_capacity(

@@ -20,6 +20,7 @@ from gpuflow.core.deadline import (
     initial_capacity,
     next_capacity,
     overheads_for,
+    progress_from,
 )
 
 SPOT, ON_DEMAND = CapacityType.SPOT, CapacityType.ON_DEMAND
@@ -206,3 +207,10 @@ def test_the_overheads_of_a_cloud_take_its_typical_provisioning_time() -> None:
 def test_impossible_inputs_name_the_field_and_the_value(build: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_progress_from_the_trainer_s_file_or_the_estimate_when_it_is_not_usable() -> None:
+    assert progress_from(40, 100, 2.0, estimated_s=999.0) == Progress(40, 100, 2.0)
+    assert progress_from(None, None, None, estimated_s=3600.0) == Progress(0, 1, 3600.0)  # no file yet
+    assert progress_from(40, 100, 0.0, estimated_s=3600.0) == Progress(0, 1, 3600.0)  # no step timed
+    assert progress_from(120, 100, 2.0, estimated_s=3600.0) == Progress(100, 100, 2.0)  # fewer steps on restart
