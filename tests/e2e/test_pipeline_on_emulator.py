@@ -367,6 +367,14 @@ def test_clearing_deploy_endpoint_mid_run_reruns_it_without_duplicates(
     creates = [c["status"] for c in clouds_emulator.calls("gcp") if c["operation"] == "CreateNodePool"]
     assert creates == [200, 409]  # the re-run's create found the run's pool (same name) and used it
 
+    # A retried train after the training finished (its progress.json says so) starts no training pod: paid work is
+    # never done twice.
+    retrained = clear_and_rerun(dag, run, "train", mark_success_pattern=in_flight)
+    assert retrained.state == "success", task_states(retrained)
+    train = next(ti for ti in retrained.get_task_instances() if ti.task_id == "train")
+    assert (train.state, train.try_number) == ("success", 2)
+    assert len(list((clouds_emulator.directory / "pods").glob("*/*/train-*"))) == 1
+
     done = clear_and_rerun(dag, run, "teardown")
     assert done.state == "success", task_states(done)
     assert run_objects(clouds_emulator, run) == []

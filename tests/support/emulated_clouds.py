@@ -26,11 +26,14 @@ OPENAI_DOUBLE = ROOT / "tests" / "integration" / "serving" / "openai_double.py"
 
 # A training step that needs no GPU and little time: the training image (its runtime is .venv-ml, where the
 # fsspec backends are) writes a config.json as the model, through the training package's URI handling, to
-# OUTPUT_URI: the bucket of the cluster the run lands on.
+# OUTPUT_URI: the bucket of the cluster the run lands on; then, last, the trainer's progress.json saying it finished
+# (include/training/README.md), which a retried train reads.
 FAKE_TRAIN = (
-    "import json, os; from gpuflow_training import storage; "
+    "import json, os; from datetime import datetime, UTC; from gpuflow_training import storage; "
     "fs, root = storage.filesystem(os.environ['OUTPUT_URI']); "
     "fs.pipe_file(root + '/model/config.json', json.dumps({'model_type': 'llama'}).encode()); "
+    "fs.pipe_file(root + '/progress.json', json.dumps({'steps_done': 1, 'total_steps': 1, 'step_seconds': 0.1, "
+    "'checkpoint': 'model', 'updated_at': datetime.now(UTC).isoformat(), 'finished': True, 'restarts': 0}).encode()); "
     "print('trained 1 step on', os.environ.get('DATASET_URI'), 'loss 0.0')"
 )
 FAKE_TRAINING: dict[str, Any] = {

@@ -119,11 +119,7 @@ class TrainOperator(KubernetesPodOperator):
             if why is None:
                 raise
             self._recover(context, state, why)
-        if state.recoveries:
-            self.log.info("training finished on %s after %d recovery(ies)", where(state.pool), len(state.recoveries))
-        # Pushed by hand: KPO's do_xcom_push means an XCom sidecar in the pod, which training does not need.
-        context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=state.pool)
-        return state.pool
+        return self._finished(context, state)
 
     def pool_event(self, context: Context, event: dict[str, Any]) -> Any:
         """The pool a recovery waits for is ready (train on it), or failed or never came back (next offer)."""
@@ -147,11 +143,30 @@ class TrainOperator(KubernetesPodOperator):
     # ---- training ----
 
     def _start(self, context: Context, state: TrainingState) -> Any:
-        """Train on the state's pool: a new pod (the lost one was deleted), deferring until it ends."""
+        """Train on the state's pool: a new pod (the lost one was deleted), deferring until it ends; unless the
+        trainer's progress file says this run's training already finished (a retry or a rerun after it was done:
+        paid work is not thrown away)."""
         self._bind_to_pool(context, PoolHandoff.from_xcom(state.pool))
         self._save(context, state)
+        progress = self._progress(context)
+        if progress is not None and progress.finished:
+            self.log.info(
+                "training already finished for this run (%d of %d steps, model published at %s): not run again",
+                progress.steps_done,
+                progress.total_steps,
+                progress.updated_at.isoformat(),
+            )
+            return self._finished(context, state)
         self.pod, self.pod_request_obj = None, None
         return super().execute(context)
+
+    def _finished(self, context: Context, state: TrainingState) -> dict[str, Any]:
+        """The pool training finished on, as this task's XCom (what deploy, teardown and the cost report read)."""
+        if state.recoveries:
+            self.log.info("training finished on %s after %d recovery(ies)", where(state.pool), len(state.recoveries))
+        # Pushed by hand: KPO's do_xcom_push means an XCom sidecar in the pod, which training does not need.
+        context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=state.pool)
+        return state.pool
 
     def _bind_to_pool(self, context: Context, pool: PoolHandoff) -> None:
         job = self._job(context)
