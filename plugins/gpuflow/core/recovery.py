@@ -33,12 +33,26 @@ class PodView:
     disruption: str | None = None  # the reason of a True ``DisruptionTarget`` condition
 
 
-def node_loss(pod: PodView, nodes: Sequence[NodeReport], expected_nodes: int) -> str | None:
+@dataclass(frozen=True, slots=True)
+class RanOn:
+    """The node the pod was placed on, and that node now: ``now`` None when it is gone, ``created_at`` when its
+    Node object was (re)created."""
+
+    node: str
+    placed_at: datetime
+    now: NodeReport | None
+    created_at: datetime | None
+
+
+def node_loss(
+    pod: PodView, nodes: Sequence[NodeReport], expected_nodes: int, ran_on: RanOn | None = None
+) -> str | None:
     """Why the training pod's end was its node's doing (one sentence), or None: its own failure.
 
-    The pod's own status says it when it is still there; an evicted pod is gone, so the pool's nodes speak
-    for it: fewer than planned, cordoned, or not Ready. A pod gone while every node is healthy (a person
-    deleted it) is not a node loss.
+    The pod's own status says it when it is still there; an evicted pod is gone, so the nodes speak for it: the
+    one it ran on gone or recreated since (a late look, after the cloud replaced it), or the pool's nodes fewer than
+    planned, cordoned, or not Ready. A pod gone while its node is the same healthy one (a person deleted it) is
+    not a node loss.
     """
     if pod.disruption:
         return f"the pod was disrupted ({pod.disruption}{': ' + pod.message if pod.message else ''})"
@@ -52,6 +66,10 @@ def node_loss(pod: PodView, nodes: Sequence[NodeReport], expected_nodes: int) ->
         return f"node {', '.join(not_ready)} is not Ready (shutting down)"
     if len(nodes) < expected_nodes:
         return f"the pool has {len(nodes)} of its {expected_nodes} node(s): a node was removed"
+    if ran_on is not None and ran_on.now is None:
+        return f"node {ran_on.node}, which ran the pod, is gone (taken back and replaced)"
+    if ran_on is not None and ran_on.created_at is not None and ran_on.created_at > ran_on.placed_at:
+        return f"node {ran_on.node} was recreated after the pod was placed on it (a preempted VM brought back)"
     return None
 
 

@@ -66,14 +66,52 @@ def pool_nodes(client: Any, pool_label: str, pool: str, resource: str) -> list[N
     from kubernetes import client as k8s
 
     return [
-        NodeReport(
-            name=node.metadata.name,
-            ready=any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])),
-            allocatable=int((node.status.allocatable or {}).get(resource, "0")),
-            unschedulable=bool(node.spec.unschedulable) if node.spec else False,
-        )
-        for node in k8s.CoreV1Api(client).list_node(label_selector=f"{pool_label}={pool}").items
+        _report(node, resource) for node in k8s.CoreV1Api(client).list_node(label_selector=f"{pool_label}={pool}").items
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSeen:
+    """A node as it is now (its report and when its Node object was created), or ``report`` None: gone."""
+
+    report: NodeReport | None
+    created_at: datetime | None
+
+
+def pod_placement(client: Any, namespace: str, pod: str) -> tuple[str, datetime] | None:
+    """The node pod ``pod`` was bound to and when, from the scheduler's ``Scheduled`` event, which outlives the pod
+    (an evicted pod is deleted; its events stay for an hour)."""
+    from kubernetes import client as k8s
+
+    for event in k8s.CoreV1Api(client).list_namespaced_event(namespace).items:
+        involved = event.involved_object
+        if event.reason == "Scheduled" and involved.kind == "Pod" and involved.name == pod and " to " in event.message:
+            at = event.last_timestamp or event.first_timestamp or event.metadata.creation_timestamp
+            return event.message.rsplit(" to ", 1)[1].strip(), at
+    return None
+
+
+def node_now(client: Any, name: str, resource: str) -> NodeSeen:
+    """Node ``name`` as it is now; a node that is gone reads as ``NodeSeen(None, None)``."""
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        node = k8s.CoreV1Api(client).read_node(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return NodeSeen(None, None)
+        raise
+    return NodeSeen(_report(node, resource), node.metadata.creation_timestamp)
+
+
+def _report(node: Any, resource: str) -> NodeReport:
+    return NodeReport(
+        name=node.metadata.name,
+        ready=any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])),
+        allocatable=int((node.status.allocatable or {}).get(resource, "0")),
+        unschedulable=bool(node.spec.unschedulable) if node.spec else False,
+    )
 
 
 def _replace(client: Any, manifest: Mapping[str, Any]) -> None:

@@ -36,6 +36,7 @@ from gpuflow.core.recovery import (
     NextStep,
     Phase,
     PodView,
+    RanOn,
     Recovery,
     TrainingState,
     next_step,
@@ -45,7 +46,7 @@ from gpuflow.core.recovery import (
     where,
 )
 from gpuflow.core.settings import replacement_wait_s
-from gpuflow.kube.cluster import api_client, pool_nodes
+from gpuflow.kube.cluster import api_client, node_now, pod_placement, pool_nodes
 from gpuflow.kube.training import training_pod
 from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S, create_on_first, no_retry_when_stopped, pool_trigger
 from gpuflow.operators.runtime import (
@@ -115,7 +116,7 @@ class TrainOperator(KubernetesPodOperator):
         try:
             super().trigger_reentry(context, event)
         except AirflowException:
-            why = self._node_loss(pool)
+            why = self._node_loss(pool, event["namespace"], event["name"])
             if why is None:
                 raise
             self._recover(context, state, why)
@@ -189,8 +190,9 @@ class TrainOperator(KubernetesPodOperator):
             "training %s on %s/%s, writing to %s", job["training_image"], pool.cluster.name, pool.pool.name, output
         )
 
-    def _node_loss(self, pool: PoolHandoff) -> str | None:
-        """Why the pod's end was its node's doing, from what is left of the pod and the pool's nodes; None if not."""
+    def _node_loss(self, pool: PoolHandoff, namespace: str, pod_name: str) -> str | None:
+        """Why the pod's end was its node's doing, from what is left of the pod, the node it ran on and the pool's
+        nodes; None if it was not."""
         pod = self.pod
         status = pod.status if pod is not None else None
         disruption = (
@@ -207,10 +209,13 @@ class TrainOperator(KubernetesPodOperator):
             message=status.message if status is not None else None,
             disruption=disruption,
         )
-        nodes = pool_nodes(
-            api_client(kube_config(pool.cluster)), traits(pool.cluster.cloud).pool_label, pool.pool.name, pool.resource
-        )
-        return node_loss(view, nodes, int(pool.choice["nodes"]))
+        client = api_client(kube_config(pool.cluster))
+        nodes = pool_nodes(client, traits(pool.cluster.cloud).pool_label, pool.pool.name, pool.resource)
+        ran_on = None
+        if placed := pod_placement(client, namespace, pod_name):
+            seen = node_now(client, placed[0], pool.resource)
+            ran_on = RanOn(placed[0], placed[1], seen.report, seen.created_at)
+        return node_loss(view, nodes, int(pool.choice["nodes"]), ran_on)
 
     # ---- recovery ----
 

@@ -11,6 +11,7 @@ from gpuflow.core.recovery import (
     NextStep,
     Phase,
     PodView,
+    RanOn,
     Recovery,
     TrainingState,
     next_step,
@@ -140,3 +141,14 @@ def test_a_spot_only_plan_keeps_its_options_and_warns_that_the_deadline_may_be_m
     assert step.candidates == (0, 1)
     assert step.warning is not None
     assert "capacity=spot" in step.warning
+
+
+def test_a_late_look_finds_the_node_that_ran_the_pod_gone_or_recreated() -> None:
+    """The worker resumed after the cloud had already replaced the node: the pool looks whole again, but the pod's
+    own node tells the story."""
+    gone = RanOn("n1", placed_at=T0, now=None, created_at=None)
+    recreated = RanOn("n1", placed_at=T0, now=HEALTHY[0], created_at=T0 + timedelta(minutes=2))
+    same = RanOn("n1", placed_at=T0, now=HEALTHY[0], created_at=T0 - timedelta(hours=1))
+    assert "is gone" in (node_loss(PodView(gone=True), HEALTHY, 1, gone) or "")
+    assert "recreated" in (node_loss(PodView(gone=True), HEALTHY, 1, recreated) or "")
+    assert node_loss(PodView(gone=True), HEALTHY, 1, same) is None
