@@ -20,6 +20,7 @@ from bench.cost.report import by_deadline, chart, summarize, table
 from bench.cost.run import POLICIES, run_all
 from bench.cost.scenario import COPIES, trace_world
 from bench.cost.world import ACCELERATOR, INSTANCES, World, bench_catalog
+from gpuflow.core.clouds import traits
 from gpuflow.core.deadline import PLAN_RESTART_S
 from gpuflow.core.settings import replacement_wait_s
 
@@ -64,14 +65,17 @@ def main() -> None:
 def _model(world: World, made: dict[str, Any], redrawn: int) -> dict[str, Any]:
     """What the figures were computed on, so a reader can tell what they mean without the code."""
     startup = {
-        o.cloud: {"provision_s": o.provision_ticks * TICK_S, "restart_s": o.restart_ticks * TICK_S}
-        for o in world.offers
+        o.cloud: {
+            "provision_s": traits(o.cloud).typical_provision_s,
+            "restart_s": PLAN_RESTART_S,
+            "simulated_s": o.startup_ticks * TICK_S,
+        }
+        for o in sorted(world.offers, key=lambda o: o.cloud)
     }
     return {
         "tick_s": TICK_S,
         "offers": {"accelerator": ACCELERATOR, "instances": INSTANCES, "count": len(world.offers)},
         "startup_per_cloud": startup,
-        "restart_s_figure": PLAN_RESTART_S,
         "replacement_wait_s": replacement_wait_s(),
         "job_mix": {
             "work_hours": WORK_HOURS,
@@ -80,17 +84,12 @@ def _model(world: World, made: dict[str, Any], redrawn: int) -> dict[str, Any]:
             "checkpoint_minutes": CHECKPOINT_MINUTES,
             "infeasible_draws_redrawn": redrawn,
         },
-        "policies": {p.name: _described(p) for p in POLICIES},
+        "policies": {p.name: p.describe() for p in POLICIES},
         "uniform_progress_region": "/".join(home_region(world)),
         "optimum": "exact: dynamic programming over ticks on the simulation's own model (bench/cost/optimum.py)",
         "lost_work": "a preemption loses the work since the last checkpoint; the SIGTERM checkpoint is not counted on",
         **made,
     }
-
-
-def _described(policy: Any) -> dict[str, Any]:
-    fields = getattr(policy, "__dataclass_fields__", {})
-    return {name: str(getattr(policy, name)) for name in fields if name != "name"}
 
 
 if __name__ == "__main__":

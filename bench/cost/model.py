@@ -48,6 +48,7 @@ class Outcome:
     preemptions: int
     recoveries: int
     failure: str = ""
+    on_demand_usd: float = 0.0  # the part of the cost paid for on-demand capacity
 
     def on_time(self, job: Job) -> bool:
         return self.finished_at is not None and self.finished_at <= job.deadline

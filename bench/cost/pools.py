@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from bench.cost.model import Job, Outcome
 from bench.cost.world import SimOffer
+from gpuflow.core.catalog import CapacityType
 
 
 class End(StrEnum):
@@ -87,12 +88,13 @@ class Tally:
             self._awaiting_recovery = True
         return pool
 
-    @property
-    def cost_usd(self) -> float:
-        return sum(pool.cost_usd for pool in self.held)
-
     def finished(self, at: int) -> Outcome:
-        return Outcome(self.cost_usd, at - self.job.start, self.preemptions, self.recoveries)
+        return self._outcome(at - self.job.start)
 
     def failed(self, why: str) -> Outcome:
-        return Outcome(self.cost_usd, None, self.preemptions, self.recoveries, why)
+        return self._outcome(None, why)
+
+    def _outcome(self, finished_at: int | None, failure: str = "") -> Outcome:
+        on_demand = sum(p.cost_usd for p in self.held if p.offer.capacity is CapacityType.ON_DEMAND)
+        total = sum(p.cost_usd for p in self.held)
+        return Outcome(total, finished_at, self.preemptions, self.recoveries, failure, on_demand)

@@ -5,6 +5,7 @@ against the naive policy; printed as a table, written as JSON and drawn as a cha
 - ``deadline_miss_rate``: the share of jobs not finished by their deadline, late or failed;
 - ``cost_vs_optimum`` and ``savings_vs_naive`` (1 - cost / naive cost): summed over the jobs the policy finished,
   on time or late, against the optimum's and the naive policy's cost of the same jobs;
+- ``on_demand_share``: the part of the policy's spend (every job) that bought on-demand capacity;
 - ``preemptions`` (pools lost after they were ready) and ``recoveries`` (training resumed after one): totals.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ class Summary:
     deadline_miss_rate: float
     cost_vs_optimum: float
     savings_vs_naive: float
+    on_demand_share: float | None  # None for the optimum, whose dynamic programme keeps only the total
     preemptions: int
     recoveries: int
     finished: int
@@ -43,7 +45,7 @@ def summarize(results: Sequence[JobResult]) -> dict[str, Summary]:
     names = list(results[0].outcomes)
     summaries = {name: _summary([(r, r.outcomes[name]) for r in results]) for name in names}
     optimum = [(r, Outcome(r.optimum_usd, r.job.deadline, 0, 0)) for r in results]
-    return {**summaries, OPTIMUM: _summary(optimum)}
+    return {**summaries, OPTIMUM: replace(_summary(optimum), on_demand_share=None)}
 
 
 def _summary(runs: Sequence[tuple[JobResult, Outcome]]) -> Summary:
@@ -54,6 +56,7 @@ def _summary(runs: Sequence[tuple[JobResult, Outcome]]) -> Summary:
         deadline_miss_rate=sum(not o.on_time(r.job) for r, o in runs) / len(runs),
         cost_vs_optimum=spent / sum(r.optimum_usd for r, _ in finished),
         savings_vs_naive=1 - spent / sum(r.outcomes[NAIVE].cost_usd for r, _ in finished),
+        on_demand_share=sum(o.on_demand_usd for _, o in runs) / sum(o.cost_usd for _, o in runs),
         preemptions=sum(o.preemptions for _, o in runs),
         recoveries=sum(o.recoveries for _, o in runs),
         finished=len(finished),
@@ -64,15 +67,20 @@ def _summary(runs: Sequence[tuple[JobResult, Outcome]]) -> Summary:
 
 def table(summaries: dict[str, Summary]) -> str:
     header = (
-        f"{'policy':17} {'mean $/job':>10} {'missed':>7} {'vs optimum':>10} {'vs naive':>9} {'preempt':>8} {'recov':>6}"
+        f"{'policy':17} {'mean $/job':>10} {'missed':>7} {'vs optimum':>10} {'vs naive':>9} {'on-demand':>9} "
+        f"{'preempt':>8} {'recov':>6}"
     )
     lines = [header, "-" * len(header)]
     for name, s in summaries.items():
         lines.append(
             f"{name:17} {s.mean_cost_usd:10.2f} {s.deadline_miss_rate:7.1%} {s.cost_vs_optimum:9.2f}x "
-            f"{s.savings_vs_naive:9.1%} {s.preemptions:8d} {s.recoveries:6d}"
+            f"{s.savings_vs_naive:9.1%} {_share(s.on_demand_share):>9} {s.preemptions:8d} {s.recoveries:6d}"
         )
     return "\n".join(lines)
+
+
+def _share(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
 
 
 def by_deadline(results: Sequence[JobResult]) -> dict[str, dict[str, float]]:
@@ -100,7 +108,7 @@ def chart(summaries: dict[str, Summary], bands: dict[str, dict[str, float]], pat
     bars = costs.bar(names, [summaries[n].mean_cost_usd for n in names], color="#4c72b0")
     for bar, name in zip(bars, names, strict=True):
         costs.annotate(
-            f"{summaries[name].deadline_miss_rate:.0%} missed",
+            f"{summaries[name].deadline_miss_rate:.1%} missed",
             (bar.get_x() + bar.get_width() / 2, bar.get_height()),
             ha="center",
             va="bottom",
@@ -116,7 +124,8 @@ def chart(summaries: dict[str, Summary], bands: dict[str, dict[str, float]], pat
     savings.set_xticks([i + 0.4 - width / 2 for i in range(len(bands))], list(bands))
     savings.set_xlabel("deadline / work")
     savings.set_ylabel("savings against naive (%)")
-    savings.legend(fontsize=8)
+    savings.set_ylim(0, 100)
+    savings.legend(fontsize=8, loc="upper center", ncol=3)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})

@@ -24,3 +24,6 @@ class Naive:
         tally = Tally(job)
         pool = tally.add(hold(offer, job.start, saved=0, job=job))
         return tally.finished(pool.end)
+
+    def describe(self) -> str:
+        return "AWS's cheapest on-demand offer (else GCP, never needed: on-demand is always there); no memory"

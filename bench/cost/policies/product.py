@@ -73,6 +73,14 @@ class Product:
     def run(self, world: World, job: Job) -> Outcome:
         return _Run(world, job, self).outcome()
 
+    def describe(self) -> str:
+        deadline = "the job's deadline" if self.deadline else "none"
+        return (
+            f"gpuflow's planner, provisioner, failover memory and recovery; request capacity={self.capacity.value}, "
+            f"estimated_hours=the job's work, deadline_hours={deadline}, max_fallbacks={self.max_fallbacks}, "
+            f"max_recoveries={self.max_recoveries}"
+        )
+
 
 class _Run:
     """One job through gpuflow's tasks; ``tick`` is the simulated now."""

@@ -33,6 +33,9 @@ class UniformProgress:
     def run(self, world: World, job: Job) -> Outcome:
         return _Run(world, job).outcome()
 
+    def describe(self) -> str:
+        return "the paper's rules in the traced region of the cheapest spot offer; d = start-up + checkpoint interval"
+
 
 TRACED_CLOUD = "aws"
 

@@ -38,6 +38,7 @@ def test_one_preemption_waits_for_the_replacement_then_moves_to_on_demand(make_w
     # requested at 105, trains from 113 and finishes the 110 ticks left at 223.
     assert (outcome.finished_at, outcome.preemptions, outcome.recoveries) == (223, 1, 1)
     assert outcome.cost_usd == pytest.approx(usd((0.2386, 100), (ON_DEMAND, 118)))
+    assert outcome.on_demand_usd == pytest.approx(usd((ON_DEMAND, 118)))
 
 
 def test_spot_back_elsewhere_is_where_the_recovery_goes(make_world: MakeWorld) -> None:
