@@ -20,7 +20,7 @@ from bench.cost.report import by_deadline, chart, summarize, table
 from bench.cost.run import POLICIES, run_all
 from bench.cost.scenario import COPIES, trace_world
 from bench.cost.world import ACCELERATOR, INSTANCES, World, bench_catalog
-from gpuflow.core.clouds import traits
+from gpuflow.core.clouds import CLOUDS, traits
 from gpuflow.core.deadline import PLAN_RESTART_S
 from gpuflow.core.settings import replacement_wait_s
 
@@ -34,11 +34,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED, help=f"job mix and synthetic zones (default {SEED})")
     parser.add_argument("--jobs", type=int, default=JOBS, help=f"jobs in the mix (default {JOBS})")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for cost.json and cost.png")
+    parser.add_argument(
+        "--clouds", default=",".join(CLOUDS), help="clouds to simulate (aws alone: only the real traces)"
+    )
     args = parser.parse_args()
     logging.getLogger("gpuflow").setLevel(logging.WARNING)  # one line per provisioning attempt otherwise
 
     began = time.perf_counter()
-    world, made = trace_world(bench_catalog(), args.seed)
+    clouds = tuple(c.strip() for c in args.clouds.split(","))
+    world, made = trace_world(bench_catalog(), args.seed, clouds)
     quickest = min(o.startup_ticks for o in world.offers)
     mix = job_mix(args.jobs, seed=args.seed, trace_ticks=world.horizon // COPIES, quickest_startup=quickest)
     results = run_all(world, mix.jobs)
@@ -52,12 +56,14 @@ def main() -> None:
     document = {
         "seed": args.seed,
         "jobs": len(mix.jobs),
+        "clouds": list(clouds),
         "policies": {name: s.to_dict() for name, s in summaries.items()},
         "savings_vs_naive_by_deadline": bands,
         "model": _model(world, made, mix.redrawn),
     }
     (args.out / "cost.json").write_text(json.dumps(document, indent=2) + "\n")
-    title = f"{len(mix.jobs)} jobs, seed {args.seed}: {ACCELERATOR} offers on the AWS spot traces + synthetic GCP/Azure"
+    synthetic = " + synthetic " + "/".join(c.upper() for c in clouds if c != "aws") if len(clouds) > 1 else ""
+    title = f"{len(mix.jobs)} jobs, seed {args.seed}: {ACCELERATOR} offers on the AWS spot traces{synthetic}"
     chart(summaries, bands, args.out / "cost.png", title)
     print(f"wrote {args.out / 'cost.json'} and {args.out / 'cost.png'}")
 

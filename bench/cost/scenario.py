@@ -6,18 +6,21 @@ capacity to read; jobs start early enough that their deadline falls within the f
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from bench.cost.availability import Availability
 from bench.cost.traces import SpotProcess, Trace, aws_traces, zone_ids_by_position
 from bench.cost.world import Location, World, build_world, spot_zones
 from gpuflow.core.catalog import Catalog
+from gpuflow.core.clouds import CLOUDS
 
 COPIES = 2
 
 
-def trace_world(catalog: Catalog, seed: int) -> tuple[World, dict[str, Any]]:
-    """The world, and how it was made (the zone mapping, the synthetic process) for the results file."""
+def trace_world(catalog: Catalog, seed: int, clouds: Collection[str] = CLOUDS) -> tuple[World, dict[str, Any]]:
+    """The world on ``clouds``, and how it was made (the zone mapping, the synthetic process) for the results file;
+    ``clouds=("aws",)`` leaves only the real traces."""
     traced = aws_traces()
     zones = spot_zones(catalog)
     mapping = zone_ids_by_position(
@@ -31,7 +34,7 @@ def trace_world(catalog: Catalog, seed: int) -> tuple[World, dict[str, Any]]:
         ("aws", by_name[name].region, zone_id): _laid(by_name[name]) for zone_id, name in mapping.items()
     }
     for (cloud, region), places in zones.items():
-        if cloud != "aws":
+        if cloud != "aws" and cloud in clouds:
             for zone in places:
                 synthetic = process.trace(zone or f"{cloud}/{region}", seed=seed, gap_s=gap, length=length)
                 spot[(cloud, region, zone)] = _laid(synthetic)
