@@ -1,7 +1,7 @@
 """``make bench-cost``: run the job mix, print the table, write ``cost.json`` and ``cost.png``.
 
-The results depend only on the seed and the job count (no wall-clock time in them), so a rerun rewrites the same
-files; the run time is printed, not stored.
+The results depend only on the options (no wall-clock time in them), so a rerun rewrites the same files; the run
+time is printed, not stored.
 """
 
 from __future__ import annotations
@@ -10,14 +10,16 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.cost.jobs import CHECKPOINT_MINUTES, DEADLINE_FACTOR, WORK_HOURS, job_mix
 from bench.cost.model import TICK_S
+from bench.cost.policies import Policy
 from bench.cost.policies.uniform_progress import home_region
 from bench.cost.report import by_deadline, chart, summarize, table
-from bench.cost.run import POLICIES, run_all
+from bench.cost.run import FALLBACKS, RECOVERIES, policies, run_all
 from bench.cost.scenario import COPIES, trace_world
 from bench.cost.world import ACCELERATOR, INSTANCES, World, bench_catalog
 from gpuflow.core.clouds import CLOUDS, traits
@@ -37,6 +39,8 @@ def main() -> None:
     parser.add_argument(
         "--clouds", default=",".join(CLOUDS), help="clouds to simulate (aws alone: only the real traces)"
     )
+    parser.add_argument("--max-fallbacks", type=int, default=FALLBACKS, help="gpuflow's request (default %(default)s)")
+    parser.add_argument("--max-recoveries", type=int, default=RECOVERIES, help="gpuflow's job (default %(default)s)")
     args = parser.parse_args()
     logging.getLogger("gpuflow").setLevel(logging.WARNING)  # one line per provisioning attempt otherwise
 
@@ -45,7 +49,8 @@ def main() -> None:
     world, made = trace_world(bench_catalog(), args.seed, clouds)
     quickest = min(o.startup_ticks for o in world.offers)
     mix = job_mix(args.jobs, seed=args.seed, trace_ticks=world.horizon // COPIES, quickest_startup=quickest)
-    results = run_all(world, mix.jobs)
+    compared = policies(args.max_fallbacks, args.max_recoveries)
+    results = run_all(world, mix.jobs, compared)
     summaries = summarize(results)
     bands = by_deadline(results)
     took = time.perf_counter() - began
@@ -59,7 +64,7 @@ def main() -> None:
         "clouds": list(clouds),
         "policies": {name: s.to_dict() for name, s in summaries.items()},
         "savings_vs_naive_by_deadline": bands,
-        "model": _model(world, made, mix.redrawn),
+        "model": _model(world, made, mix.redrawn, compared),
     }
     (args.out / "cost.json").write_text(json.dumps(document, indent=2) + "\n")
     synthetic = " + synthetic " + "/".join(c.upper() for c in clouds if c != "aws") if len(clouds) > 1 else ""
@@ -68,7 +73,7 @@ def main() -> None:
     print(f"wrote {args.out / 'cost.json'} and {args.out / 'cost.png'}")
 
 
-def _model(world: World, made: dict[str, Any], redrawn: int) -> dict[str, Any]:
+def _model(world: World, made: dict[str, Any], redrawn: int, compared: Sequence[Policy]) -> dict[str, Any]:
     """What the figures were computed on, so a reader can tell what they mean without the code."""
     startup = {
         o.cloud: {
@@ -90,7 +95,7 @@ def _model(world: World, made: dict[str, Any], redrawn: int) -> dict[str, Any]:
             "checkpoint_minutes": CHECKPOINT_MINUTES,
             "infeasible_draws_redrawn": redrawn,
         },
-        "policies": {p.name: p.describe() for p in POLICIES},
+        "policies": {p.name: p.describe() for p in compared},
         "uniform_progress_region": "/".join(home_region(world)),
         "optimum": "exact: dynamic programming over ticks on the simulation's own model (bench/cost/optimum.py)",
         "lost_work": "a preemption loses the work since the last checkpoint; the SIGTERM checkpoint is not counted on",

@@ -15,13 +15,23 @@ from bench.cost.policies.uniform_progress import UniformProgress
 from bench.cost.world import World
 from gpuflow.core.request import CapacityPreference
 
-POLICIES: tuple[Policy, ...] = (
-    Naive(),
-    Product("on-demand", CapacityPreference.ON_DEMAND, deadline=False),
-    Product("spot-greedy", CapacityPreference.SPOT_THEN_ON_DEMAND, deadline=False),
-    UniformProgress(),
-    Product("gpuflow", CapacityPreference.SPOT_THEN_ON_DEMAND, deadline=True),
-)
+FALLBACKS = 32  # the most a request allows: every traced offer is a fallback
+RECOVERIES = 20  # the most a job allows: long spot jobs meet many preemptions
+
+
+def policies(max_fallbacks: int = FALLBACKS, max_recoveries: int = RECOVERIES) -> tuple[Policy, ...]:
+    """The policies compared; gpuflow's three with the request fields a user asking for the cheapest would send."""
+    request = {"max_fallbacks": max_fallbacks, "max_recoveries": max_recoveries}
+    return (
+        Naive(),
+        Product("on-demand", CapacityPreference.ON_DEMAND, deadline=False, **request),
+        Product("spot-greedy", CapacityPreference.SPOT_THEN_ON_DEMAND, deadline=False, **request),
+        UniformProgress(),
+        Product("gpuflow", CapacityPreference.SPOT_THEN_ON_DEMAND, deadline=True, **request),
+    )
+
+
+POLICIES = policies()
 OPTIMUM = "optimum"
 SLACK_USD = 1e-9  # float sums in a different order
 

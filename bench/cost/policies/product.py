@@ -58,8 +58,8 @@ class Product:
     name: str
     capacity: CapacityPreference
     deadline: bool  # whether the request carries the job's deadline_hours
-    max_fallbacks: int = 32  # the most the request allows: every traced offer is a fallback
-    max_recoveries: int = 20  # the most a job allows: long spot jobs meet many preemptions
+    max_fallbacks: int
+    max_recoveries: int
 
     def request(self, job: Job) -> PlanRequest:
         return PlanRequest(

@@ -4,6 +4,7 @@ and each branch of train's recovery (the cloud's replacement, the next offer, th
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
@@ -15,9 +16,9 @@ from tests.support.cost_worlds import MakeWorld
 USW2 = {zone: ("aws", "us-west-2", zone) for zone in ("usw2-az1", "usw2-az2", "usw2-az3")}  # spot .2464 .2479 .2386
 EASTUS = ("azure", "eastus", None)  # spot 0.20425, on-demand 0.526; start-up 10 + 5 ticks
 ON_DEMAND = 0.526  # g4dn.xlarge in us-west-2, and NC4as_T4_v3 in eastus
-GPUFLOW = Product("gpuflow", CapacityPreference.SPOT_THEN_ON_DEMAND, deadline=True)
-SPOT_GREEDY = Product("spot-greedy", CapacityPreference.SPOT_THEN_ON_DEMAND, deadline=False)
-SPOT_GREEDY_TWO_RECOVERIES = Product("spot", CapacityPreference.SPOT, deadline=False, max_recoveries=2)
+GPUFLOW = Product("gpuflow", CapacityPreference.SPOT_THEN_ON_DEMAND, deadline=True, max_fallbacks=32, max_recoveries=20)
+SPOT_GREEDY = replace(GPUFLOW, name="spot-greedy", deadline=False)
+SPOT_TWO_RECOVERIES = replace(SPOT_GREEDY, name="spot", capacity=CapacityPreference.SPOT, max_recoveries=2)
 
 
 @pytest.fixture(autouse=True)
@@ -79,6 +80,6 @@ def test_more_losses_than_max_recoveries_fail_the_run(make_world: MakeWorld) -> 
         return [(start - 5, start + 50) for start in range(first, 3000, 150)]
 
     world = make_world({USW2["usw2-az3"]: turns(5), USW2["usw2-az1"]: turns(55), USW2["usw2-az2"]: turns(105)})
-    outcome = SPOT_GREEDY_TWO_RECOVERIES.run(world, Job(index=0, start=0, work=500, deadline=2000, checkpoint=10))
+    outcome = SPOT_TWO_RECOVERIES.run(world, Job(index=0, start=0, work=500, deadline=2000, checkpoint=10))
     assert (outcome.finished_at, outcome.preemptions, outcome.recoveries) == (None, 3, 2)
     assert "max_recoveries=2" in outcome.failure
