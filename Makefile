@@ -12,7 +12,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv browser stores demo test lint typecheck unit bench lock clean
+.PHONY: venv browser stores demo test lint typecheck unit bench bench-cost lock clean
 
 venv: $(STAMP)
 
@@ -67,6 +67,10 @@ unit: venv
 
 bench: venv
 	$(BIN)/python bench/planner_bench.py
+
+# The cost benchmark (docs/cost-benchmark.md): every policy on the spot traces; writes bench/results/cost.{json,png}.
+bench-cost: venv
+	$(BIN)/python -m bench.cost
 
 # Re-resolve requirements.lock from requirements-dev.txt (needs the package registry).
 lock: venv

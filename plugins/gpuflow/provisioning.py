@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -72,9 +72,15 @@ class Provisioner:
             expires_at_epoch=self.run.expires_at_epoch,
         )
 
-    def create_first(self, choices: Sequence[Mapping[str, Any]]) -> tuple[NodePoolSpec, int]:
-        """Create a pool on the first option that is accepted; returns its spec and its index in ``choices``."""
-        for index, choice in enumerate(choices):
+    def create_first(
+        self, choices: Sequence[Mapping[str, Any]], candidates: Iterable[int] | None = None
+    ) -> tuple[NodePoolSpec, int]:
+        """Create a pool on the first option that is accepted, trying only the indices ``candidates`` (in their
+        order) when given; returns its spec and its index in ``choices``, so a failover past the options a
+        recovery rules out still names the plan's own option."""
+        indices = list(range(len(choices)) if candidates is None else candidates)
+        for index in indices:
+            choice = choices[index]
             if self._blocked(choice):
                 self._log(choice, "skipped", "blocked by an earlier failure in this run", 0.0)
                 continue
@@ -82,7 +88,7 @@ class Provisioner:
             if self._create(spec, choice):
                 return spec, index
         tried = "; ".join(self.attempts) or "no option was left to try"
-        raise ProvisioningFailed(f"no offer could be provisioned ({len(choices)} options): {tried}")
+        raise ProvisioningFailed(f"no offer could be provisioned ({len(indices)} options): {tried}")
 
     def abandon(self, spec: NodePoolSpec, choice: Mapping[str, Any], error: CloudError) -> None:
         """An accepted pool failed later (async stockout, never ready): delete it and remember why."""

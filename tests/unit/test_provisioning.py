@@ -169,3 +169,12 @@ def test_a_pool_failed_by_a_misconfigured_cluster_stops_failover(clusters: Clust
         p.abandon(spec, option, misconfigured)
     assert backend.deleted == [spec.name]  # the pool is deleted all the same
     assert p.memory.active(NOW) == []
+
+
+def test_candidates_narrow_the_options_and_the_index_is_the_plans_own(clusters: Clusters, tmp_path: Path) -> None:
+    stockout = error("aws", "InsufficientInstanceCapacity", ErrorKind.CAPACITY, Scope.OFFER)
+    backend = ScriptedBackend(clusters.for_region("aws", "us-east-1"), {"use1-az2": [stockout]})
+    options = [choice("aws", "us-east-1", zone) for zone in ("use1-az1", "use1-az2", "use1-az4", "use1-az6")]
+    spec, index = provisioner(clusters, tmp_path, backend).create_first(options, [1, 3])
+    assert (spec.zone, index) == ("use1-az6", 3)
+    assert backend.calls == ["create use1-az2", "create use1-az6"]

@@ -141,9 +141,7 @@ def create_on_first(
 ) -> PoolHandoff:
     """Request a pool on the first of ``choices[candidates]`` a cloud accepts; the handoff keeps the attempts so
     far and the time the run first asked for a pool."""
-    indices = list(candidates)
-    spec, offset = p.create_first([choices[i] for i in indices])
-    index = indices[offset]
+    spec, index = p.create_first(choices, candidates)
     attempts = [*previous.attempts, *p.attempts]
     return PoolHandoff.of(spec, index, choices[index], attempts, previous.requested_at)
 
