@@ -69,6 +69,9 @@ class TraceCloud:
     def label_node_pool(self, ref: NodePoolRef, labels: Mapping[str, str]) -> None:
         raise NotImplementedError
 
+    def resize_node_pool(self, ref: NodePoolRef, nodes: int) -> None:
+        raise NotImplementedError
+
     def kube_config(self) -> dict[str, Any]:
         raise NotImplementedError
 

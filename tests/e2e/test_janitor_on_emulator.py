@@ -1,4 +1,5 @@
-"""gpu_janitor and keep-time end to end on the emulator, in Airflow (dag.test on the session's metadata DB).
+"""gpu_janitor, keep-time and the endpoint watchdog end to end on the emulator, in Airflow (dag.test on the
+session's metadata DB).
 
 Leaks are planted the way runs make them: pools through the cloud backends (so the clouds hold them with
 their real labels), endpoint objects through the Kubernetes API, run labels in the run registry.
@@ -7,6 +8,7 @@ their real labels), endpoint objects through the Kubernetes API, run labels in t
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.vllm_args import PORT
 from gpuflow.state.runs import RunRegistry
 from tests.e2e.test_pipeline_on_emulator import CONF, run_objects, task_states
+from tests.support.load import SteadyLoad
 from tests.support.offers import cluster_of, one_gpu_pool_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +41,11 @@ def dag_from(file: str, dag_id: str) -> Any:
 @pytest.fixture
 def janitor(airflow_db: Path) -> Any:
     return dag_from("gpu_janitor.py", "gpu_janitor")
+
+
+@pytest.fixture
+def watchdog(airflow_db: Path) -> Any:
+    return dag_from("gpu_endpoint_watchdog.py", "gpu_endpoint_watchdog")
 
 
 @pytest.fixture
@@ -92,6 +100,13 @@ def ended_run(pipeline: Any) -> str:
 
 def pools_by_name(emulator: EmulatorProcess) -> dict[str, str]:
     return {p["name"]: p["state"] for p in emulator.pools()}
+
+
+def watch(watchdog: Any) -> dict[str, Any]:
+    run = watchdog.test()
+    assert run.state == "success", task_states(run)
+    result: dict[str, Any] = next(ti for ti in run.get_task_instances()).xcom_pull(task_ids="watch")
+    return result
 
 
 def sweep(janitor: Any) -> dict[str, Any]:
@@ -152,10 +167,14 @@ def test_janitor_reclaims_crashed_and_expired_runs_keeps_the_rest_and_is_idempot
     assert second["reclaimed"] == 0
 
 
-def test_a_kept_endpoint_serves_after_the_run_and_the_janitor_removes_it_once_expired(
-    janitor: Any, pipeline: Any, clouds_emulator: EmulatorProcess
+def test_a_kept_endpoint_serves_after_the_run_survives_a_preemption_and_goes_once_expired(
+    janitor: Any, watchdog: Any, pipeline: Any, clouds_emulator: EmulatorProcess
 ) -> None:
-    run = pipeline.test(run_conf={**CONF, "clouds": ["gcp"], "benchmark_requests": 0, "keep_endpoint_minutes": 30})
+    """Kept on an AKS spot pool, which shrinks when its node is preempted and never brings it back: the watchdog
+    scales the pool back to its kept size and the endpoint serves again, under load; the janitor removes it all
+    once the keep-time is over."""
+    conf = {"clouds": ["azure"], "accelerator": "T4", "capacity": "spot", "keep_endpoint_minutes": 30}
+    run = pipeline.test(run_conf={**CONF, **conf, "benchmark_requests": 0})
     assert run.state == "success", task_states(run)
     tasks = {t.task_id: t for t in run.get_task_instances()}
     kept = tasks["teardown"].xcom_pull(task_ids="teardown")["kept"]
@@ -164,14 +183,32 @@ def test_a_kept_endpoint_serves_after_the_run_and_the_janitor_removes_it_once_ex
     expiry = str(kept["expires_at_epoch"])
     pool = next(p for p in clouds_emulator.pools() if p["name"] == kept["pool"]["name"])
     assert (pool["state"], pool["labels"][naming.EXPIRES_LABEL]) == ("READY", expiry)
+    assert pool["labels"][naming.KEPT_NODES_LABEL] == "1"
     assert not [o for o in run_objects(clouds_emulator, run) if o.startswith("pod/e2e-train")]
-    kubeconfig = backend_for(cluster_of("gcp")).kube_config()
+    backend = backend_for(cluster_of("azure"))
+    kubeconfig = backend.kube_config()
     client = api_client(kubeconfig)
     selector = f"{naming.RUN_LABEL}={naming.run_key(run.dag_id, run.run_id)}"
     stamped = {o.ref: o.labels.get(naming.EXPIRES_LABEL) for o in labelled_objects(client, JOB_NAMESPACE, selector)}
     assert {stamped[ref] for ref in kept["objects"]} == {expiry}
-    with OpenAIClient(service_proxy_endpoint(kubeconfig, JOB_NAMESPACE, name, PORT)) as served:
+    ref = NodePoolRef.from_dict(kept["pool"])
+    proxy = service_proxy_endpoint(kubeconfig, JOB_NAMESPACE, name, PORT)
+    with OpenAIClient(proxy) as served:
         assert served.models() == ["tiny"]
+    assert watch(watchdog)["resized"] == []  # a whole pool is left alone
+
+    with OpenAIClient(proxy, timeout_s=10) as loaded, SteadyLoad(loaded, "tiny") as load:
+        load.wait_for_successes(5)
+        preempted_at = time.monotonic()
+        clouds_emulator.preempt("azure", ref.cluster, ref.name)
+        eventually(lambda: backend.get_node_pool(ref).node_count == 0, timeout=60, what="AKS to shrink the pool")
+        assert watch(watchdog)["resized"] == [f"azure/{ref.cluster}/{ref.name}"]
+        back_after = load.serving_again_after(preempted_at, within_s=180)
+    print(
+        f"kept endpoint preempted under load: {load.failed} of {load.sent} requests failed, serving again after "
+        f"{back_after:.1f}s"
+    )
+    assert load.failed > 0, "the preemption did not reach the endpoint"
 
     kept_by_janitor = sweep(janitor)["resources"]
     assert {r["action"] for r in kept_by_janitor} == {"kept"}
@@ -179,9 +216,10 @@ def test_a_kept_endpoint_serves_after_the_run_and_the_janitor_removes_it_once_ex
 
     # The keep-time passes: stamp the expiry in the past, as a shorter keep would have.
     past = naming.expiry_label(datetime.now(UTC) - timedelta(minutes=1))
-    backend_for(cluster_of("gcp")).label_node_pool(NodePoolRef.from_dict(kept["pool"]), past)
+    backend.label_node_pool(ref, past)
     endpoint = [o for o in labelled_objects(client, JOB_NAMESPACE, selector) if not o.owned]
     label_objects(client, JOB_NAMESPACE, endpoint, past)
+    assert watch(watchdog)["resized"] == []  # an expired pool is the janitor's
     deleted = [r for r in sweep(janitor)["resources"] if r["action"] == "deleted"]
     assert sorted((r["kind"], r["name"]) for r in deleted) == sorted(
         [("NodePool", kept["pool"]["name"]), ("Deployment", name), ("Service", name)]

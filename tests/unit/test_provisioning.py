@@ -63,6 +63,9 @@ class ScriptedBackend:
     def label_node_pool(self, ref: NodePoolRef, labels: Mapping[str, str]) -> None:
         raise NotImplementedError
 
+    def resize_node_pool(self, ref: NodePoolRef, nodes: int) -> None:
+        raise NotImplementedError
+
     def kube_config(self) -> dict[str, Any]:
         return {}
 

@@ -163,6 +163,15 @@ class EksBackend:
                 clusterName=ref.cluster, nodegroupName=ref.name, labels={"addOrUpdateLabels": dict(labels)}
             )
 
+    def resize_node_pool(self, ref: NodePoolRef, nodes: int) -> None:
+        """UpdateNodegroupConfig ``scalingConfig``: gpuflow's groups are fixed-size (min = max = desired)."""
+        with classified(self):
+            self.client.update_nodegroup_config(
+                clusterName=ref.cluster,
+                nodegroupName=ref.name,
+                scalingConfig={"minSize": nodes, "maxSize": nodes, "desiredSize": nodes},
+            )
+
     def kube_config(self) -> dict[str, Any]:
         """Server and CA from DescribeCluster; the user runs ``gpuflow.clouds.eks_token`` as the connection's
         identity, which is the one that needs an EKS access entry.

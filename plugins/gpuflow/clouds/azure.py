@@ -181,6 +181,15 @@ class AksBackend:
                 self.resource_group, ref.cluster, ref.name, pool, polling=FIRE_AND_FORGET
             )
 
+    def resize_node_pool(self, ref: NodePoolRef, nodes: int) -> None:
+        """A PUT of the whole agent pool with its new ``count`` (the way ``az aks nodepool scale`` does it)."""
+        with classified(self):
+            pool = self.client.agent_pools.get(self.resource_group, ref.cluster, ref.name)
+            pool.count = nodes
+            self.client.agent_pools.begin_create_or_update(
+                self.resource_group, ref.cluster, ref.name, pool, polling=FIRE_AND_FORGET
+            )
+
     def kube_config(self) -> dict[str, Any]:
         """listClusterUserCredential's kubeconfig. An Entra-integrated cluster's runs ``kubelogin`` (interactive
         device-code login by default), which workers do not have: its user is replaced by

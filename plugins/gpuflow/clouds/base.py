@@ -44,6 +44,10 @@ class CloudBackend(Protocol):
         """Add or update ``labels`` on the pool (and so on its nodes); its other labels stay as they are."""
         ...
 
+    def resize_node_pool(self, ref: NodePoolRef, nodes: int) -> None:
+        """Ask for ``nodes`` nodes in the pool (new ones join after the cloud's provisioning delay)."""
+        ...
+
     def kube_config(self) -> dict[str, Any]:
         """A kubeconfig (as a dict) that reaches the cluster's Kubernetes API."""
         ...

@@ -145,6 +145,14 @@ class GkeBackend:
             )
             self.client.update_node_pool(request=request)
 
+    def resize_node_pool(self, ref: NodePoolRef, nodes: int) -> None:
+        """SetNodePoolSize: gpuflow's pools are in one zone, so the pool's count is the zone's."""
+        from google.cloud.container_v1 import types
+
+        request = types.SetNodePoolSizeRequest(name=f"{self.parent}/nodePools/{ref.name}", node_count=nodes)
+        with classified(self):
+            self.client.set_node_pool_size(request=request)
+
     def kube_config(self) -> dict[str, Any]:
         """Endpoint and CA from GetCluster; the user gets its tokens as the connection's credentials allow.
 

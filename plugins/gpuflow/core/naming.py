@@ -18,6 +18,8 @@ MANAGED_LABEL = "gpuflow.io/managed"
 DAG_LABEL = "gpuflow.io/dag"
 RUN_LABEL = "gpuflow.io/run"
 EXPIRES_LABEL = "gpuflow.io/expires-at"
+# A kept endpoint's pool: how many nodes it was kept with, so the watchdog can restore a pool its cloud shrank.
+KEPT_NODES_LABEL = "gpuflow.io/kept-nodes"
 PREFIX = "gf"
 _LABEL_VALUE_MAX = 63
 
@@ -65,6 +67,12 @@ def expires_at(labels: Mapping[str, str]) -> datetime | None:
     """When a resource's keep-time ends, or None when it has no (readable) expiry label."""
     value = labels.get(EXPIRES_LABEL, "")
     return datetime.fromtimestamp(int(value), UTC) if value.isdigit() else None
+
+
+def kept_nodes(labels: Mapping[str, str]) -> int | None:
+    """The node count a kept pool was stamped with, or None when it has no (readable) such label."""
+    value = labels.get(KEPT_NODES_LABEL, "")
+    return int(value) if value.isdigit() else None
 
 
 def ownership_labels(dag_id: str, run_id: str, expires_at_epoch: int | None = None) -> dict[str, str]:

@@ -11,7 +11,8 @@ every cluster, and the task then fails naming what it could not do.
 
 Keep-time: when the request asked to keep the endpoint N minutes (``keep_endpoint_minutes``) and the endpoint
 did serve, its Deployment (with its pods), Service and Secret and the pool serving them stay, each labelled
-``gpuflow.io/expires-at``; everything else of the run (the training pod, pools failover abandoned, objects on
+``gpuflow.io/expires-at`` (and ``gpuflow.io/kept-nodes``, the count the endpoint watchdog restores if the cloud
+shrinks the pool); everything else of the run (the training pod, pools failover abandoned, objects on
 other clusters) is deleted as usual. The ``gpu_janitor`` DAG deletes the kept ones once that time has passed.
 """
 
@@ -39,10 +40,12 @@ DEFAULT_DELETE_TIMEOUT_S = 15 * 60
 
 @dataclass(frozen=True, slots=True)
 class Keep:
-    """The serving pool (and the endpoint on its cluster) to keep, and until when."""
+    """The serving pool (and the endpoint on its cluster) to keep, until when, and with how many nodes (the
+    endpoint watchdog restores that count if the cloud shrinks the pool: ``gpuflow.core.watchdog``)."""
 
     pool: NodePoolRef
     until: datetime
+    nodes: int = 1
 
     def to_dict(self, objects: list[str]) -> dict[str, Any]:
         """For XCom: the cost report reads how long the kept pool goes on costing."""
@@ -138,7 +141,7 @@ class TeardownOperator(BaseOperator):
             self.log.info("keep_endpoint_minutes=%d, but the endpoint never served: deleting it too", minutes)
             return None
         pool = PoolHandoff.from_xcom(ti.xcom_pull(task_ids=self.pool_task_id))
-        return Keep(pool.pool, datetime.now(UTC) + timedelta(minutes=minutes))
+        return Keep(pool.pool, datetime.now(UTC) + timedelta(minutes=minutes), int(pool.choice["nodes"]))
 
     def _plan(self, context: Context) -> PlanHandoff | None:
         """The plan, if the plan task got as far as making one."""
@@ -175,5 +178,5 @@ def teardown_decision(holdings: list[Holdings], keep: Keep | None) -> Decision:
         for status in cluster.pools:
             key = cluster.key(NODE_POOL, status.ref.name)
             (stamped if keep is not None and status.ref == keep.pool else delete).add(key)
-    stamp = naming.expiry_label(keep.until) if keep is not None else {}
+    stamp = {**naming.expiry_label(keep.until), naming.KEPT_NODES_LABEL: str(keep.nodes)} if keep is not None else {}
     return Decision(frozenset(delete), frozenset(stamped), stamp)

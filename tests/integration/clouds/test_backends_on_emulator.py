@@ -77,6 +77,21 @@ def test_label_node_pool_adds_a_label_and_keeps_the_others(cloud: str, clouds_em
     assert len(nodes.items) == 1
 
 
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_resize_node_pool_brings_the_pool_to_the_count_asked(cloud: str, clouds_emulator: EmulatorProcess) -> None:
+    """The watchdog's repair of a kept endpoint's pool: each cloud's own scaling call, read back as the pool's count
+    and as Ready nodes in Kubernetes."""
+    backend = backend_for(cluster_of(cloud))
+    spec = spec_on(cloud)
+    backend.create_node_pool(spec)
+    wait_for(backend, spec, {PoolState.READY})
+    backend.resize_node_pool(spec.ref, 2)
+    eventually(lambda: backend.get_node_pool(spec.ref).node_count == 2, what=f"{cloud} pool count 2")
+    core = k8s.CoreV1Api(api_client(backend.kube_config()))
+    selector = f"{naming.RUN_LABEL}={naming.run_key('backend_test', 'manual__1')}"
+    eventually(lambda: len(core.list_node(label_selector=selector).items) == 2, what=f"{cloud} second node")
+
+
 @pytest.mark.parametrize("clouds_emulator", ["async-stockout-everywhere"], indirect=True)
 @pytest.mark.parametrize(
     ("cloud", "codes"),
