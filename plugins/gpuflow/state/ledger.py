@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from gpuflow.state.store import StateStore, ledger_table
+from gpuflow.state.store import StateStore
+from gpuflow.state.tables import ledger_table
 
 
 @dataclass(frozen=True, slots=True)
