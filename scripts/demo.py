@@ -129,6 +129,8 @@ def cost_line(cost: dict[str, Any]) -> str:
             f"; {cost['segments']} pool segments, {cost['recoveries']} recovery(ies) from preemption cost "
             f"{cost['gpu_hours_lost']:.4f} GPU-hours ({cost['seconds_lost']:.0f} s without training)"
         )
+    if cost.get("open"):
+        line += f"; so far: {cost['open']} entry(ies) open until the janitor reclaims the pool"
     return line
 
 

@@ -7,7 +7,7 @@ gpuflow wrote read as None.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 blocks_table = Table(
@@ -45,8 +45,14 @@ ledger_table = Table(
     Column("gpu_hours", Float, nullable=False),
     Column("cost_usd", Float, nullable=False),
     Column("estimated_usd", Float, nullable=False),
-    # Why the pool segment ended: "teardown" for the last one of a run, "preempted: ..." for one lost mid-run.
+    # Why the pool segment ended: "teardown" for the last one of a run, "preempted: ..." for one lost mid-run,
+    # "janitor: ..." for one the janitor closed; while the entry is open, why it is.
     Column("ended_by", String(500)),
+    # Which pool (cloud/cluster/name; null on older rows): the janitor closes the open entry of a pool it reclaims.
+    Column("pool", String(400)),
+    # True while the pool may still be held (the teardown could not confirm it deleted, or kept it for the endpoint):
+    # held_until is then only how far the entry counts so far. Null on rows from before: closed.
+    Column("is_open", Boolean),
 )
 
 
