@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from scripts import stop_signals
 from scripts.airflow_stack import AirflowStack, StackError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,6 +230,7 @@ def main() -> int:
         help="what the emulated clouds do (include/emulator/scenarios/NAME.yaml), e.g. spot-preemption",
     )
     args = parser.parse_args()
+    stop_signals.install()  # a closed terminal or a CI timeout stops what the demo started, as Ctrl-C does
 
     from gpuflow_emulator.connections import airflow_environment
     from gpuflow_emulator.stores import worker_env
