@@ -96,6 +96,7 @@ class AirflowStack:
         }
         stack = cls(home=home, url=url, passwords=passwords, env=stack_env)
         stack._airflow("db", "migrate")
+        stack._run("-m", "gpuflow", "state-migrate")  # gpuflow's own tables, before any task can race to create them
         stack._airflow("pools", "import", str(ROOT / "include" / "config" / "pools.json"))
         try:
             for component in COMPONENTS:
@@ -113,11 +114,15 @@ class AirflowStack:
         self.stop()
 
     def _airflow(self, *args: str) -> None:
-        done = subprocess.run(
-            [sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True, check=False
-        )
+        self._run("-m", "airflow", *args)
+
+    def _run(self, *args: str) -> None:
+        """``python ARGS`` in the stack's environment, with ``plugins/`` importable as the components have it."""
+        path = os.pathsep.join(filter(None, [str(ROOT / "plugins"), self.env.get("PYTHONPATH")]))
+        env = {**self.env, "PYTHONPATH": path}
+        done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise StackError(f"airflow {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+            raise StackError(f"python {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
     def _spawn(self, component: str) -> None:
         log = (self.home / f"{component}.log").open("ab")

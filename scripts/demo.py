@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from scripts import stop_signals
 from scripts.airflow_stack import AirflowStack, StackError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +130,8 @@ def cost_line(cost: dict[str, Any]) -> str:
             f"; {cost['segments']} pool segments, {cost['recoveries']} recovery(ies) from preemption cost "
             f"{cost['gpu_hours_lost']:.4f} GPU-hours ({cost['seconds_lost']:.0f} s without training)"
         )
+    if cost.get("open"):
+        line += f"; so far: {cost['open']} entry(ies) open until the janitor reclaims the pool"
     return line
 
 
@@ -227,6 +230,7 @@ def main() -> int:
         help="what the emulated clouds do (include/emulator/scenarios/NAME.yaml), e.g. spot-preemption",
     )
     args = parser.parse_args()
+    stop_signals.install()  # a closed terminal or a CI timeout stops what the demo started, as Ctrl-C does
 
     from gpuflow_emulator.connections import airflow_environment
     from gpuflow_emulator.stores import worker_env

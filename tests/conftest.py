@@ -17,6 +17,7 @@ from gpuflow_emulator.stores import ObjectStores, StoresConfig
 from gpuflow_emulator.testing import EmulatorProcess, free_port
 
 from gpuflow.core.clusters import Cluster
+from scripts import stop_signals
 from tests.support.emulated_clouds import point_airflow_at, start_emulator, worker_on_stores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,12 @@ os.environ.update(
 
 
 POOLS = ROOT / "include" / "config" / "pools.json"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM and SIGHUP interrupt the session like Ctrl-C, so the session fixtures still stop the Airflow
+    components, the object stores and the emulators (with their pods) they started."""
+    stop_signals.install()
 
 
 def airflow_cli(*args: str) -> None:

@@ -190,3 +190,19 @@ def test_init_creates_the_gpu_pool_counting_deferred_tasks(compose: dict[str, An
     pool = json.loads(shipped.read_text())[GPU_POOL]
     assert pool["include_deferred"] is True
     assert pool["slots"] >= 1
+
+
+def test_init_migrates_gpuflows_state_before_any_component_starts(compose: dict[str, Any]) -> None:
+    """Workers must never race to create gpuflow's tables: airflow-init makes them, and every component waits
+    for airflow-init to complete."""
+    from gpuflow.cli import build_parser
+
+    script = compose["services"]["airflow-init"]["command"][-1]
+    (step,) = [part for part in script.split("&&") if "gpuflow state-migrate" in part]
+    words = shlex.split(step)
+    assert words[0] == "PYTHONPATH=/opt/airflow/plugins"
+    assert volume_mounts(compose["services"]["airflow-init"])["./plugins"] == "/opt/airflow/plugins"
+    assert build_parser().parse_args(words[4:]).command == "state-migrate"
+    for name, service in airflow_services(compose).items():
+        if name != "airflow-init":
+            assert service["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}, name

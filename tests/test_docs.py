@@ -208,6 +208,15 @@ MAPPED = [
         r"^curl -s -X POST \$API/api/v2/assets/events .*\\\"asset_id\\\": \$ASSET_ID",
         (("tests/live/test_asset_retraining.py", 'json={"asset_id": asset["id"], "extra":'),),
     ),
+    # docs/operations.md: gpuflow's state tables, made once by the stack start (make demo, the live tests) and run
+    # as a command by the schema tests.
+    Mapped(
+        r"^\.venv/bin/python -m gpuflow state-migrate$",
+        (
+            ("scripts/airflow_stack.py", 'stack._run("-m", "gpuflow", "state-migrate")'),
+            ("tests/integration/test_state_schema.py", '_cli("state-migrate", "--url", url)'),
+        ),
+    ),
     # docs/operations.md: the `gpu` pool, imported by the test harness and by every running-Airflow stack.
     Mapped(
         r"^airflow pools import include/config/pools\.json$",

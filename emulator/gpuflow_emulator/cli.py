@@ -1,4 +1,4 @@
-"""`python -m gpuflow_emulator serve --config FILE --port N`: run the emulator until SIGTERM or SIGINT.
+"""`python -m gpuflow_emulator serve --config FILE --port N`: run the emulator until SIGTERM, SIGINT or SIGHUP.
 
 `--host` is the address to listen on; `--public-host` is the name clients use to reach it, written into
 every URL the emulator hands out (kubeconfigs, cluster endpoints, the cloud API URLs) and into the Azure
@@ -42,7 +42,8 @@ async def serve(config_path: Path, host: str, port: int, public_host: str | None
     emulator.start()
     await clouds.start()
     stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP too: the emulator shares the terminal of whoever started it, and a closed one must not orphan pods.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     log.info("emulator listening on %s:%d as %s (config %s)", host, port, emulator.base_url, config_path)
     await stop.wait()

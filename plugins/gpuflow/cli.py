@@ -1,7 +1,8 @@
-"""Command line: ``python -m gpuflow plan ...`` ranks the catalog for a request without Airflow.
+"""Command line: ``python -m gpuflow plan ...`` ranks the catalog for a request without Airflow;
+``state-migrate`` brings the state database up to date before anything else uses it.
 
-Exit status: 0 planned, 2 invalid request, 3 no offer satisfies the request, 4 catalog unreadable,
-5 benchmark: no request succeeded.
+Exit status: 0 done, 2 invalid request, 3 no offer satisfies the request, 4 catalog unreadable,
+5 benchmark: no request succeeded, 6 state database not migrated.
 """
 
 from __future__ import annotations
@@ -13,16 +14,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
 from gpuflow.core.catalog import load_catalog
 from gpuflow.core.errors import CatalogError, RequestError, UnsatisfiableRequest
 from gpuflow.core.explain import format_plan
 from gpuflow.core.planner import plan
 from gpuflow.core.request import CapacityPreference, PlanRequest
-from gpuflow.core.settings import CATALOG_ENV, catalog_source
+from gpuflow.core.settings import CATALOG_ENV, STATE_URL_ENV, catalog_source, state_url
 from gpuflow.serving.benchmark import BenchmarkConfig, format_report, run_benchmark, write_report
 from gpuflow.serving.client import Endpoint, OpenAIClient
+from gpuflow.state.schema import StateSchemaError, migrate
+from gpuflow.state.store import engine_for
 
-EXIT_INVALID, EXIT_UNSATISFIABLE, EXIT_CATALOG, EXIT_NO_SUCCESS = 2, 3, 4, 5
+EXIT_INVALID, EXIT_UNSATISFIABLE, EXIT_CATALOG, EXIT_NO_SUCCESS, EXIT_STATE = 2, 3, 4, 5, 6
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--header", action="append", default=[], help="'Name: value' to send, e.g. auth; repeatable")
     bench.add_argument("--out", type=Path, required=True, help="directory for benchmark.json and benchmark.png")
+    migrator = commands.add_parser("state-migrate", help="create or update the state database's tables, once")
+    migrator.add_argument("--url", help=f"SQLAlchemy URL of the state database (default ${STATE_URL_ENV} or SQLite)")
     return parser
 
 
@@ -70,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "state-migrate":
+        return _state_migrate(args.url or state_url())
     try:
         catalog = load_catalog(args.catalog or catalog_source())
         if args.command == "catalog":
@@ -105,6 +115,32 @@ def _bench(args: argparse.Namespace) -> int:
     print(format_report(report))
     print(f"wrote {json_path} and {png_path}")
     return 0 if report.completed else EXIT_NO_SUCCESS
+
+
+def _state_migrate(url: str) -> int:
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        print(
+            f"error: {STATE_URL_ENV}={url!r} is not a SQLAlchemy URL; use e.g. sqlite:////abs/path/state.db or "
+            "postgresql+psycopg2://user:password@host/db",
+            file=sys.stderr,
+        )
+        return EXIT_STATE
+    try:
+        done = migrate(engine_for(url))
+    except StateSchemaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STATE
+    except (SQLAlchemyError, ImportError) as exc:  # unreachable, refused, or its driver is not installed
+        print(
+            f"error: {STATE_URL_ENV}={shown!r}: the state database could not be migrated ({exc}); check that it is "
+            "reachable, that its driver is installed and that its user may create tables",
+            file=sys.stderr,
+        )
+        return EXIT_STATE
+    print(f"state database {shown}: {'created ' + ', '.join(done) if done else 'up to date'}")
+    return 0
 
 
 def _header(text: str) -> tuple[str, str]:

@@ -8,10 +8,12 @@ clusters only: one it could not fully list or clean is reported and left for the
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from gpuflow.core.catalog import CapacityType, Offer
 from gpuflow.core.janitor import NODE_POOL, Found, Verdict, machine_rate
-from gpuflow.sweep import Decision, Holdings, failed_clusters, sweep
+from gpuflow.core.nodepool import NodePoolRef
+from gpuflow.sweep import LISTING_POOLS, Decision, Holdings, failed_clusters, sweep
 
 
 def found_in(holdings: Holdings, offers: Iterable[Offer]) -> list[Found]:
@@ -36,9 +38,28 @@ def found_in(holdings: Holdings, offers: Iterable[Offer]) -> list[Found]:
     return found
 
 
-def reclaim(holdings: Iterable[Holdings], verdicts: Iterable[Verdict]) -> dict[str, str]:
-    """Delete what the verdicts condemn; returns the clusters that failed, listing or deleting, with the error."""
+@dataclass(frozen=True, slots=True)
+class Reclaimed:
+    """What a janitor sweep did: the pools it asked to delete, and each cluster that failed with the error."""
+
+    deleted_pools: list[NodePoolRef]
+    failed: dict[str, str]
+
+
+def reclaim(holdings: Iterable[Holdings], verdicts: Iterable[Verdict]) -> Reclaimed:
+    """Delete what the verdicts condemn; returns the pools deleted and the clusters that failed, listing or
+    deleting, with the error."""
     holdings = list(holdings)
     condemned = frozenset((v.found.cloud, v.found.cluster, v.found.kind, v.found.name) for v in verdicts if v.delete)
-    sweep(holdings, Decision(delete=condemned), whole_clusters=True)
-    return failed_clusters(holdings)
+    swept = sweep(holdings, Decision(delete=condemned), whole_clusters=True)
+    return Reclaimed(swept.deleted_pools, failed_clusters(holdings))
+
+
+def listed_pools(holdings: Iterable[Holdings]) -> dict[str, frozenset[str]]:
+    """``cloud/cluster`` -> the paths of every pool listed there (deleting ones included), for the clusters
+    whose pools could be listed: where a pool is absent, it is gone."""
+    return {
+        h.where: frozenset([*(s.ref.path for s in h.pools), *(ref.path for ref in h.departing)])
+        for h in holdings
+        if LISTING_POOLS not in h.failures
+    }

@@ -35,13 +35,15 @@ Key = tuple[str, str, str, str]  # cloud, cluster, kind (NODE_POOL for a pool), 
 
 @dataclass
 class Holdings:
-    """What one cluster holds under the label, and each step that failed on it (step -> error)."""
+    """What one cluster holds under the label, and each step that failed on it (step -> error); ``departing``:
+    pools a settled-out survey left out because they are already deleting."""
 
     cluster: Cluster
     backend: CloudBackend
     namespace: str
     pools: list[NodePoolStatus] = field(default_factory=list)
     objects: list[KubeObject] = field(default_factory=list)
+    departing: list[NodePoolRef] = field(default_factory=list)
     client: Any = None
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -94,6 +96,7 @@ def survey(
     try:
         pools = holdings.backend.list_node_pools(label)
         holdings.pools = [p for p in pools if not settled_out or p.state not in (PoolState.DELETING, PoolState.GONE)]
+        holdings.departing = [p.ref for p in pools if settled_out and p.state is PoolState.DELETING]
     except Exception as exc:  # any cloud failure: report this cluster, survey the others
         holdings.note(LISTING_POOLS, exc)
     try:

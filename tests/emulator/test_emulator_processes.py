@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import kubernetes
@@ -95,7 +96,9 @@ def test_deleting_a_pod_sends_sigterm_then_sigkill_after_the_grace_period(core_v
     assert marker.exists()
 
 
-def test_stopping_the_emulator_ends_every_process_it_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_stopping_the_emulator_ends_every_process_it_started(stop: signal.Signals, tmp_path: Path) -> None:
+    """A supervisor's SIGTERM, or the SIGHUP of the terminal it shares, ends it and every pod process."""
     emulator = EmulatorProcess.start(tmp_path / "emulator", nodes=[{"name": "cpu-0"}])
     spawner = "import subprocess, time; subprocess.Popen(['sleep', '300']); time.sleep(300)"
     with emulator:
@@ -104,7 +107,8 @@ def test_stopping_the_emulator_ends_every_process_it_started(tmp_path: Path) -> 
             core_v1.create_namespaced_pod("default", python_pod(name, spawner))
         eventually(lambda: len(processes_with_marker(emulator.process.pid)) == 4, what="2 pods with 2 processes each")
 
-        exit_code = emulator.stop()
+        emulator.process.send_signal(stop)
+        exit_code = emulator.process.wait(30)
 
     assert exit_code == 0
     assert processes_with_marker(emulator.process.pid) == []

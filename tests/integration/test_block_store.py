@@ -6,8 +6,6 @@ import multiprocessing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.schema import CreateTable
-
 from gpuflow.core.request import Block
 from gpuflow.state.store import BlockStore
 
@@ -70,30 +68,3 @@ def test_a_store_written_by_an_older_gpuflow_gains_the_new_column_and_keeps_its_
     )
     store.record([family], recorded_by="run-1", now=NOW)
     assert [(b.reason, b.quota_family) for b in store.active(NOW)] == [("old", None), ("VcpuLimitExceeded", "P")]
-
-
-def test_a_table_another_process_creates_first_is_not_an_error(tmp_path: Path) -> None:
-    """Two first users at once both find gpuflow_blocks missing; the one that creates it second must not fail."""
-    from sqlalchemy import create_engine, event, text
-
-    from gpuflow.state.store import blocks_table
-
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    other = create_engine(url)
-
-    raced: list[bool] = []
-
-    def created_meanwhile(target: object, connection: object, **kwargs: object) -> None:
-        if not raced:  # once: the other process wins the first race only
-            raced.append(True)
-            with other.begin() as elsewhere:
-                elsewhere.execute(text(str(CreateTable(blocks_table).compile(other))))
-
-    event.listen(blocks_table, "before_create", created_meanwhile)
-    try:
-        store = BlockStore(url)
-    finally:
-        event.remove(blocks_table, "before_create", created_meanwhile)
-    assert raced
-    store.record([Block("aws", expires_at=NOW + timedelta(minutes=1))], recorded_by="run-1", now=NOW)
-    assert len(store.active(NOW)) == 1

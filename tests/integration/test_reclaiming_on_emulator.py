@@ -47,7 +47,7 @@ def test_a_failing_cluster_is_reported_and_the_others_are_still_swept(clouds_emu
     assert pool.hourly_usd is not None
     now = datetime.now(UTC)
     verdicts = judge(found, {naming.run_key("gpu_train_and_serve", "crashed"): RunInfo(RunState.FAILED)}, now)
-    failed = reclaim(sweeps, verdicts)
+    failed = reclaim(sweeps, verdicts).failed
 
     assert list(failed) == ["aws/no-such-cluster"]
     assert "ResourceNotFoundException" in failed["aws/no-such-cluster"]
@@ -70,6 +70,6 @@ def test_a_delete_refused_with_please_wait_is_tried_again(clouds_emulator: Emula
         {naming.run_key("gpu_train_and_serve", "busy"): RunInfo(RunState.FAILED)},
         datetime.now(UTC),
     )
-    assert reclaim([sweep], verdicts) == {}
+    assert reclaim([sweep], verdicts).failed == {}
     deletes = [c["status"] for c in clouds_emulator.calls("gcp") if c["operation"] == "DeleteNodePool"]
     assert deletes == [400, 200]

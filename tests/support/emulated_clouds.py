@@ -17,6 +17,8 @@ from gpuflow_emulator.stores import ObjectStores, StoresConfig, worker_env
 from gpuflow_emulator.testing import EmulatorProcess, free_port, python_runtime
 
 from gpuflow.core.clusters import Cluster, load_clusters
+from gpuflow.state.schema import migrate
+from gpuflow.state.store import engine_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "include" / "emulator" / "scenarios"
@@ -166,7 +168,9 @@ def point_airflow_at(
     (``artifacts`` in clusters.yaml)."""
     for name, value in {**airflow_environment(emulator.clouds(), object_stores), **worker_env(object_stores)}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("GPUFLOW_STATE_URL", f"sqlite:///{state / 'state.db'}")
+    state_url = f"sqlite:///{state / 'state.db'}"
+    monkeypatch.setenv("GPUFLOW_STATE_URL", state_url)
+    migrate(engine_for(state_url))  # as `python -m gpuflow state-migrate` does before any component starts
     monkeypatch.delenv("GPUFLOW_ARTIFACTS_URI", raising=False)
     monkeypatch.setenv("GPUFLOW_POLL_INTERVAL_S", "0.5")
     # The scenarios run 20x faster than the clouds: 10 s here are the 200 s a cloud gets to replace a spot node.

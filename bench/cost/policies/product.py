@@ -41,7 +41,8 @@ from gpuflow.core.recovery import NextStep, Phase, Recovery, TrainingState, next
 from gpuflow.core.request import CapacityPreference, PlanRequest
 from gpuflow.core.settings import replacement_wait_s
 from gpuflow.provisioning import Provisioner, ProvisioningFailed, Run, node_lost
-from gpuflow.state.store import BlockStore, blocks_table
+from gpuflow.state.store import BlockStore
+from gpuflow.state.tables import blocks_table
 
 DAG_ID = "bench_cost"
 MEMORY_URL = "sqlite://"

@@ -148,3 +148,27 @@ class EndpointRef:
     @classmethod
     def from_xcom(cls, data: Mapping[str, Any]) -> EndpointRef:
         return cls(**{key: str(_get(data, key, "endpoint")) for key in ("cluster", "namespace", "name")})
+
+
+@dataclass(frozen=True, slots=True)
+class Unconfirmed:
+    """What the teardown could not confirm deleted (its ``unconfirmed`` XCom, pushed whether it succeeds or
+    fails): pools still there when it gave up waiting, and clusters where a step failed, on which any pool of the
+    run may remain. The cost report records the run's pool as an open entry when this covers it."""
+
+    pools: tuple[NodePoolRef, ...] = ()
+    clusters: tuple[tuple[str, str], ...] = ()  # (cloud, cluster)
+
+    def covers(self, pool: NodePoolRef) -> bool:
+        return pool in self.pools or (pool.cloud, pool.cluster) in self.clusters
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {"pools": [p.to_dict() for p in self.pools], "clusters": [list(c) for c in self.clusters]}
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> Unconfirmed:
+        what = "teardown's unconfirmed"
+        return cls(
+            pools=tuple(NodePoolRef.from_dict(p) for p in _get(data, "pools", what)),
+            clusters=tuple((str(cloud), str(name)) for cloud, name in _get(data, "clusters", what)),
+        )

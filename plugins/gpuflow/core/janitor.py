@@ -158,6 +158,27 @@ def _unattributed(item: Found, now: datetime) -> Verdict:
     return Verdict(item, False, "no run label: not attributable")
 
 
+def ledger_closures(
+    open_pools: Iterable[str], verdicts: Iterable[Verdict], deleted: Iterable[str], listed: Mapping[str, frozenset[str]]
+) -> dict[str, str]:
+    """Why each open cost-ledger entry's pool (``cloud/cluster/name``) is closed now; the others stay open.
+
+    A pool this sweep deleted closes with its verdict's reason. A pool missing from a clean listing of its
+    cluster (deleting ones are listed) went since the last sweep: closing it now over-counts by at most one
+    sweep interval, never under-counts. ``listed``: ``cloud/cluster`` -> pool paths, for the clusters listed.
+    """
+    reasons = {f"{v.found.where}/{v.found.name}": v.reason for v in verdicts if v.found.kind == NODE_POOL}
+    deleted = frozenset(deleted)
+    closures = {}
+    for pool in open_pools:
+        cluster = pool.rsplit("/", 1)[0]
+        if pool in deleted:
+            closures[pool] = f"janitor: {reasons.get(pool, 'reclaimed')}"
+        elif cluster in listed and pool not in listed[cluster]:
+            closures[pool] = "janitor: found gone (closed at the first sweep that saw it gone)"
+    return closures
+
+
 def summarize(verdicts: Iterable[Verdict], now: datetime) -> Summary:
     """What deleting the ``delete`` verdicts reclaims (see the module docstring for what "saved" means)."""
     verdicts = list(verdicts)

@@ -51,6 +51,11 @@ class NodePoolRef:
     def to_dict(self) -> dict[str, str]:
         return {"cloud": self.cloud, "region": self.region, "cluster": self.cluster, "name": self.name}
 
+    @property
+    def path(self) -> str:
+        """``cloud/cluster/name``: the pool's identity in the cost ledger (names are unique within a cluster)."""
+        return f"{self.cloud}/{self.cluster}/{self.name}"
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NodePoolRef:
         return cls(data["cloud"], data["region"], data["cluster"], data["name"])

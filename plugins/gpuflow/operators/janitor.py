@@ -2,7 +2,9 @@
 
 The rules are ``gpuflow.core.janitor`` and the cluster work ``gpuflow.sweep`` (joined in ``gpuflow.reclaiming``);
 this adapter adds what only Airflow knows (the state of each owning run, through the Task SDK) and turns the
-outcome into a log table, an XCom summary, and a failed task when a cluster could not be swept.
+outcome into a log table, an XCom summary, and a failed task when a cluster could not be swept. It closes the
+cost ledger's open entries of the pools it deletes (or finds gone) with the time it did, so a pool a teardown
+could not delete, or kept, is counted to its real end.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from gpuflow.core.catalog import load_catalog
-from gpuflow.core.janitor import RunInfo, RunState, judge, summarize, table
+from gpuflow.core.janitor import RunInfo, RunState, Verdict, judge, ledger_closures, summarize, table
 from gpuflow.core.settings import catalog_source, janitor_grace_hours
 from gpuflow.operators.runtime import JOB_NAMESPACE, clusters
-from gpuflow.reclaiming import found_in, reclaim
+from gpuflow.reclaiming import Reclaimed, found_in, listed_pools, reclaim
+from gpuflow.state.ledger import Ledger
 from gpuflow.state.runs import RunRegistry
 from gpuflow.sweep import survey
 
@@ -44,7 +47,9 @@ class JanitorOperator(BaseOperator):
         offers = load_catalog(catalog_source()).offers
         found = [item for sweep in sweeps for item in found_in(sweep, offers)]
         verdicts = judge(found, self._runs((f.run_key for f in found if f.run_key), now), now, grace)
-        failed = reclaim(sweeps, verdicts)
+        reclaimed = reclaim(sweeps, verdicts)
+        failed = reclaimed.failed
+        self._close_ledger(verdicts, reclaimed, listed_pools(sweeps), now)
         summary = summarize(verdicts, now)
         self.log.info("swept %d cluster(s):\n%s", len(sweeps), table(verdicts))
         self.log.info(
@@ -76,6 +81,23 @@ class JanitorOperator(BaseOperator):
             errors = "; ".join(f"{where}: {error}" for where, error in sorted(failed.items()))
             raise AirflowException(f"the janitor could not sweep {len(failed)} cluster(s) (the others were): {errors}")
         return result
+
+    def _close_ledger(
+        self, verdicts: list[Verdict], reclaimed: Reclaimed, listed: dict[str, frozenset[str]], now: datetime
+    ) -> None:
+        """Close the open cost entries of the pools this sweep deleted, or found gone, with the time it did."""
+        ledger = Ledger()
+        deleted = [ref.path for ref in reclaimed.deleted_pools]
+        for pool, why in ledger_closures(ledger.open_pools(), verdicts, deleted, listed).items():
+            for entry in ledger.close(pool, now, why):
+                self.log.info(
+                    "closed the open cost entry of %s (run %s): %.4f GPU-hours, %.4f USD (%s)",
+                    pool,
+                    entry.run_id,
+                    entry.gpu_hours,
+                    entry.cost_usd,
+                    why,
+                )
 
     def _runs(self, keys: Iterable[str], now: datetime) -> dict[str, RunInfo]:
         """Each label's run state from Airflow, through the run registry (labels are one-way digests)."""

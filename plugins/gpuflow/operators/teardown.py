@@ -14,6 +14,9 @@ did serve, its Deployment (with its pods), Service and Secret and the pool servi
 ``gpuflow.io/expires-at`` (and ``gpuflow.io/kept-nodes``, the count the endpoint watchdog restores if the cloud
 shrinks the pool); everything else of the run (the training pod, pools failover abandoned, objects on
 other clusters) is deleted as usual. The ``gpu_janitor`` DAG deletes the kept ones once that time has passed.
+
+Whether it succeeds or fails, it pushes what it could not confirm deleted (``Unconfirmed``, XCom key
+``unconfirmed``): the cost report records such a pool as an open ledger entry, which the janitor closes.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from gpuflow.core import naming
 from gpuflow.core.clusters import Cluster, ClusterConfigError
-from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
+from gpuflow.core.handoffs import PlanHandoff, PoolHandoff, Unconfirmed
 from gpuflow.core.janitor import NODE_POOL
 from gpuflow.core.nodepool import NodePoolRef
 from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
@@ -36,6 +39,7 @@ from gpuflow.operators.runtime import JOB_NAMESPACE, clusters, run_of
 from gpuflow.sweep import Decision, Holdings, Key, failed_clusters, survey, sweep, wait_until_gone
 
 DEFAULT_DELETE_TIMEOUT_S = 15 * 60
+UNCONFIRMED_XCOM = "unconfirmed"  # what the teardown could not confirm deleted (``Unconfirmed``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,10 @@ class TeardownOperator(BaseOperator):
             swept, label, decision, self.delete_timeout_s, self.poll_interval_s or poll_interval_s_setting()
         )
         problems = [f"{where}: {failures}" for where, failures in failed_clusters(holdings).items()]
+        unconfirmed = Unconfirmed(
+            tuple(s.ref for s in left), tuple((h.cluster.cloud, h.cluster.name) for h in holdings if h.failures)
+        )
+        context["ti"].xcom_push(key=UNCONFIRMED_XCOM, value=unconfirmed.to_xcom())  # the cost report's, even on failure
         if left or problems:
             if left:
                 names = ", ".join(f"{s.ref.cloud}/{s.ref.cluster}/{s.ref.name} ({s.state.value})" for s in left)

@@ -234,6 +234,7 @@ class TrainOperator(KubernetesPodOperator):
                 held_until=now,
                 estimated_usd=0.0,  # the plan's estimate is the run's, on its last segment
                 ended_by=f"preempted: {why}"[:500],
+                pool=pool.pool,
             )
         )
         limit = self._max_recoveries(context)

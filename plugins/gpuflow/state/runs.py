@@ -17,7 +17,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gpuflow.core.naming import run_key
-from gpuflow.state.store import StateStore, aware, runs_table
+from gpuflow.state.store import StateStore, aware
+from gpuflow.state.tables import runs_table
 
 
 @dataclass(frozen=True, slots=True)

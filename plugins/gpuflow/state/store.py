@@ -12,118 +12,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    delete,
-    event,
-    insert,
-    inspect,
-    select,
-    text,
-)
+from sqlalchemy import create_engine, delete, event, insert, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.request import Block
 from gpuflow.core.settings import state_url
-
-metadata = MetaData()
-blocks_table = Table(
-    "gpuflow_blocks",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("cloud", String(16), nullable=False),
-    Column("region", String(64)),
-    Column("zone", String(64)),
-    Column("instance_type", String(128)),
-    Column("capacity_type", String(16)),
-    Column("quota_family", String(64)),
-    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("reason", String(2000), nullable=False, default=""),
-    Column("recorded_by", String(256), nullable=False, default=""),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
-)
-
-
-ledger_table = Table(
-    "gpuflow_costs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("dag_id", String(250), nullable=False),
-    Column("run_id", String(250), nullable=False),
-    Column("cloud", String(16), nullable=False),
-    Column("region", String(64), nullable=False),
-    Column("instance_type", String(128), nullable=False),
-    Column("capacity_type", String(16), nullable=False),
-    Column("nodes", Integer, nullable=False),
-    Column("accelerators", Integer, nullable=False),
-    Column("hourly_usd", Float, nullable=False),
-    Column("held_from", DateTime(timezone=True), nullable=False),
-    Column("held_until", DateTime(timezone=True), nullable=False),
-    Column("gpu_hours", Float, nullable=False),
-    Column("cost_usd", Float, nullable=False),
-    Column("estimated_usd", Float, nullable=False),
-    # Why the pool segment ended: "teardown" for the last one of a run, "preempted: ..." for one lost mid-run.
-    Column("ended_by", String(500)),
-)
-
-
-runs_table = Table(
-    "gpuflow_runs",
-    metadata,
-    Column("run_key", String(64), primary_key=True),
-    # Null when the janitor saw the key on a resource before (or without) any run registering it.
-    Column("dag_id", String(250)),
-    Column("run_id", String(250)),
-    Column("known_since", DateTime(timezone=True), nullable=False),
-)
-
-
-# Where each run's training stands (``gpuflow.core.recovery.TrainingState`` as JSON): a recovery from a spot
-# preemption spans deferrals, tries and workers, and must survive any of them.
-training_table = Table(
-    "gpuflow_training",
-    metadata,
-    Column("run_key", String(64), primary_key=True),
-    Column("state", Text, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
+from gpuflow.state.schema import ensure_current
+from gpuflow.state.tables import blocks_table
 
 
 class StateStore:
-    """The shared database; creates its tables on first use."""
+    """The shared database, migrated (``gpuflow.state.schema``) if this process finds it behind."""
 
     def __init__(self, url: str | None = None) -> None:
-        self.engine = _engine(url or state_url())
-        _prepare(self.engine)
-
-
-def _prepare(engine: Engine, attempts: int = 3) -> None:
-    """Create the missing tables and columns. Two first users at once both find a table missing and both create
-    it; the second one's "already exists" means the work is done, so it looks again instead of failing."""
-    for attempt in range(1, attempts + 1):
-        try:
-            metadata.create_all(engine)
-            _add_new_columns(engine)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError) as exc:
-            if attempt == attempts or not _made_meanwhile(exc):
-                raise
-
-
-def _made_meanwhile(exc: Exception) -> bool:
-    """SQLite's and PostgreSQL's words for a table or column another process created first."""
-    text = str(exc).lower()
-    return any(words in text for words in ("already exists", "duplicate column", "duplicate key value"))
+        self.engine = engine_for(url or state_url())
+        ensure_current(self.engine)
 
 
 class BlockStore(StateStore):
@@ -171,25 +75,13 @@ class BlockStore(StateStore):
         ]
 
 
-def _add_new_columns(engine: Engine) -> None:
-    """Columns added since a table was created (nullable, so old rows read as None), added in place: a store
-    written by an older gpuflow keeps working and keeps its blocks, costs and runs."""
-    inspector = inspect(engine)
-    for table in metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present and column.nullable:
-                kind = column.type.compile(dialect=engine.dialect)
-                with engine.begin() as connection:
-                    connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
-
-
 def aware(moment: datetime) -> datetime:
     """SQLite returns naive datetimes; every time gpuflow stores is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _engine(url: str) -> Engine:
+def engine_for(url: str) -> Engine:
+    """An engine for the state URL; SQLite tuned for several processes writing (WAL, a busy timeout)."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": 30})

@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 
 from gpuflow.core.recovery import TrainingState
-from gpuflow.state.store import StateStore, training_table
+from gpuflow.state.store import StateStore
+from gpuflow.state.tables import training_table
 
 
 class TrainingStates(StateStore):

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from gpuflow.core.clusters import Cluster
-from gpuflow.core.handoffs import DeployedEndpoint, EndpointRef, HandoffError, PlanHandoff, PoolHandoff
-from gpuflow.core.nodepool import NodePoolSpec
+from gpuflow.core.handoffs import DeployedEndpoint, EndpointRef, HandoffError, PlanHandoff, PoolHandoff, Unconfirmed
+from gpuflow.core.nodepool import NodePoolRef, NodePoolSpec
 from tests.support.offers import one_gpu_choice
 
 CHOICE = {**one_gpu_choice("gcp"), "nodes": 2}
@@ -81,3 +81,12 @@ def test_a_missing_key_is_named_with_the_keys_there_are(read: Any, wire: dict[st
         read(wire)
     assert str(raised.value).startswith(message)
     assert isinstance(raised.value, KeyError)
+
+
+def test_unconfirmed_covers_pools_left_and_every_pool_on_a_cluster_where_a_step_failed() -> None:
+    left = NodePoolRef("gcp", "us-central1", "gpuflow-usc1", "gf-left")
+    on_failed = NodePoolRef("aws", "us-east-1", "gpuflow-use1", "gf-any")
+    unconfirmed = Unconfirmed.from_xcom(Unconfirmed((left,), (("aws", "gpuflow-use1"),)).to_xcom())
+    assert unconfirmed.covers(left)
+    assert unconfirmed.covers(on_failed)
+    assert not unconfirmed.covers(NodePoolRef("gcp", "us-central1", "gpuflow-usc1", "gf-deleted"))

@@ -15,6 +15,7 @@ from gpuflow.core.janitor import (
     RunState,
     Verdict,
     judge,
+    ledger_closures,
     machine_rate,
     summarize,
     table,
@@ -157,3 +158,22 @@ def test_table_lists_deleted_first_with_reasons() -> None:
     assert [line.split()[0] for line in lines[1:]] == ["deleted", "deleted", "kept"]
     assert lines[-1].endswith("run running")
     assert table([]) == "nothing labelled as gpuflow's was found"
+
+
+def test_an_open_entry_of_a_pool_the_sweep_deleted_closes_with_the_verdicts_reason() -> None:
+    deleted = pool()
+    verdicts = judge([deleted], {RUN: RunInfo(RunState.FAILED)}, NOW)
+    path = f"gcp/gpuflow-usc1/{deleted.name}"
+    closures = ledger_closures([path], verdicts, [path], {"gcp/gpuflow-usc1": frozenset({path})})
+    assert closures == {path: "janitor: run failed"}
+
+
+def test_an_open_entry_of_a_pool_gone_from_a_clean_listing_closes_and_one_still_listed_stays_open() -> None:
+    gone, deleting = "gcp/gpuflow-usc1/gf-gone", "gcp/gpuflow-usc1/gf-deleting"
+    closures = ledger_closures([gone, deleting], [], [], {"gcp/gpuflow-usc1": frozenset({deleting})})
+    assert list(closures) == [gone]
+    assert closures[gone].startswith("janitor: found gone")
+
+
+def test_an_open_entry_on_a_cluster_that_could_not_be_listed_stays_open() -> None:
+    assert ledger_closures(["aws/gpuflow-use1/gf-x"], [], [], {"gcp/gpuflow-usc1": frozenset()}) == {}
