@@ -151,6 +151,7 @@ def test_a_restart_after_sigterm_resumes_from_the_checkpoint_sigterm_wrote(ml_py
         "checkpoint": name,
         "finished": False,
         "restarts": 0,
+        "checkpoint_every": 5,
     }
 
     restart = train(*args)

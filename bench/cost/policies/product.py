@@ -7,9 +7,10 @@ clouds; here ``pools.hold`` says when a pool is ready, lost or done, and everyth
 - ``plan`` with the clusters' regions and zones; ``Provisioner.create_first`` down the options;
 - a pool failing before it is ready: ``abandon`` it and try the following options (``wait_node_pool``), or during a
   recovery ``next_step`` without a replacement and the next offer (``train.pool_event``);
-- a node lost: ``node_lost``, ``max_recoveries``, the deadline's ``next_capacity`` from the checkpointed progress,
-  ``next_step``; then ``note`` and a bounded wait for the cloud's replacement node, or ``recall``, ``abandon`` and
-  ``create_first`` over the step's candidates; ``TrainingState`` keeps the recoveries and the on-demand latch.
+- a node lost: ``node_lost``, ``max_recoveries``, the deadline's ``next_capacity`` from the checkpointed progress and
+  the job's checkpoint interval, ``next_step``; then ``note`` and a bounded wait for the cloud's replacement node, or
+  ``recall``, ``abandon`` and ``create_first`` over the step's candidates; ``TrainingState`` keeps the recoveries and
+  the deadline's decision.
 
 Each job starts with an empty failover memory (an in-memory SQLite ``BlockStore``, emptied between jobs): jobs are
 simulated one at a time, each at its own point of the traces, so one job's blocks would be another's future.
@@ -33,7 +34,7 @@ from gpuflow.clouds.base import CloudBackend
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clouds import traits
 from gpuflow.core.clusters import Cluster
-from gpuflow.core.deadline import Progress, next_capacity, overheads_for
+from gpuflow.core.deadline import Progress, lost_work_for, next_capacity, overheads_for
 from gpuflow.core.errors import CloudError
 from gpuflow.core.handoffs import PlanHandoff
 from gpuflow.core.planner import plan
@@ -174,7 +175,7 @@ class _Run:
         )
         if recovery.number > self.product.max_recoveries:
             raise RunFailed(f"lost its node {recovery.number} times (max_recoveries={self.product.max_recoveries})")
-        on_demand_only = self.state.on_demand_only or self._deadline_says_on_demand(choice["cloud"])
+        on_demand_only = self._deadline_says_on_demand(choice["cloud"])
         error = node_lost(choice, why)
         step = next_step(
             self.choices,
@@ -221,14 +222,17 @@ class _Run:
         return p.create_first(self.choices, step.candidates)[1]
 
     def _deadline_says_on_demand(self, cloud: str) -> bool:
-        """train._deadline_says_on_demand, with the checkpointed progress as the trainer's progress file says it."""
+        """train._deadline_says_on_demand, with the checkpointed progress as the trainer's progress file says it: a
+        step is a tick, and the file, written at each checkpoint, gives the job's checkpoint interval once there is
+        one (before it, no file: nothing done of the estimated work, and the plan-time lost work)."""
         if self.request.deadline_hours is None:
             return False
+        written = self.saved > 0
         decision = next_capacity(
             now_s=(self.tick - self.job.start) * TICK_S,
             deadline_s=self.request.deadline_hours * 3600,
             progress=Progress(self.saved, self.job.work, TICK_S),
-            overheads=overheads_for(cloud),
+            overheads=overheads_for(cloud, lost_work_s=lost_work_for(self.job.checkpoint if written else None, TICK_S)),
         )
         return decision.capacity is CapacityType.ON_DEMAND
 

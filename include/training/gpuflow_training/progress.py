@@ -1,7 +1,8 @@
 """``OUTPUT_URI/progress.json``: how far the run is, for whoever restarts it after a preemption.
 
 Why a file in the output: the pod is gone after a spot reclaim, and the supervisor (gpuflow's operator) must decide
-from the run's real progress whether to restart it on spot or on demand, with the same output URI. The file is
+from the run's real progress, and from how much work one more preemption could throw away (the checkpoint interval),
+whether to restart it on spot or on demand, with the same output URI. The file is
 rewritten after each checkpoint is published (the one written on SIGTERM included), when a restart resumes and when
 the final model is published, so it never names a checkpoint that is not complete. It is replaced whole (see
 ``Store.write_file``), so a reader never sees half of it.
@@ -31,6 +32,7 @@ class Progress:
     updated_at: str  # ISO-8601, UTC
     finished: bool
     restarts: int  # how many times this output was resumed
+    checkpoint_every: int  # steps between periodic checkpoints: a node lost without notice redoes at most that many
 
 
 class StepClock:
@@ -54,18 +56,20 @@ class StepClock:
 class ProgressFile:
     """Writes ``progress.json`` for one process of a run."""
 
-    def __init__(self, store: Store, total_steps: int, restarts: int, clock: StepClock) -> None:
+    def __init__(self, store: Store, total_steps: int, checkpoint_every: int, restarts: int, clock: StepClock) -> None:
         self.store = store
         self.total_steps = total_steps
+        self.checkpoint_every = checkpoint_every
         self.restarts = restarts
         self.clock = clock
 
     @classmethod
-    def start(cls, store: Store, total_steps: int, *, resuming: bool) -> ProgressFile:
+    def start(cls, store: Store, total_steps: int, checkpoint_every: int, *, resuming: bool) -> ProgressFile:
         """A fresh run counts no restart; a resumed one counts one more than the file it finds says."""
         previous = _previous(store)
         restarts = int(previous.get("restarts", 0)) + 1 if resuming else 0
-        return cls(store, total_steps, restarts, StepClock(float(previous.get("step_seconds", 0.0))))
+        clock = StepClock(float(previous.get("step_seconds", 0.0)))
+        return cls(store, total_steps, checkpoint_every, restarts, clock)
 
     def write(self, steps_done: int, checkpoint: str, *, finished: bool = False) -> None:
         """Describe ``checkpoint``, which must already be complete."""
@@ -77,6 +81,7 @@ class ProgressFile:
             updated_at=datetime.now(UTC).isoformat(timespec="seconds"),
             finished=finished,
             restarts=self.restarts,
+            checkpoint_every=self.checkpoint_every,
         )
         try:
             self.store.write_file(FILE, (json.dumps(asdict(progress), indent=2) + "\n").encode())

@@ -119,7 +119,7 @@ def run(config: TrainConfig) -> int:
         return EXIT_OK
     checkpoint.clear_staging(store)
     resumed = checkpoint.latest(store)
-    progress = ProgressFile.start(store, config.steps, resuming=resumed is not None)
+    progress = ProgressFile.start(store, config.steps, config.checkpoint_every, resuming=resumed is not None)
     if resumed is not None:
         log(f"resuming from {resumed.name} (step {resumed.step}, {resumed.tokens_seen} tokens seen)")
         progress.write(resumed.step, resumed.name)  # counts this restart even if it is preempted before a checkpoint

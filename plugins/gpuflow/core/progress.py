@@ -31,7 +31,8 @@ class ProgressError(GpuflowError):
 @dataclass(frozen=True, slots=True)
 class TrainingProgress:
     """The trainer's ``progress.json``: ``checkpoint`` (relative to the output URI) holds ``steps_done`` steps and
-    is where a restart resumes; ``step_seconds`` is the mean wall time of one optimizer step in the last process."""
+    is where a restart resumes; ``step_seconds`` is the mean wall time of one optimizer step in the last process;
+    ``checkpoint_every`` the steps between periodic checkpoints (None: a file from a trainer before that field)."""
 
     steps_done: int
     total_steps: int
@@ -40,6 +41,7 @@ class TrainingProgress:
     updated_at: datetime  # UTC
     finished: bool
     restarts: int
+    checkpoint_every: int | None = None
 
 
 def progress_uri(output_uri: str) -> str:
@@ -66,6 +68,7 @@ def parse_progress(text: str | None, uri: str) -> TrainingProgress | None:
         updated_at=_utc(data, uri),
         finished=_flag(data, "finished", uri),
         restarts=_count(data, "restarts", uri, minimum=0),
+        checkpoint_every=_count(data, "checkpoint_every", uri, minimum=1) if "checkpoint_every" in data else None,
     )
 
 

@@ -143,7 +143,9 @@ class TrainingState:
     segment_started_at: str
     phase: Phase = Phase.TRAINING
     recoveries: tuple[Recovery, ...] = field(default_factory=tuple)
-    on_demand_only: bool = False  # the deadline left no room for another preemption: spot offers are skipped
+    # The deadline's decision at the last loss: no room for another preemption, so spot offers are skipped until
+    # training resumes. Not a latch: the next loss decides again, on what the trainer's progress file says then.
+    on_demand_only: bool = False
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "phase": self.phase.value})
@@ -169,7 +171,7 @@ class TrainingState:
             phase=phase,
             segment_started_at=at.isoformat(),
             recoveries=(*self.recoveries, recovery),
-            on_demand_only=self.on_demand_only or on_demand_only,
+            on_demand_only=on_demand_only,
         )
 
     def waiting_on(self, pool: Mapping[str, Any]) -> TrainingState:

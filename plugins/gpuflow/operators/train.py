@@ -27,7 +27,7 @@ from gpuflow.clouds.access import kube_config, kube_config_file
 from gpuflow.core import naming
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.clouds import traits
-from gpuflow.core.deadline import next_capacity, overheads_for, progress_from
+from gpuflow.core.deadline import lost_work_for, next_capacity, overheads_for, progress_from
 from gpuflow.core.errors import CloudError
 from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
 from gpuflow.core.job import DEFAULT_RECOVERIES
@@ -257,7 +257,7 @@ class TrainOperator(KubernetesPodOperator):
                 "max_recoveries, or request on-demand capacity (capacity=on-demand) for a run that must not be "
                 "interrupted"
             )
-        on_demand_only = state.on_demand_only or self._deadline_says_on_demand(context, pool, progress, now)
+        on_demand_only = self._deadline_says_on_demand(context, pool, progress, now)
         error = node_lost(pool.choice, why)
         step = next_step(
             self._choices(context),
@@ -302,7 +302,8 @@ class TrainOperator(KubernetesPodOperator):
         self, context: Context, pool: PoolHandoff, progress: TrainingProgress | None, now: datetime
     ) -> bool:
         """Whether the run's deadline (``deadline_hours``) leaves no room for another preemption: decided from the
-        training's real progress (or, without a progress file, as if nothing were done)."""
+        training's real progress and checkpoint interval (or, without a progress file, as if nothing were done, with
+        the plan-time lost work)."""
         request = PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).plan["request"]
         hours = request.get("deadline_hours")
         if not hours:
@@ -318,7 +319,12 @@ class TrainOperator(KubernetesPodOperator):
             now_s=(now - started).total_seconds(),
             deadline_s=float(hours) * 3600,
             progress=done,
-            overheads=overheads_for(pool.cluster.cloud),
+            overheads=overheads_for(
+                pool.cluster.cloud,
+                lost_work_s=lost_work_for(
+                    progress.checkpoint_every if progress else None, progress.step_seconds if progress else None
+                ),
+            ),
         )
         self.log.info("deadline_hours=%s: %s", hours, decision.reason)
         return decision.capacity is CapacityType.ON_DEMAND

@@ -58,13 +58,28 @@ def test_a_cloud_that_does_not_replace_nodes_moves_on_at_once(make_world: MakeWo
     assert outcome.cost_usd == pytest.approx(usd((0.20425, 100), (ON_DEMAND, 155)))
 
 
-def test_behind_the_deadline_the_recovery_takes_on_demand_though_spot_is_back(make_world: MakeWorld) -> None:
+def test_a_recovery_takes_spot_while_the_slack_absorbs_one_more_preemption(make_world: MakeWorld) -> None:
     world = make_world({USW2["usw2-az3"]: [(0, 20)], USW2["usw2-az1"]: [(0, 3000)], USW2["usw2-az2"]: []})
-    job = Job(index=0, start=0, work=200, deadline=400, checkpoint=30)
-    # lost at tick 20 with nothing checkpointed, while the uniform-progress line expects 10 ticks done
-    assert GPUFLOW.run(world, job).cost_usd == pytest.approx(usd((0.2386, 20), (ON_DEMAND, 208)))
-    # without a deadline, the same loss goes back to spot (usw2-az1)
-    assert SPOT_GREEDY.run(world, job).cost_usd == pytest.approx(usd((0.2386, 20), (0.2464, 208)))
+    # lost at tick 20 with nothing checkpointed: far behind the uniform-progress line, but 180 ticks (3.3 h) of slack
+    # absorb the start and one more preemption (76 min with the plan-time hour of lost work), so back to spot
+    loose = Job(index=0, start=0, work=200, deadline=400, checkpoint=30)
+    assert GPUFLOW.run(world, loose).cost_usd == pytest.approx(usd((0.2386, 20), (0.2464, 208)))
+    # with 60 ticks (65 min) of slack left after the same loss, on-demand, at once (no wait for the spot node)
+    tight = replace(loose, deadline=280)
+    outcome = GPUFLOW.run(world, tight)
+    assert outcome.cost_usd == pytest.approx(usd((0.2386, 20), (ON_DEMAND, 208)))
+    assert outcome.finished_at == 228
+
+
+def test_a_recovery_prices_the_next_preemption_with_the_job_s_checkpoint_interval(make_world: MakeWorld) -> None:
+    """Two jobs lost at tick 100 with the same 90 ticks checkpointed and 65 ticks (70 min) of slack left: one more
+    preemption redoes up to 10 ticks of work for the first, 90 ticks for the second."""
+    world = make_world({USW2["usw2-az3"]: [(0, 100)], USW2["usw2-az1"]: [(0, 3000)], USW2["usw2-az2"]: []})
+    often = Job(index=0, start=0, work=200, deadline=275, checkpoint=10)
+    # spot: the 5-tick wait for EKS's replacement in vain, then usw2-az1 from 105
+    assert GPUFLOW.run(world, often).cost_usd == pytest.approx(usd((0.2386, 100), (0.2464, 118)))
+    rarely = replace(often, checkpoint=90)
+    assert GPUFLOW.run(world, rarely).cost_usd == pytest.approx(usd((0.2386, 100), (ON_DEMAND, 118)))
 
 
 def test_a_deadline_too_tight_for_a_preemption_plans_on_demand_only(make_world: MakeWorld) -> None:

@@ -230,7 +230,7 @@ def _kinds(result: Plan) -> set[tuple[str, CapacityType]]:
 
 
 def test_a_deadline_too_tight_for_a_preemption_plans_on_demand_and_says_why(catalog: Catalog) -> None:
-    """12 minutes to spare over 10 hours of work: one preemption (23 min or more with a new pool) would miss it."""
+    """12 minutes to spare over 10 hours of work: one preemption (68 min or more with a new pool) would miss it."""
     request = PlanRequest.from_mapping(
         {"accelerator": "L4", "capacity": "spot-then-on-demand", "estimated_hours": 10, "deadline_hours": 10.2}
     )
@@ -242,7 +242,7 @@ def test_a_deadline_too_tight_for_a_preemption_plans_on_demand_and_says_why(cata
     )
     assert result.to_dict()["deadline"]["aws"]["slack_s"] == 720
     assert (
-        "  aws: On-demand: 12 min of slack cannot absorb this start (8 min) and one more spot preemption (23 min) "
+        "  aws: On-demand: 12 min of slack cannot absorb this start (8 min) and one more spot preemption (68 min) "
         "before the deadline. Its spot options are left out." in format_plan(result)
     )
 
@@ -266,14 +266,14 @@ def test_without_a_deadline_the_plan_has_no_deadline_part(catalog: Catalog) -> N
 
 
 def test_a_deadline_drops_spot_only_where_that_clouds_provisioning_makes_it_too_tight(catalog: Catalog) -> None:
-    """36 minutes to spare: enough on EKS and GKE (31 min), not on AKS, whose GPU nodes take about 10 min to come."""
+    """81 minutes to spare: enough on EKS and GKE (76 min), not on AKS, whose GPU nodes take about 10 min to come."""
     request = PlanRequest.from_mapping(
         {
             "accelerator": "A100-80GB",
             "count": 8,
             "capacity": "spot-then-on-demand",
             "estimated_hours": 10,
-            "deadline_hours": 10.6,
+            "deadline_hours": 11.35,
             "max_fallbacks": 32,
         }
     )
@@ -290,7 +290,7 @@ def test_a_spot_only_request_with_a_too_tight_deadline_says_what_to_change(catal
         plan(request, catalog, now=NOW)
     assert str(info.value) == (
         "80 offers match H100x8 but deadline_hours=10.4 leaves 24 min beyond estimated_hours=10, less than spot "
-        "needs to absorb one more preemption (aws 31 min, azure 45 min, gcp 31 min); allow on-demand "
+        "needs to absorb one more preemption (aws 76 min, azure 90 min, gcp 76 min); allow on-demand "
         "(capacity=spot-then-on-demand) or set a later deadline"
     )
 

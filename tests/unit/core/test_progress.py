@@ -20,6 +20,7 @@ WRITTEN: dict[str, Any] = {
     "updated_at": "2026-05-04T12:34:56+00:00",
     "finished": False,
     "restarts": 1,
+    "checkpoint_every": 20,
 }
 
 
@@ -36,7 +37,15 @@ def test_the_trainers_file_parses_into_its_fields() -> None:
         updated_at=datetime(2026, 5, 4, 12, 34, 56, tzinfo=UTC),
         finished=False,
         restarts=1,
+        checkpoint_every=20,
     )
+
+
+def test_a_file_from_a_trainer_before_the_checkpoint_interval_has_none() -> None:
+    older = {k: v for k, v in WRITTEN.items() if k != "checkpoint_every"}
+    progress = parse_progress(json.dumps(older), URI)
+    assert progress is not None
+    assert progress.checkpoint_every is None
 
 
 def test_no_file_yet_is_no_progress() -> None:
@@ -64,6 +73,8 @@ def test_keys_a_newer_trainer_adds_are_ignored() -> None:
         (_text(steps_done=True), "steps_done=True is invalid"),
         (_text(total_steps=0), "total_steps=0 is invalid: a whole number, at least 1"),
         (_text(restarts="1"), "restarts='1' is invalid"),
+        (_text(checkpoint_every=0), "checkpoint_every=0 is invalid: a whole number, at least 1"),
+        (_text(checkpoint_every=None), "checkpoint_every=None is invalid"),
         (_text(step_seconds=-0.5), "step_seconds=-0.5 is invalid: seconds, a finite number >= 0"),
         (_text(step_seconds=float("nan")), "step_seconds=nan is invalid"),  # json.dumps writes NaN
         (_text(checkpoint=""), "checkpoint='' is invalid: a non-empty string"),

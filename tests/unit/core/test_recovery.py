@@ -107,6 +107,18 @@ def test_a_loss_starts_a_new_segment_and_resuming_prices_the_wait() -> None:
     assert "0.2333 GPU-hours lost" in line
 
 
+def test_each_loss_keeps_its_own_deadline_decision_not_a_latch() -> None:
+    """On-demand after a loss before the first checkpoint (the interval unknown); a later loss of that node, with the
+    trainer's file giving a short interval, may go back to spot: each loss decides on what is known then."""
+    state = TrainingState(pool=_pool(), segment_started_at=T0.isoformat())
+    first = Recovery(1, T0.isoformat(), where(state.pool), "preempted", steps_lost=None)
+    state = state.lost(first, Phase.PROVISIONING, _pool(capacity="on-demand"), T0, on_demand_only=True)
+    assert state.on_demand_only
+    later = T0 + timedelta(hours=2)
+    second = Recovery(2, later.isoformat(), where(state.pool), "node gone", steps_lost=3)
+    assert not state.lost(second, Phase.PROVISIONING, _pool(), later, on_demand_only=False).on_demand_only
+
+
 def test_resuming_without_a_recovery_only_marks_training() -> None:
     state = TrainingState(pool=_pool(), segment_started_at=T0.isoformat(), phase=Phase.PROVISIONING)
     assert state.resumed(T0, accelerators=1) == TrainingState(pool=_pool(), segment_started_at=T0.isoformat())
