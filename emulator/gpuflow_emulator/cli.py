@@ -38,9 +38,11 @@ async def serve(config_path: Path, host: str, port: int, public_host: str | None
     # Cancel a handler when its client leaves (watches, log follows); do not wait long for open streams.
     runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True, shutdown_timeout=2)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
     emulator.start()
+    # The cloud APIs listen before /healthz answers: whoever waits for it then reads every cloud's URL from
+    # /_emulator/clouds (the Azure API's TLS certificate alone can take seconds to make on a busy machine).
     await clouds.start()
+    await web.TCPSite(runner, host, port).start()
     stop = asyncio.Event()
     # SIGHUP too: the emulator shares the terminal of whoever started it, and a closed one must not orphan pods.
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
