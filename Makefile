@@ -12,7 +12,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv browser stores demo test lint typecheck unit bench bench-cost lock clean
+.PHONY: venv browser stores demo test lint typecheck unit bench bench-cost chaos lock clean
 
 venv: $(STAMP)
 
@@ -71,6 +71,10 @@ bench: venv
 # The cost benchmark (docs/cost-benchmark.md): every policy on the spot traces; writes bench/results/cost.{json,png}.
 bench-cost: venv
 	$(BIN)/python -m bench.cost
+
+# The chaos suite (bench/chaos): runs at once under a GPU limit, a run marked failed; prints a table of figures.
+chaos: venv ml-env stores
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 # Re-resolve requirements.lock from requirements-dev.txt (needs the package registry).
 lock: venv

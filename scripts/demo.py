@@ -47,15 +47,16 @@ RECOVERY_LINE = re.compile(r"recovery \d+/\d+: .*")  # gpuflow.core.recovery.rec
 XCom = Callable[[str], Any]
 
 
-def start_emulator(home: Path, scenario_name: str) -> tuple[Any, Any]:
+def start_emulator(home: Path, scenario_name: str, state: Path = STATE) -> tuple[Any, Any]:
     """The emulator with the default config's clusters and runtimes under scenario ``scenario_name``, on free ports,
-    starting the object stores itself, and hiding Airflow's ``home`` from pods; returns it and the stores' settings."""
+    starting the object stores itself, and hiding Airflow's ``home`` from pods; returns it and the stores' settings.
+    ``state``: the emulator's own directory."""
     from gpuflow_emulator.stores import StoresConfig
     from gpuflow_emulator.testing import EmulatorProcess, free_port
 
     default = yaml.safe_load((ROOT / "include" / "emulator" / "default.yaml").read_text())
-    scenario = STATE / "scenario.yaml"
-    STATE.mkdir(parents=True, exist_ok=True)
+    scenario = state / "scenario.yaml"
+    state.mkdir(parents=True, exist_ok=True)
     scenario.write_text(scenario_file(scenario_name).read_text())
     clouds = {"aws_port": free_port(), "gcp_port": free_port(), "azure_port": free_port(), "scenario": str(scenario)}
     stores = StoresConfig(free_port(), free_port(), free_port())
@@ -69,7 +70,7 @@ def start_emulator(home: Path, scenario_name: str) -> tuple[Any, Any]:
         "object_stores": {**stores.to_json(), "start": True},
         "worker_paths": [str(home)],
     }
-    return EmulatorProcess.start(STATE, extra=extra), stores
+    return EmulatorProcess.start(state, extra=extra), stores
 
 
 def scenario_file(name: str) -> Path:

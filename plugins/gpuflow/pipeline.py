@@ -1,11 +1,13 @@
 """The train-and-serve chain, built once and used by every pipeline DAG (manual and scheduled).
 
-plan -> create_node_pool (setup) -> wait_node_pool -> train -> deploy_endpoint -> wait_endpoint -> smoke_test
--> benchmark -> teardown (teardown of create_node_pool; runs whatever happened) -> cost_report
+plan -> admit (the run's GPU lease, ``gpuflow.core.admission``) -> create_node_pool (setup) -> wait_node_pool
+-> train -> deploy_endpoint -> wait_endpoint -> smoke_test -> benchmark -> teardown (teardown of create_node_pool;
+runs whatever happened) -> cost_report
 
 The tasks from create_node_pool through benchmark hold GPUs, so they run in the Airflow pool ``gpu``
-(``include/config/pools.json``: its slots are how many GPU jobs run at once; deferred tasks count). The teardown,
-the cost report and the watcher stay out of it: cleanup must never wait for a slot.
+(``include/config/pools.json``: its slots are worker slots for GPU tasks; deferred tasks count). How many GPUs are
+provisioned at once is capped by ``admit``'s leases (``GPUFLOW_GPU_LIMITS``), which are held until the pools are
+gone. The teardown, the cost report and the watcher stay out of the pool: cleanup must never wait for a slot.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, WeightRule
 
+from gpuflow.operators.admission import AdmitOperator
 from gpuflow.operators.cost import CostReportOperator
 from gpuflow.operators.endpoint import (
     DEFAULT_SERVE_TIMEOUT_S,
@@ -47,6 +50,7 @@ class Timing:
 @dataclass(frozen=True)
 class Pipeline:
     plan: BaseOperator
+    admit: BaseOperator
     create_node_pool: BaseOperator
     wait_node_pool: BaseOperator
     train: BaseOperator
@@ -62,6 +66,8 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
     """Add the pipeline's tasks to the DAG being defined and wire them; returns them for extension."""
     timing = timing or Timing()
     plan = PlanOperator(task_id="plan", for_provisioning=True)
+    # Outside the gpu pool: a run waiting for its GPU lease holds no slot (gpuflow.core.admission).
+    admit = AdmitOperator(task_id="admit")
     create = CreateNodePoolOperator(task_id="create_node_pool", **GPU_SLOT)
     wait = WaitNodePoolOperator(task_id="wait_node_pool", ready_timeout_s=timing.ready_timeout_s, **GPU_SLOT)
     train = TrainOperator(task_id="train", **GPU_SLOT)
@@ -71,7 +77,7 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
     benchmark = BenchmarkOperator(task_id="benchmark", **GPU_SLOT)
     teardown = TeardownOperator(task_id="teardown")
     cost_report = CostReportOperator(task_id="cost_report")
-    plan >> create >> wait >> train >> deploy >> wait_endpoint >> smoke >> benchmark >> teardown >> cost_report
+    plan >> admit >> create >> wait >> train >> deploy >> wait_endpoint >> smoke >> benchmark >> teardown >> cost_report
     teardown.as_teardown(setups=create, on_failure_fail_dagrun=True)
     # Also a teardown: it runs whenever a pool was requested, and (unlike an ALL_DONE task) its success
     # does not mark a failed run successful.
@@ -79,10 +85,11 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
     # The verdict: a teardown without setups, so a person's "mark failed" does not skip it (see RunWatcher). The
     # setup is left out: Airflow requires a setup's direct downstreams to wait for its success.
     watcher = RunWatcher(task_id="watcher")
-    [plan, wait, train, deploy, wait_endpoint, smoke, benchmark] >> watcher
+    [plan, admit, wait, train, deploy, wait_endpoint, smoke, benchmark] >> watcher
     watcher.as_teardown(on_failure_fail_dagrun=True)
     return Pipeline(
         plan=plan,
+        admit=admit,
         create_node_pool=create,
         wait_node_pool=wait,
         train=train,

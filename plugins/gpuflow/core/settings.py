@@ -11,6 +11,7 @@ import math
 import os
 from pathlib import Path
 
+from gpuflow.core.admission import LIMITS_ENV, GpuLimits
 from gpuflow.core.errors import GpuflowError
 
 CATALOG_ENV = "GPUFLOW_CATALOG"
@@ -75,6 +76,11 @@ def replacement_wait_s() -> float:
     """How long a recovering run waits for the cloud to replace a preempted node in its pool before it moves on
     to the next offer (``GPUFLOW_REPLACEMENT_WAIT_S``; a stockout that outlasts it rarely ends soon)."""
     return _positive_number(REPLACEMENT_WAIT_ENV, DEFAULT_REPLACEMENT_WAIT_S, unit="seconds")
+
+
+def gpu_limits() -> GpuLimits:
+    """How many GPUs runs may hold at once (``GPUFLOW_GPU_LIMITS``, e.g. ``total=16,aws=8``); unset: no limit."""
+    return GpuLimits.parse(os.environ.get(LIMITS_ENV, ""))
 
 
 def _source(name: str) -> str | None:

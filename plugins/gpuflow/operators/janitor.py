@@ -16,14 +16,16 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
+from gpuflow.core.admission import releasable
 from gpuflow.core.catalog import load_catalog
-from gpuflow.core.janitor import RunInfo, RunState, Verdict, judge, ledger_closures, summarize, table
+from gpuflow.core.janitor import NODE_POOL, Found, RunInfo, RunState, Verdict, judge, ledger_closures, summarize, table
 from gpuflow.core.settings import catalog_source, janitor_grace_hours
 from gpuflow.operators.runtime import JOB_NAMESPACE, clusters
 from gpuflow.reclaiming import Reclaimed, found_in, listed_pools, reclaim
+from gpuflow.state.admission import Leases
 from gpuflow.state.ledger import Ledger
 from gpuflow.state.runs import RunRegistry
-from gpuflow.sweep import survey
+from gpuflow.sweep import Holdings, survey
 
 
 class JanitorOperator(BaseOperator):
@@ -50,6 +52,7 @@ class JanitorOperator(BaseOperator):
         reclaimed = reclaim(sweeps, verdicts)
         failed = reclaimed.failed
         self._close_ledger(verdicts, reclaimed, listed_pools(sweeps), now)
+        self._release_leases(sweeps, found, now)
         summary = summarize(verdicts, now)
         self.log.info("swept %d cluster(s):\n%s", len(sweeps), table(verdicts))
         self.log.info(
@@ -98,6 +101,19 @@ class JanitorOperator(BaseOperator):
                     entry.cost_usd,
                     why,
                 )
+
+    def _release_leases(self, sweeps: list[Holdings], found: list[Found], now: datetime) -> None:
+        """Give back the GPU leases of runs that ended without their teardown doing it, once none of their pools
+        is left (``gpuflow.core.admission.releasable``)."""
+        leases = Leases()
+        open_runs = {lease.run_key: _state(lease.dag_id, lease.run_id).value for lease in leases.open_leases()}
+        if not open_runs:
+            return
+        complete = not any(s.failures or s.departing for s in sweeps)
+        with_pools = {f.run_key for f in found if f.kind == NODE_POOL and f.run_key}
+        for key in releasable(open_runs, with_pools, complete_listing=complete):
+            leases.release(key, now=now)
+            self.log.info("released the GPU lease of run %s: the run ended and none of its pools is left", key)
 
     def _runs(self, keys: Iterable[str], now: datetime) -> dict[str, RunInfo]:
         """Each label's run state from Airflow, through the run registry (labels are one-way digests)."""

@@ -36,6 +36,7 @@ from gpuflow.core.nodepool import NodePoolRef
 from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
 from gpuflow.kube.cluster import ENDPOINT_KINDS
 from gpuflow.operators.runtime import JOB_NAMESPACE, clusters, run_of
+from gpuflow.state.admission import Leases
 from gpuflow.sweep import Decision, Holdings, Key, failed_clusters, survey, sweep, wait_until_gone
 
 DEFAULT_DELETE_TIMEOUT_S = 15 * 60
@@ -122,6 +123,8 @@ class TeardownOperator(BaseOperator):
                 f"is labelled with the run): " + "; ".join(problems)
             )
         self.log.info("teardown complete: %d node pool(s) deleted, none left", len(swept.deleted_pools))
+        if keep is None and Leases().release(label[naming.RUN_LABEL], now=datetime.now(UTC)):
+            self.log.info("GPU lease released: every pool of the run is gone")
         kept = None
         if keep is not None:
             kept = keep.to_dict(swept.stamped_objects)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fcntl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,12 @@ def _missing_columns(connection: Connection) -> list[tuple[str, Column[Any]]]:
         present = {column["name"] for column in inspector.get_columns(table.name)}
         found += [(table.name, c) for c in table.columns if c.name not in present and c.nullable]
     return found
+
+
+def locked(engine: Engine) -> AbstractContextManager[Connection]:
+    """A transaction holding the state database's one lock: for writers that must read and decide alone (the
+    schema's migration, the admission of GPU leases)."""
+    return _migration_lock(engine)
 
 
 @contextmanager

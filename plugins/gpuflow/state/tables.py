@@ -76,3 +76,19 @@ training_table = Table(
     Column("state", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+
+# GPU leases (``gpuflow.core.admission``): one row per run that asked, granted in arrival order under the state
+# lock, released once the run's pools are confirmed gone.
+leases_table = Table(
+    "gpuflow_leases",
+    metadata,
+    Column("run_key", String(64), primary_key=True),
+    Column("dag_id", String(250), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("cloud", String(16), nullable=False),
+    Column("gpus", Integer, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("granted_at", DateTime(timezone=True)),
+    Column("released_at", DateTime(timezone=True)),
+)
