@@ -188,9 +188,14 @@ def measured(airflow: Any, emulator: Any, scenario: str, states: dict[str, str],
     def left() -> int:
         return sum(len(emulator.labelled(naming.RUN_LABEL, naming.run_key(DAG_ID, run_id))) for run_id in states)
 
-    retried = sum(
-        max(0, int(ti.get("try_number") or 1) - 1) for run_id in states for ti in airflow.task_instances(DAG_ID, run_id)
-    )
+    tries = [
+        (ti["task_id"], int(ti.get("try_number") or 1)) for run in states for ti in airflow.task_instances(DAG_ID, run)
+    ]
+    retried = sum(max(0, number - 1) for _, number in tries)
+    if retried:
+        print(
+            f"    retried in {scenario}: {', '.join(sorted(task for task, number in tries if number > 1))}", flush=True
+        )
     before = left()
     if before:
         airflow.unpause(JANITOR)
