@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from gpuflow_emulator.stores import StoresConfig
 from gpuflow_emulator.testing import EmulatorProcess
 
-from gpuflow.clouds.access import kube_config
-from gpuflow.core.handoffs import EndpointRef, PoolHandoff
-from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
-from gpuflow.serving.vllm_args import PORT
 from gpuflow.state.ledger import Ledger
 from tests.e2e.test_pipeline_on_emulator import CONF, dag, run_objects, task_states
 from tests.support.emulated_clouds import FAKE_STEPS, fake_resumable_training, gcs_object
@@ -91,46 +85,3 @@ def test_a_deadline_too_tight_for_spot_starts_on_demand(dag: Any, clouds_emulato
     assert all(option["capacity_type"] == "on-demand" for option in plan["fallbacks"])
     assert xcom(run, "cost_report")["recoveries"] == 0
     assert run_objects(clouds_emulator, run) == []
-
-
-def _load_through_preemption(
-    client: OpenAIClient, model: str, preempt: Callable[[], object], within_s: float = 120
-) -> tuple[int, int, float]:
-    """Requests one after another through the endpoint; ``preempt`` once some have succeeded; returns (sent, failed,
-    seconds from the preemption to the first success after it)."""
-    sent = failed = 0
-    preempted_at: float | None = None
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        sent += 1
-        try:
-            client.complete(model, "hello", max_tokens=4)
-        except Exception:
-            failed += 1
-            time.sleep(0.2)
-            continue
-        if preempted_at is None and sent >= 5:
-            preempt()
-            preempted_at = time.monotonic()
-        elif preempted_at is not None and failed:
-            return sent, failed, time.monotonic() - preempted_at
-    raise AssertionError(f"the endpoint did not serve again within {within_s:.0f}s ({sent} sent, {failed} failed)")
-
-
-def test_a_kept_endpoint_serves_again_after_its_spot_node_is_preempted(
-    dag: Any, clouds_emulator: EmulatorProcess
-) -> None:
-    """GKE recreates a preempted spot VM: the endpoint's pod is rescheduled there, downloads the model again and
-    serves, without a human. Requests in the gap fail; the test prints how many and for how long."""
-    run = dag.test(run_conf={**CONF, "clouds": ["gcp"], "capacity": "spot", "keep_endpoint_minutes": 30})
-    assert run.state == "success", task_states(run)
-    pool = PoolHandoff.from_xcom(xcom(run, "train"))
-    endpoint = EndpointRef.from_xcom(xcom(run, "wait_endpoint"))
-    proxy = service_proxy_endpoint(kube_config(pool.cluster), endpoint.namespace, endpoint.name, PORT)
-    with OpenAIClient(proxy, timeout_s=10) as client:
-        sent, failed, back_after = _load_through_preemption(
-            client, CONF["served_model_name"], lambda: clouds_emulator.preempt("gcp", pool.cluster.name, pool.pool.name)
-        )
-    print(f"endpoint preempted under load: {failed} of {sent} requests failed, serving again after {back_after:.1f}s")
-    assert failed > 0, "the preemption did not reach the endpoint"
-    assert back_after < 90, "a recreated node and a rescheduled pod take seconds here (the scenario runs 10x faster)"
