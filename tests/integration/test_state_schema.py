@@ -15,6 +15,7 @@ from pathlib import Path
 from gpuflow.core.request import Block
 from gpuflow.state.schema import migrate
 from gpuflow.state.store import BlockStore, engine_for
+from gpuflow.state.tables import metadata
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 FIRST_USERS = 8
@@ -38,7 +39,7 @@ def test_many_first_users_at_once_make_each_table_once_without_an_error(tmp_path
     assert [p.exitcode for p in workers] == [0] * FIRST_USERS
     with sqlite3.connect(tmp_path / "state.db") as db:
         tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    assert sorted(tables) == ["gpuflow_blocks", "gpuflow_costs", "gpuflow_runs", "gpuflow_training"]
+    assert sorted(tables) == sorted(metadata.tables)
     assert {b.region for b in BlockStore(url).active(NOW)} == {f"r{w}" for w in range(FIRST_USERS)}
 
 
@@ -53,7 +54,7 @@ def test_a_first_user_waits_while_another_process_holds_the_migration_lock(tmp_p
         assert not database.exists() or not _tables(database)
         fcntl.flock(lock, fcntl.LOCK_UN)
     assert waiting.wait(timeout=60) == 0
-    assert len(_tables(database)) == 4
+    assert sorted(_tables(database)) == sorted(metadata.tables)
 
 
 def test_a_second_migration_changes_nothing(tmp_path: Path) -> None:
