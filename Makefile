@@ -62,8 +62,9 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# Two workers: much of the suite waits on Airflow, the emulator and time-scaled clouds rather than on the CPU.
 unit: venv
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: venv
 	$(BIN)/python bench/planner_bench.py

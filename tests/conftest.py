@@ -43,6 +43,24 @@ def pytest_configure(config: pytest.Config) -> None:
     stop_signals.install()
 
 
+# Folders whose tests share an expensive session fixture (the running Airflow of tests/live, about a minute to
+# start; the model tests/ml trains): under pytest-xdist (`make test` runs two workers) each folder runs on one
+# worker, so the fixture is built once. They are the longest stretches of the suite, so they start first and the
+# other tests fill the second worker around them.
+SHARED_SESSION_GROUPS = ("live", "ml")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def group(item: pytest.Item) -> str | None:
+        folder = item.path.relative_to(ROOT / "tests").parts[0]
+        return folder if folder in SHARED_SESSION_GROUPS else None
+
+    for item in items:
+        if name := group(item):
+            item.add_marker(pytest.mark.xdist_group(name))
+    items.sort(key=lambda item: group(item) is None)  # stable: the order within each part is kept
+
+
 def airflow_cli(*args: str) -> None:
     result = subprocess.run([sys.executable, "-m", "airflow", *args], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
