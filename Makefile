@@ -12,7 +12,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv browser stores demo test lint typecheck unit bench bench-cost chaos lock clean
+.PHONY: venv browser stores postgres demo test lint typecheck unit bench bench-cost chaos lock clean
 
 venv: $(STAMP)
 
@@ -73,8 +73,15 @@ bench: venv
 bench-cost: venv
 	$(BIN)/python -m bench.cost
 
-# The chaos suite (bench/chaos): runs at once under a GPU limit, a run marked failed; prints a table of figures.
-chaos: venv ml-env stores
+# Debian's PostgreSQL server for the chaos suite's PostgreSQL rows (scripts/local_postgres.py starts a private one).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "==> installing Debian's postgresql (make chaos)"; \
+		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends postgresql; }
+
+# The chaos suite (bench/chaos): runs at once under a GPU limit, a run marked failed, process kills at each waiting
+# point, on SQLite and on PostgreSQL; prints a table of figures. CHAOS_ARGS="--db sqlite --only faults" for a part.
+chaos: venv ml-env stores postgres
 	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 # Re-resolve requirements.lock from requirements-dev.txt (needs the package registry).

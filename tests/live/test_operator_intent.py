@@ -42,3 +42,28 @@ def test_a_run_marked_failed_mid_training_ends_failed_after_its_cleanup(live: Li
     watcher_log = airflow.task_log(DAG_ID, run_id, "watcher", states(live, run_id)["watcher"]["try_number"])
     assert "the run was stopped: train ended failed" in watcher_log
     assert live.emulator.labelled(naming.RUN_LABEL, naming.run_key(DAG_ID, run_id)) == []
+
+
+def test_a_task_marked_failed_mid_training_fails_the_run_after_its_cleanup(live: Live) -> None:
+    airflow = live.airflow
+    airflow.wait_for_dag(DAG_ID)
+    airflow.unpause(DAG_ID)
+    conf = {**FAST_CONF, **fake_resumable_training(steps=600), "job_name": "stopped-task", "benchmark_requests": 0}
+    answer = airflow.trigger(DAG_ID, conf)
+    assert answer.status_code == 200, answer.text
+    run_id = answer.json()["dag_run_id"]
+
+    deadline = time.monotonic() + 300
+    while states(live, run_id).get("train", {}).get("state") != "deferred":
+        assert time.monotonic() < deadline, f"train never deferred: {states(live, run_id).get('train')}"
+        time.sleep(1)
+    airflow.call("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/train", json={"new_state": "failed"})
+
+    assert airflow.follow(DAG_ID, run_id, within_s=600) == "failed"
+    ended = {task: ti["state"] for task, ti in states(live, run_id).items()}
+    assert (ended["train"], ended["teardown"], ended["watcher"]) == ("failed", "success", "failed"), ended
+    assert ended["deploy_endpoint"] in {"upstream_failed", "skipped"}, ended
+    watcher_log = airflow.task_log(DAG_ID, run_id, "watcher", states(live, run_id)["watcher"]["try_number"])
+    assert "train" in watcher_log
+    assert "the run fails" in watcher_log
+    assert live.emulator.labelled(naming.RUN_LABEL, naming.run_key(DAG_ID, run_id)) == []
