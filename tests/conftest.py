@@ -50,6 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
 SHARED_SESSION_GROUPS = ("live", "ml")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def group(item: pytest.Item) -> str | None:
         folder = item.path.relative_to(ROOT / "tests").parts[0]
