@@ -44,14 +44,14 @@ class Row:
     def line(self) -> str:
         states = ", ".join(f"{n} {state}" for state, n in sorted(self.states.items()))
         return (
-            f"{self.scenario:<28} {self.db:<9} {states:<22} {self.retried:>7} {self.pools_at_most:>10} "
+            f"{self.scenario:<31} {self.db:<9} {states:<22} {self.retried:>7} {self.pools_at_most:>10} "
             f"{self.left_before_janitor:>12} {self.left_after_janitor:>11} {self.seconds:>6.0f}  "
             f"{'yes' if self.kept_promise else 'NO'}"
         )
 
 
 HEADER = (
-    f"{'scenario':<28} {'db':<9} {'final states':<22} {'retried':>7} {'pools max':>10} {'left (runs)':>12} "
+    f"{'scenario':<31} {'db':<9} {'final states':<22} {'retried':>7} {'pools max':>10} {'left (runs)':>12} "
     f"{'left (jan.)':>11} {'s':>6}  kept"
 )
 
