@@ -55,6 +55,13 @@ class JobRequest:
     benchmark_rate: float = 4.0
 
     def __post_init__(self) -> None:
+        if self.plan.nodes > 1:  # refused until it runs end to end: the pipeline trains one pod (issue 18)
+            raise RequestError(
+                "nodes",
+                self.plan.nodes,
+                "1 for a training run: training across nodes (kube/multinode.py's Indexed Job) is not wired into the "
+                "pipeline yet; ask for more accelerators on one node with count, or price several nodes in gpu_plan",
+            )
         if not _DNS_LABEL.match(self.job_name):
             raise RequestError(
                 "job_name", self.job_name, "1-40 lowercase letters, digits and '-', starting with a letter"

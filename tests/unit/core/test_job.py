@@ -29,6 +29,7 @@ BASE: dict[str, Any] = {"accelerator": "L4"}
         ("hf_token_conn_id", "hf_has space", "starting with 'hf_'"),
         ("served_model_name", 7, "a string"),
         ("jobname", "x", "not a job field"),
+        ("nodes", 2, "training across nodes"),
     ],
 )
 def test_a_bad_field_is_refused_with_its_name_value_and_fix(field: str, value: Any, expected: str) -> None:
