@@ -64,7 +64,7 @@ typecheck: venv
 
 # Two workers: much of the suite waits on Airflow, the emulator and time-scaled clouds rather than on the CPU.
 unit: venv
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2
 
 bench: venv
 	$(BIN)/python bench/planner_bench.py

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import psutil
+from gpuflow_emulator.lifetime import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -133,6 +134,7 @@ class AirflowStack:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # gone with the harness, even one killed outright
         )
 
     def restart(self, component: str, within_s: float = 120) -> None:

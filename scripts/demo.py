@@ -129,7 +129,7 @@ def cost_line(cost: dict[str, Any]) -> str:
     if cost.get("recoveries"):
         line += (
             f"; {cost['segments']} pool segments, {cost['recoveries']} recovery(ies) from preemption cost "
-            f"{cost['gpu_hours_lost']:.4f} GPU-hours ({cost['seconds_lost']:.0f} s without training)"
+            f"{cost['gpu_hours_lost']:.4f} GPU-hours ({cost['seconds_lost']:.0f} s without training or serving)"
         )
     if cost.get("open"):
         line += f"; so far: {cost['open']} entry(ies) open until the janitor reclaims the pool"

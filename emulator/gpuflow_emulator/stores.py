@@ -36,6 +36,8 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gpuflow_emulator.lifetime import die_with_parent
+
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -169,7 +171,13 @@ class ObjectStores:
             for name, argv in self._commands().items():
                 with (self._state_dir / f"{name}.log").open("wb") as output:
                     self._processes.append(
-                        subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+                        subprocess.Popen(
+                            argv,
+                            stdout=output,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                            preexec_fn=die_with_parent,
+                        )
                     )
                 log.info("%s started (pid %d): %s", name, self._processes[-1].pid, argv)
         for name, url in self._probes().items():

@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from gpuflow_emulator.lifetime import die_with_parent
+
 T = TypeVar("T")
 DEFAULT_CLUSTER = "test"
 STARTUP_SECONDS = 30
@@ -104,6 +106,7 @@ class EmulatorProcess:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
         emulator = cls(f"http://127.0.0.1:{port}", directory, process)
         eventually(emulator.healthy, timeout=STARTUP_SECONDS, what="the emulator to answer /healthz")

@@ -76,3 +76,30 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 20) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+# A harness killed outright (SIGKILL: no handler, no ``finally``): its child in a session of its own must still go.
+KILLED_HARNESS = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    from gpuflow_emulator.lifetime import die_with_parent
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True, preexec_fn=die_with_parent
+    )
+    print(child.pid, flush=True)
+    time.sleep(300)
+    """
+)
+
+
+@pytest.mark.timeout(60)
+def test_a_harness_killed_outright_takes_the_processes_it_started_with_it() -> None:
+    harness = subprocess.Popen([sys.executable, "-c", KILLED_HARNESS], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert harness.stdout is not None
+    child = psutil.Process(int(harness.stdout.readline()))
+
+    harness.kill()
+    harness.wait()
+
+    assert _wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE)

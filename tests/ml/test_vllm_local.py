@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gpuflow_emulator.lifetime import die_with_parent
 
 from include.emulator.runtimes import vllm_local
 from tests.ml.mlrun import ROOT
@@ -120,7 +121,12 @@ def served(trained_output: Path, tmp_path: Path) -> Iterator[str]:
     ]
     log = (tmp_path / "vllm.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, str(LAUNCHER), *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [sys.executable, str(LAUNCHER), *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     base = f"http://127.0.0.1:{port}"
     try:

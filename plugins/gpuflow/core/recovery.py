@@ -1,5 +1,7 @@
-"""After a training pod is lost: was it its node (a spot preemption, a node loss) or the training itself, what the
-loss cost, and the state a recovering run keeps so that any worker (after a crash, a restart) can carry it on.
+"""After a training pod or an endpoint is lost: was it its node (a spot preemption, a node loss) or the work itself,
+what the loss cost, and the state a recovering run keeps so that any worker (after a crash, a restart) can carry it
+on. One state per run, whichever task found the loss (``train`` or an endpoint task): the run holds one pool at a
+time, and ``max_recoveries`` counts every recovery of the run.
 
 Pure: the operator reads the pod and the pool's nodes from Kubernetes and hands them here as plain data.
 """
@@ -112,8 +114,13 @@ def next_step(
 
 class Phase(StrEnum):
     TRAINING = "training"  # the pod runs (or is about to) on ``pool``
+    SERVING = "serving"  # training is done; the endpoint serves (or is about to, after a recovery) on ``pool``
     REPLACING = "replacing"  # waiting, within a bound, for the cloud to replace the pool's lost node
     PROVISIONING = "provisioning"  # a new pool was requested on the next offer
+
+
+# The phases in which no pool is usable yet: a new try of a task that works on the pool waits for it first.
+RECOVERING = frozenset({Phase.REPLACING, Phase.PROVISIONING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +134,9 @@ class Recovery:
     steps_lost: int | None
     step_seconds: float | None = None  # the training's measured time per step, when known
     gpu_hours_lost: float | None = None  # accelerators x (lost work + time to resume), set once resumed
-    resumed_at: str | None = None  # ISO time training restarted
+    resumed_at: str | None = None  # ISO time training restarted (or the endpoint served again)
     resumed_on: str | None = None
+    during: str = Phase.TRAINING.value  # what the loss interrupted: training, or serving
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +186,21 @@ class TrainingState:
         """A failover while recovering: the next offer's pool replaces the one that failed."""
         return replace(self, pool=dict(pool), phase=Phase.PROVISIONING)
 
-    def resumed(self, at: datetime, accelerators: int) -> TrainingState:
-        """Training restarts now: the last recovery gets its time to resume and the GPU-hours it cost (the wait,
-        and the steps lost, redone)."""
+    @property
+    def resuming(self) -> bool:
+        """The pool is back after the last recovery, but the work has not resumed on it yet (an endpoint that does
+        not serve yet): a new try picks up from there."""
+        return self.phase not in RECOVERING and bool(self.recoveries) and not self.recoveries[-1].resumed_at
+
+    def back_on_pool(self, phase: Phase) -> TrainingState:
+        """The pool waited for is ready; the work (``phase``) is about to resume on it."""
+        return replace(self, phase=phase)
+
+    def resumed(self, at: datetime, accelerators: int, phase: Phase = Phase.TRAINING) -> TrainingState:
+        """The work restarts now (training, or the endpoint serves again): the last recovery gets its time to
+        resume and the GPU-hours it cost (the wait, and the steps lost, redone)."""
         if not self.recoveries or self.recoveries[-1].resumed_at:
-            return replace(self, phase=Phase.TRAINING)
+            return replace(self, phase=phase)
         last = self.recoveries[-1]
         lost_work_s = (last.steps_lost or 0) * (last.step_seconds or 0.0)
         waited_s = (at - datetime.fromisoformat(last.lost_at)).total_seconds()
@@ -192,7 +210,7 @@ class TrainingState:
             resumed_on=where(self.pool),
             gpu_hours_lost=accelerators * (waited_s + lost_work_s) / 3600,
         )
-        return replace(self, phase=Phase.TRAINING, recoveries=(*self.recoveries[:-1], done))
+        return replace(self, phase=phase, recoveries=(*self.recoveries[:-1], done))
 
 
 def where(pool: Mapping[str, Any]) -> str:
@@ -203,15 +221,17 @@ def where(pool: Mapping[str, Any]) -> str:
 
 
 def recovery_line(recovery: Recovery, limit: int) -> str:
-    """The one log line per recovery."""
-    lost = "unknown" if recovery.steps_lost is None else str(recovery.steps_lost)
-    line = f"recovery {recovery.number}/{limit}: training lost on {recovery.where}: {recovery.why}; steps lost: {lost}"
+    """The one log line per recovery (steps lost only for training: serving loses requests, not steps)."""
+    line = f"recovery {recovery.number}/{limit}: {recovery.during} lost on {recovery.where}: {recovery.why}"
+    if recovery.during == Phase.TRAINING.value:
+        line += f"; steps lost: {'unknown' if recovery.steps_lost is None else recovery.steps_lost}"
     if recovery.resumed_at:
         waited = (
             datetime.fromisoformat(recovery.resumed_at) - datetime.fromisoformat(recovery.lost_at)
         ).total_seconds()
+        again = "resumed" if recovery.during == Phase.TRAINING.value else "serving again"
         line += (
-            f"; resumed on {recovery.resumed_on} after {waited:.0f}s, "
+            f"; {again} on {recovery.resumed_on} after {waited:.0f}s, "
             f"{recovery.gpu_hours_lost or 0.0:.4f} GPU-hours lost"
         )
     return line

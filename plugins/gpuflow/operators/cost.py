@@ -85,7 +85,7 @@ class CostReportOperator(BaseOperator):
         summary = _summary(segments, training)
         self.log.info(
             "total%s: %d pool segment(s), %.4f GPU-hours, %.4f USD (estimate %.4f USD); %d recovery(ies) from node "
-            "losses cost about %.4f GPU-hours (%.0f s without training)",
+            "losses cost about %.4f GPU-hours (%.0f s without training or serving)",
             f" so far ({summary['open']} entry(ies) open until the janitor closes them)" if summary["open"] else "",
             summary["segments"],
             summary["gpu_hours"],

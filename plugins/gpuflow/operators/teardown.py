@@ -30,11 +30,12 @@ from airflow.sdk.exceptions import AirflowException
 
 from gpuflow.core import naming
 from gpuflow.core.clusters import Cluster, ClusterConfigError
-from gpuflow.core.handoffs import PlanHandoff, PoolHandoff, Unconfirmed
+from gpuflow.core.handoffs import PlanHandoff, Unconfirmed
 from gpuflow.core.janitor import NODE_POOL
 from gpuflow.core.nodepool import NodePoolRef
 from gpuflow.core.settings import poll_interval_s as poll_interval_s_setting
 from gpuflow.kube.cluster import ENDPOINT_KINDS
+from gpuflow.operators.recovering import current_pool
 from gpuflow.operators.runtime import JOB_NAMESPACE, clusters, run_of
 from gpuflow.state.admission import Leases
 from gpuflow.sweep import Decision, Holdings, Key, failed_clusters, survey, sweep, wait_until_gone
@@ -69,8 +70,8 @@ class TeardownOperator(BaseOperator):
 
     :param plan_task_id: the task whose XCom holds the plan (the clusters to sweep come from its options)
         and the job (``keep_endpoint_minutes``).
-    :param pool_task_id: the task whose XCom holds the pool the run ended on (the one to keep): ``train``'s, which
-        is where training finished and the endpoint was deployed, after any recovery.
+    :param pool_task_id: the task whose XCom holds the pool training finished on: the one to keep, unless a
+        recovery moved the endpoint since (the run's state in the state store says where it ended).
     :param endpoint_task_id: the task whose XCom says the endpoint served (an endpoint that never did is
         not kept).
     :param delete_timeout_s: how long deletions may take before the run is failed with what is left.
@@ -151,7 +152,7 @@ class TeardownOperator(BaseOperator):
         if not ti.xcom_pull(task_ids=self.endpoint_task_id):
             self.log.info("keep_endpoint_minutes=%d, but the endpoint never served: deleting it too", minutes)
             return None
-        pool = PoolHandoff.from_xcom(ti.xcom_pull(task_ids=self.pool_task_id))
+        pool = current_pool(context, self.pool_task_id)
         return Keep(pool.pool, datetime.now(UTC) + timedelta(minutes=minutes), int(pool.choice["nodes"]))
 
     def _plan(self, context: Context) -> PlanHandoff | None:

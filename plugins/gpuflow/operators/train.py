@@ -5,63 +5,34 @@ Everything that depends on the pool (kubeconfig, node selector, tolerations, acc
 known at run time, so it is filled in just before the provider's own ``execute`` and again when the task
 resumes from deferral, possibly on another worker.
 
-A recovery: the lost pool segment goes to the cost ledger, the offer to the failover memory (a capacity signal
-for every run); then the run waits, within ``GPUFLOW_REPLACEMENT_WAIT_S``, for the cloud to replace the node
-(EKS and GKE do; AKS spot does not), else deletes that pool and requests the next offer of the plan, and restarts
-training with the same output URI: the trainer resumes from its last checkpoint. Where it stands is kept in the
-state store (``gpuflow.state.training``), so a worker, scheduler or triggerer restart carries it on; the run never
-holds two pools longer than the deletion of the lost one takes, and the teardown sweeps whatever it created.
+A recovery (``gpuflow.operators.recovering``, shared with the endpoint's tasks) gets the run a pool again, the
+same one or the next offer, and training restarts there with the same output URI: the trainer resumes from its
+last checkpoint. What is training's own: telling a node loss from the pod's failure by what is left of the pod, the
+steps the loss threw away (from the trainer's progress file), and the deadline's say on spot or on-demand.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import Context
 from airflow.sdk.bases.xcom import BaseXCom
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
-from gpuflow.clouds.access import kube_config, kube_config_file
+from gpuflow.clouds.access import kube_config_file
 from gpuflow.core import naming
 from gpuflow.core.catalog import CapacityType
-from gpuflow.core.clouds import traits
 from gpuflow.core.deadline import lost_work_for, next_capacity, overheads_for, progress_from
-from gpuflow.core.errors import CloudError
 from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
-from gpuflow.core.job import DEFAULT_RECOVERIES
 from gpuflow.core.progress import TrainingProgress, parse_progress, progress_uri
-from gpuflow.core.recovery import (
-    NextStep,
-    Phase,
-    PodView,
-    RanOn,
-    Recovery,
-    TrainingState,
-    next_step,
-    node_loss,
-    recovery_line,
-    steps_lost,
-    where,
-)
-from gpuflow.core.settings import replacement_wait_s
-from gpuflow.kube.cluster import api_client, node_now, pod_placement, pool_nodes
+from gpuflow.core.recovery import RECOVERING, Phase, PodView, TrainingState, steps_lost, where
 from gpuflow.kube.training import training_pod
-from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S, create_on_first, no_retry_when_stopped, pool_trigger
-from gpuflow.operators.runtime import (
-    JOB_NAMESPACE,
-    placement_on,
-    provisioned_pool,
-    provisioner,
-    run_of,
-    run_output_uri,
-)
-from gpuflow.provisioning import node_lost
-from gpuflow.state.ledger import CostEntry, Ledger
-from gpuflow.state.training import TrainingStates
+from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S
+from gpuflow.operators.recovering import Recoverer, pool_loss, run_state
+from gpuflow.operators.runtime import JOB_NAMESPACE, placement_on, provisioned_pool, run_of, run_output_uri
 from gpuflow.storage_io import read_text
-from gpuflow.triggers import events
 
 # The pool is ready (every node Ready, accelerators advertised) before training starts, so the pod is placed at
 # once; a pod still unplaced after this long has lost its node (cordoned for a spot notice), and the recovery
@@ -104,9 +75,9 @@ class TrainOperator(KubernetesPodOperator):
 
     def execute(self, context: Context) -> Any:
         state = self._state(context)
-        if state.phase is not Phase.TRAINING:  # a new try found a recovery under way: carry it on
+        if state.phase in RECOVERING:  # a new try found a recovery under way: carry it on
             self.log.info("a recovery is under way (%s on %s): waiting for its pool", state.phase, where(state.pool))
-            self._wait_for_pool(state)
+            self._wait_for_pool(context, state)
         return self._start(context, state)
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
@@ -124,22 +95,11 @@ class TrainOperator(KubernetesPodOperator):
 
     def pool_event(self, context: Context, event: dict[str, Any]) -> Any:
         """The pool a recovery waits for is ready (train on it), or failed or never came back (next offer)."""
-        events.validate(event)
-        state = self._state(context)
-        if event["status"] == events.SUCCESS:
-            state = state.resumed(datetime.now(UTC), _accelerators(state.pool))
-            self._save(context, state)
-            self.log.info(recovery_line(state.recoveries[-1], self._max_recoveries(context)))
-            return self._start(context, state)
-        error = events.error_of(event)
-        self.log.warning("node pool %s did not come back: %s", where(state.pool), error)
-        lost = PoolHandoff.from_xcom(state.pool)
-        step = next_step(
-            self._choices(context), lost.choice, cloud_replaces_nodes=False, on_demand_only=state.on_demand_only
-        )
-        state = state.waiting_on(self._next_offer(context, lost, error, step))
-        self._save(context, state)
-        return self._wait_for_pool(state)
+        recoverer = Recoverer(self, context, self.plan_task_id)
+        state = recoverer.pool_event(self._state(context), event, Phase.TRAINING)
+        if state.phase in RECOVERING:
+            return self._wait_for_pool(context, state)
+        return self._start(context, recoverer.resumed(state, Phase.TRAINING))
 
     # ---- training ----
 
@@ -192,7 +152,7 @@ class TrainOperator(KubernetesPodOperator):
 
     def _node_loss(self, pool: PoolHandoff, namespace: str, pod_name: str) -> str | None:
         """Why the pod's end was its node's doing, from what is left of the pod, the node it ran on and the pool's
-        nodes; None if it was not."""
+        nodes (``recovering.pool_loss``); None if it was not."""
         pod = self.pod
         status = pod.status if pod is not None else None
         disruption = (
@@ -209,83 +169,26 @@ class TrainOperator(KubernetesPodOperator):
             message=status.message if status is not None else None,
             disruption=disruption,
         )
-        client = api_client(kube_config(pool.cluster))
-        nodes = pool_nodes(client, traits(pool.cluster.cloud).pool_label, pool.pool.name, pool.resource)
-        ran_on = None
-        if placed := pod_placement(client, namespace, pod_name):
-            seen = node_now(client, placed[0], pool.resource)
-            ran_on = RanOn(placed[0], placed[1], seen.report, seen.created_at)
-        return node_loss(view, nodes, int(pool.choice["nodes"]), ran_on)
+        return pool_loss(pool, view, (namespace, pod_name))
 
     # ---- recovery ----
 
     def _recover(self, context: Context, state: TrainingState, why: str) -> NoReturn:
-        """Close the lost segment, then wait for the same pool's node to come back or move to the next offer (only
-        on-demand ones when the deadline cannot absorb another preemption)."""
+        """Get capacity back (``recovering.Recoverer.lose``) with training's figures: the steps lost since the last
+        checkpoint, and only on-demand offers when the deadline cannot absorb another preemption."""
         now = datetime.now(UTC)
-        pool = PoolHandoff.from_xcom(state.pool)
-        run = run_of(context)
-        Ledger().record(
-            CostEntry.for_pool(
-                dag_id=run.dag_id,
-                run_id=run.run_id,
-                choice=pool.choice,
-                held_from=datetime.fromisoformat(state.segment_started_at),
-                held_until=now,
-                estimated_usd=0.0,  # the plan's estimate is the run's, on its last segment
-                ended_by=f"preempted: {why}"[:500],
-                pool=pool.pool,
-            )
-        )
-        limit = self._max_recoveries(context)
         progress = self._progress(context)
-        recovery = Recovery(
-            len(state.recoveries) + 1,
-            now.isoformat(),
-            where(state.pool),
+        state = Recoverer(self, context, self.plan_task_id).lose(
+            state,
             why,
+            during=Phase.TRAINING,
             steps_lost=steps_lost(lost_at=now, checkpoint_at=progress.updated_at, step_seconds=progress.step_seconds)
             if progress
             else None,
             step_seconds=progress.step_seconds if progress else None,
+            on_demand_only=self._deadline_says_on_demand(context, PoolHandoff.from_xcom(state.pool), progress, now),
         )
-        self.log.warning(recovery_line(recovery, limit))
-        if recovery.number > limit:
-            self._save(context, state.lost(recovery, Phase.TRAINING, state.pool, now))
-            raise AirflowFailException(
-                f"training lost to a node loss {recovery.number} times (max_recoveries={limit}): {why}. Fix: raise "
-                "max_recoveries, or request on-demand capacity (capacity=on-demand) for a run that must not be "
-                "interrupted"
-            )
-        on_demand_only = self._deadline_says_on_demand(context, pool, progress, now)
-        error = node_lost(pool.choice, why)
-        step = next_step(
-            self._choices(context),
-            pool.choice,
-            cloud_replaces_nodes=traits(pool.cluster.cloud).replaces_lost_nodes,
-            on_demand_only=on_demand_only,
-        )
-        if step.wait_for_replacement:
-            provisioner(context).note(pool.choice, error)
-            state = state.lost(recovery, Phase.REPLACING, state.pool, now, on_demand_only=on_demand_only)
-            self.log.info("waiting up to %.0fs for %s to replace its lost node", replacement_wait_s(), recovery.where)
-        else:
-            following = self._next_offer(context, pool, error, step)
-            state = state.lost(recovery, Phase.PROVISIONING, following, now, on_demand_only=on_demand_only)
-        self._save(context, state)
-        self._wait_for_pool(state)
-
-    def _next_offer(self, context: Context, lost: PoolHandoff, error: CloudError, step: NextStep) -> dict[str, Any]:
-        """Delete the lost pool (remembering why), then request a pool on the first of the step's candidates that
-        no run found short since; returns its ``PoolHandoff`` XCom. Never two pools at once: deletion comes first."""
-        if step.warning:
-            self.log.warning(step.warning)
-        p = provisioner(context)
-        p.recall()
-        with no_retry_when_stopped():
-            p.abandon(p.spec_for(lost.choice), lost.choice, error)
-            following = create_on_first(p, self._choices(context), step.candidates, lost)
-        return following.to_xcom()
+        self._wait_for_pool(context, state)
 
     def _progress(self, context: Context) -> TrainingProgress | None:
         """The trainer's progress file in the run's output URI; None when there is none yet or it cannot be read
@@ -329,40 +232,19 @@ class TrainOperator(KubernetesPodOperator):
         self.log.info("deadline_hours=%s: %s", hours, decision.reason)
         return decision.capacity is CapacityType.ON_DEMAND
 
-    def _wait_for_pool(self, state: TrainingState) -> NoReturn:
-        pool = PoolHandoff.from_xcom(state.pool)
-        timeout_s = replacement_wait_s() if state.phase is Phase.REPLACING else self.ready_timeout_s
-        self.defer(
-            trigger=pool_trigger(self, pool, timeout_s, None),
-            method_name="pool_event",
-            timeout=timedelta(seconds=timeout_s + 60),
+    def _wait_for_pool(self, context: Context, state: TrainingState) -> NoReturn:
+        Recoverer(self, context, self.plan_task_id).wait_for_pool(
+            state, method_name="pool_event", ready_timeout_s=self.ready_timeout_s
         )
 
     # ---- state ----
 
     def _state(self, context: Context) -> TrainingState:
-        """The run's training state; on the first start, the pool ``wait_node_pool`` made ready."""
-        run = run_of(context)
-        found = TrainingStates().load(naming.run_key(run.dag_id, run.run_id))
-        if found is not None:
-            return found
-        first = context["ti"].xcom_pull(task_ids=self.pool_task_id)
-        return TrainingState(pool=first, segment_started_at=PoolHandoff.from_xcom(first).requested_at)
+        """The run's recovery state; on the first start, the pool ``wait_node_pool`` made ready."""
+        return run_state(context, self.pool_task_id)
 
     def _save(self, context: Context, state: TrainingState) -> None:
-        run = run_of(context)
-        TrainingStates().save(naming.run_key(run.dag_id, run.run_id), state, now=datetime.now(UTC))
+        Recoverer(self, context, self.plan_task_id).save(state)
 
     def _job(self, context: Context) -> dict[str, Any]:
         return PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).job_fields()
-
-    def _choices(self, context: Context) -> list[dict[str, Any]]:
-        return PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).choices
-
-    def _max_recoveries(self, context: Context) -> int:
-        return int(self._job(context).get("max_recoveries", DEFAULT_RECOVERIES))
-
-
-def _accelerators(pool: dict[str, Any]) -> int:
-    choice = pool["choice"]
-    return int(choice["nodes"]) * int(choice["accelerator_count"])

@@ -107,6 +107,30 @@ def test_a_loss_starts_a_new_segment_and_resuming_prices_the_wait() -> None:
     assert "0.2333 GPU-hours lost" in line
 
 
+def test_an_endpoint_loss_is_resumed_only_once_it_serves_again_and_its_line_says_serving() -> None:
+    """The pool comes back before the endpoint serves on it: a new try in between must redeploy and wait, so the
+    state says the recovery is not over until the endpoint serves."""
+    start = TrainingState(pool=_pool(), segment_started_at=T0.isoformat(), phase=Phase.SERVING)
+    recovery = Recovery(2, T0.isoformat(), where(start.pool), "node gone", steps_lost=None, during=Phase.SERVING)
+    lost = start.lost(recovery, Phase.PROVISIONING, _pool(cloud="azure"), T0)
+    assert not lost.resuming  # no pool yet: wait for it first
+    back = lost.back_on_pool(Phase.SERVING)
+    assert back.resuming
+    serving = back.resumed(T0 + timedelta(seconds=90), accelerators=1, phase=Phase.SERVING)
+    assert (serving.phase, serving.resuming) == (Phase.SERVING, False)
+    assert TrainingState.from_json(serving.to_json()) == serving
+    line = recovery_line(serving.recoveries[-1], limit=3)
+    assert line.startswith("recovery 2/3: serving lost on aws/us-east-1/use1-az1 g6.xlarge (spot): node gone; serving")
+    assert "steps lost" not in line
+    assert "serving again on azure/us-east-1/use1-az1 g6.xlarge (spot) after 90s" in line
+
+
+def test_a_state_saved_before_serving_recoveries_reads_its_recoveries_as_training() -> None:
+    old = '{"pool": {}, "segment_started_at": "x", "phase": "training", "recoveries": [{"number": 1, '
+    old += '"lost_at": "x", "where": "w", "why": "y", "steps_lost": 1}]}'
+    assert TrainingState.from_json(old).recoveries[0].during == Phase.TRAINING
+
+
 def test_each_loss_keeps_its_own_deadline_decision_not_a_latch() -> None:
     """On-demand after a loss before the first checkpoint (the interval unknown); a later loss of that node, with the
     trainer's file giving a short interval, may go back to spot: each loss decides on what is known then."""
