@@ -15,25 +15,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gpuflow.core.errors import RequestError
+from gpuflow.core.torchrun import RENDEZVOUS_PORT, nodes_env, torchrun_command
 from gpuflow.kube.objects import SecretKeyRef, dns1035_label
 from gpuflow.kube.placement import Placement
 from gpuflow.kube.training import training_pod
 
-RENDEZVOUS_PORT = 29500  # torchrun's default --master-port
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set on a Job's pods by the API server (Kubernetes >= 1.27)
-_LAUNCHER = ("-m", "torch.distributed.run")
 
 
-def torchrun_command(command: Sequence[str]) -> list[str]:
-    """``python -m MODULE ...`` or ``python SCRIPT ...`` as the same program started by torchrun."""
-    if len(command) >= 2 and command[0] in ("python", "python3") and command[1] != "-c":
-        return [command[0], *_LAUNCHER, *command[1:]]
-    raise RequestError(
-        "training_command",
-        list(command),
-        "a Python program torchrun can start once per accelerator: python -m MODULE ... or python SCRIPT ...",
-    )
+def index_of(annotations: Mapping[str, str] | None) -> int | None:
+    """A Job pod's completion index (its node rank), from the annotation the Job controller sets."""
+    value = (annotations or {}).get(INDEX_ANNOTATION)
+    return int(value) if value is not None else None
 
 
 def rendezvous_address(name: str) -> str:
@@ -61,12 +55,7 @@ def training_job(
     longest_host = f"{name}-{nodes - 1}"
     dns1035_label("name", name)
     dns1035_label("name", longest_host)  # every pod's hostname must be a DNS label too
-    launcher = {
-        "PET_NNODES": str(nodes),
-        "PET_NPROC_PER_NODE": str(placement.accelerator_count),
-        "PET_MASTER_ADDR": rendezvous_address(name),
-        "PET_MASTER_PORT": str(RENDEZVOUS_PORT),
-    }
+    launcher = nodes_env(nodes, placement.accelerator_count, rendezvous_address(name))
     pod = training_pod(
         name=name,
         namespace=namespace,

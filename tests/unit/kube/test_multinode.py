@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from gpuflow.core.errors import RequestError
-from gpuflow.kube.multinode import rendezvous_service, torchrun_command, training_job
+from gpuflow.core.torchrun import torchrun_command
+from gpuflow.kube.multinode import rendezvous_service, training_job
 from gpuflow.kube.placement import placement
 from tests.unit.kube.schema import assert_valid
 
