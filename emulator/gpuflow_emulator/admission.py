@@ -6,6 +6,7 @@ import base64
 import copy
 import hashlib
 import re
+import uuid
 from typing import Any
 
 from gpuflow_emulator import errors
@@ -104,6 +105,8 @@ def _default(kind: str, obj: Obj) -> None:
         # Go's JSON keeps these four counts even at zero (no omitempty); clients require them.
         counts = ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady")
         obj.setdefault("status", dict.fromkeys(counts, 0))
+    elif kind == "Job":
+        _default_job(obj)
     elif kind == "Service":
         spec = obj.setdefault("spec", {})
         digest = hashlib.sha256(f"{obj['metadata'].get('namespace')}/{obj['metadata'].get('name')}".encode()).digest()
@@ -122,6 +125,29 @@ def _default(kind: str, obj: Obj) -> None:
         obj.setdefault("type", "Opaque")
         string_data = obj.pop("stringData", None) or {}
         obj.setdefault("data", {}).update({k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()})
+
+
+def _default_job(job: Obj) -> None:
+    """batch/v1 defaults; the selector and the template's labels name the Job's uid, minted here (the API server
+    does both on create, kubernetes/kubernetes pkg/registry/batch/job/strategy.go generateSelector)."""
+    meta, spec = job["metadata"], job.setdefault("spec", {})
+    if "completions" not in spec and "parallelism" not in spec:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    template = spec.setdefault("template", {})
+    _default_pod_spec(template.setdefault("spec", {}))
+    if not spec.get("manualSelector"):
+        meta["uid"] = str(uuid.uuid4())
+        ids = {"batch.kubernetes.io/controller-uid": meta["uid"], "controller-uid": meta["uid"]}
+        names = {"batch.kubernetes.io/job-name": meta.get("name", ""), "job-name": meta.get("name", "")}
+        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": meta["uid"]}}
+        template_meta = template.setdefault("metadata", {})
+        template_meta["labels"] = {**(template_meta.get("labels") or {}), **ids, **names}
+    job.setdefault("status", {})
 
 
 # ---- validation ----
@@ -207,6 +233,23 @@ def _validate_selected_template(spec: Obj) -> list[dict[str, str]]:
     return causes
 
 
+def _validate_job(spec: Obj) -> list[dict[str, str]]:
+    causes = _validate_selected_template(spec)
+    policy = spec["template"]["spec"].get("restartPolicy")
+    if policy not in ("OnFailure", "Never"):
+        detail = f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"'
+        causes.append(errors.cause("spec.template.spec.restartPolicy", "FieldValueNotSupported", detail))
+    for field in ("parallelism", "completions", "backoffLimit"):
+        if spec.get(field) is not None and spec[field] < 0:
+            causes.append(_invalid(f"spec.{field}", spec[field], "must be greater than or equal to 0"))
+    if spec.get("completionMode") not in ("NonIndexed", "Indexed"):
+        detail = f'Unsupported value: "{spec.get("completionMode")}": supported values: "NonIndexed", "Indexed"'
+        causes.append(errors.cause("spec.completionMode", "FieldValueNotSupported", detail))
+    elif spec["completionMode"] == "Indexed" and spec.get("completions") is None:
+        causes.append(_required("spec.completions", "when completion mode is Indexed"))
+    return causes
+
+
 def _validate_service(spec: Obj) -> list[dict[str, str]]:
     return [
         _invalid(f"spec.ports[{index}].port", port.get("port"), "must be between 1 and 65535, inclusive")
@@ -227,6 +270,8 @@ def admit(resource: Resource, obj: Obj) -> Obj:
         causes += _validate_deployment(obj["spec"])
     elif resource.kind == "DaemonSet":
         causes += _validate_daemonset(obj["spec"])
+    elif resource.kind == "Job":
+        causes += _validate_job(obj["spec"])
     elif resource.kind == "Service":
         causes += _validate_service(obj["spec"])
     if causes:

@@ -40,7 +40,7 @@ VERSION = {
     "gitTreeState": "clean",
 }
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
-PODS, NAMESPACES = resources.by_kind("Pod"), resources.by_kind("Namespace")
+PODS, NAMESPACES, JOBS = resources.by_kind("Pod"), resources.by_kind("Namespace"), resources.by_kind("Job")
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +269,8 @@ class KubeApi:
         if target.resource.namespaced and target.namespace is None:
             raise errors.method_not_allowed()
         body = await _body(request)
+        if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
+            body["metadata"].pop("uid", None)  # the API server makes every uid itself
         namespace = self._check_namespace(cluster, target, body)
         if namespace:
             body.setdefault("metadata", {})["namespace"] = namespace
@@ -300,6 +302,10 @@ class KubeApi:
             return cluster.delete_pod(namespace, name, None if grace is None else int(grace))
         if target.resource is NAMESPACES:
             return cluster.delete_namespace(name)
+        if target.resource is JOBS:
+            options = await _body(request) if request.can_read_body else {}
+            policy = request.query.get("propagationPolicy", (options or {}).get("propagationPolicy"))
+            return cluster.delete_job(namespace, name, policy)
         return cluster.store.delete(target.resource, namespace, name)
 
     # ---- logs ----

@@ -1,9 +1,9 @@
-"""One emulated cluster: object store, scheduler, kubelets, Deployment and DaemonSet controllers, device
-plugins, and the loop driving them.
+"""One emulated cluster: object store, scheduler, kubelets, Deployment, DaemonSet and Job controllers, device
+plugins, cluster DNS, and the loop driving them.
 
-Every store change wakes the control loop, which runs one idempotent pass: Deployments, DaemonSets,
-scheduling, the kubelets, then what each node advertises of its accelerators. A pass also runs every
-RESYNC_SECONDS, so retries need no extra timers.
+Every store change wakes the control loop, which runs one idempotent pass: Deployments, DaemonSets, Jobs,
+scheduling, the kubelets and the pod names they resolve, then what each node advertises of its accelerators.
+A pass also runs every RESYNC_SECONDS, so retries need no extra timers.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from gpuflow_emulator.daemonsets import DaemonSetController
 from gpuflow_emulator.deployments import DeploymentController
 from gpuflow_emulator.device_plugins import DevicePlugins
 from gpuflow_emulator.events import EventRecorder
+from gpuflow_emulator.jobs import JobController
 from gpuflow_emulator.kubelet import TERMINAL_PHASES, Kubelet
 from gpuflow_emulator.node_disruption import NodeDisruption
 from gpuflow_emulator.resources import RESOURCES, by_kind
@@ -29,7 +30,7 @@ from gpuflow_emulator.scheduler import place
 from gpuflow_emulator.store import Obj, Store
 from gpuflow_emulator.timeutil import iso, now
 
-NODES, PODS, NAMESPACES = by_kind("Node"), by_kind("Pod"), by_kind("Namespace")
+NODES, PODS, NAMESPACES, JOBS = by_kind("Node"), by_kind("Pod"), by_kind("Namespace"), by_kind("Job")
 RESYNC_SECONDS = 1.0
 INITIAL_NAMESPACES = ("default", "kube-system")
 
@@ -44,6 +45,7 @@ class Cluster:
         self.kubelet = Kubelet(name, self.store, self.events, config)
         self._deployments = DeploymentController(self.store, self.delete_pod)
         self._daemonsets = DaemonSetController(self.store, self.delete_pod)
+        self._jobs = JobController(self.store, self.delete_pod)
         self._device_plugins = DevicePlugins(self.store, config)
         self.disruption = NodeDisruption(self.store, self.events, self.kubelet, self.delete_pod)
         self._unschedulable: dict[str, str] = {}
@@ -64,8 +66,10 @@ class Cluster:
             try:
                 self._deployments.sync()
                 self._daemonsets.sync()
+                self._jobs.sync()
                 self._schedule()
                 self.kubelet.sync()
+                self.kubelet.publish_dns()
                 self._device_plugins.sync()
             except Exception:
                 log.exception("cluster %s: control loop error", self.name)
@@ -178,6 +182,22 @@ class Cluster:
 
         log.info("pod %s/%s: deleting with a %ss grace period", namespace, name, grace)
         return self.store.mutate(PODS, namespace, name, mark) or pod
+
+    def delete_job(self, namespace: str, name: str, propagation: str | None) -> Obj:
+        """Delete a Job; its pods go too with propagation Background or Foreground (the Job controller collects
+        them; Foreground is not waited for). Without one, batch/v1 orphans them, as the API server's default for Jobs
+        does (kubernetes/kubernetes pkg/registry/batch/job/strategy.go, DefaultGarbageCollectionPolicy)."""
+        job = self.store.delete(JOBS, namespace, name)
+        if propagation in (None, "Orphan"):
+            uid = job["metadata"]["uid"]
+
+            def orphan(pod: Obj) -> None:
+                pod["metadata"]["ownerReferences"] = [r for r in pod["metadata"]["ownerReferences"] if r["uid"] != uid]
+
+            for pod in self.store.list(PODS, namespace):
+                if any(ref["uid"] == uid for ref in pod["metadata"].get("ownerReferences") or []):
+                    self.store.mutate(PODS, namespace, pod["metadata"]["name"], orphan)
+        return job
 
     def delete_namespace(self, name: str) -> Obj:
         namespace = self.store.get(NAMESPACES, "", name)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from gpuflow_emulator import dns
 from gpuflow_emulator.config import EmulatorConfig
 from gpuflow_emulator.errors import ApiError
 from gpuflow_emulator.events import EventRecorder
@@ -39,6 +40,12 @@ class Kubelet:
                 self._terminating[uid] = asyncio.create_task(self._terminate(pod))
         for uid in set(self._workers) - set(bound):
             del self._workers[uid]
+
+    def publish_dns(self) -> None:
+        """Give every running pod the pod names published now (dns.py)."""
+        published = dns.records(self._store)
+        for worker in self._workers.values():
+            worker.publish_hosts(published)
 
     async def _terminate(self, pod: Obj) -> None:
         meta = pod["metadata"]

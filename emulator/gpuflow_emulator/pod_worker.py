@@ -4,7 +4,8 @@ Each container is a local process group (see process.py). Its image selects a ru
 an image with no runtime, or images that overflow the node's disk (disk.py), leave the container waiting
 with ErrImagePull and a `Failed` event, as an unpullable image would.
 Every containerPort gets a free local port, passed to all containers of the pod as
-`GPUFLOW_EMULATOR_PORT_<containerPort>`; probes and proxies use the same mapping.
+`GPUFLOW_EMULATOR_PORT_<containerPort>`; probes and proxies use the same mapping. A pod with a `subdomain` gets
+its own loopback address, its `hostname` and a kubelet-managed `/etc/hosts` (dns.py).
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from gpuflow_emulator import stores
+from gpuflow_emulator import dns, stores
 from gpuflow_emulator.conditions import set_condition
 from gpuflow_emulator.config import EmulatorConfig, Runtime
 from gpuflow_emulator.disk import pull_failure
 from gpuflow_emulator.events import EventRecorder
 from gpuflow_emulator.probes import ProbeSupervisor
-from gpuflow_emulator.process import ContainerLog, ContainerProcess
+from gpuflow_emulator.process import ContainerLog, ContainerProcess, Isolation
 from gpuflow_emulator.resources import by_kind
 from gpuflow_emulator.store import Obj, Store
 from gpuflow_emulator.timeutil import now_iso
@@ -37,6 +38,7 @@ MARKER_VARIABLE = "GPUFLOW_EMULATOR_PID"
 MAX_BACKOFF_SECONDS = 10
 CRITICAL_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
 _VARIABLE_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+_KEYED_FIELD = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,12 @@ class PodWorker:
         self.ports = {p["containerPort"]: _free_port() for p in all_ports}
         self._port_names = {p["name"]: p["containerPort"] for p in all_ports if p.get("name")}
         self._root: Path = config.work_dir / cluster / self.namespace / f"{self.name}-{self.uid[:8]}"
+        self.hostname: str = self._spec.get("hostname") or self.name
+        named = bool(self._spec.get("subdomain"))
+        self.address = dns.pod_address() if named else "127.0.0.1"
+        self._own = dns.Record(self.namespace, self.hostname, self._spec.get("subdomain", ""), self.address)
+        self._hosts = self._root / "etc-hosts" if named else None
+        self._isolation = Isolation(config.worker_paths, self._hosts, self._spec.get("hostname"))
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -123,8 +131,8 @@ class PodWorker:
             status.update(
                 phase=self._phase,
                 hostIP="127.0.0.1",
-                podIP="127.0.0.1",
-                podIPs=[{"ip": "127.0.0.1"}],
+                podIP=self.address,
+                podIPs=[{"ip": self.address}],
                 startTime=self._start_time,
                 **extra,
             )
@@ -144,6 +152,15 @@ class PodWorker:
 
         self._store.mutate(PODS, self.namespace, self.name, apply)
 
+    def publish_hosts(self, published: list[dns.Record]) -> None:
+        """Rewrite the pod's hosts file in place (its inode is what the containers have bound on /etc/hosts)."""
+        if self._hosts is None:
+            return
+        content = dns.hosts_file(self._own, published)
+        if not self._hosts.exists() or self._hosts.read_text() != content:
+            self._root.mkdir(parents=True, exist_ok=True)
+            self._hosts.write_text(content)
+
     def _event(self, event_type: str, reason: str, message: str) -> None:
         self._events.record(self._pod, event_type, reason, message, "kubelet", self.node)
 
@@ -157,6 +174,8 @@ class PodWorker:
 
     async def _run_pod(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
+        if self._hosts is not None and not self._hosts.exists():
+            self.publish_hosts([])
         if failure := self._pull_failure():
             image, message = failure
             for container in self._init_containers + self._containers:
@@ -220,7 +239,7 @@ class PodWorker:
         started_at = now_iso()
         try:
             process = await ContainerProcess.start(
-                argv, self._working_dir(container), env, container_log, self._config.worker_paths
+                argv, self._working_dir(container), env, container_log, self._isolation
             )
         except (OSError, IndexError) as exc:
             container_log.close()
@@ -298,7 +317,7 @@ class PodWorker:
         env = {
             "PATH": os.environ.get("PATH", os.defpath),
             "HOME": str(self._root),
-            "HOSTNAME": self.name,
+            "HOSTNAME": self.hostname,
             MARKER_VARIABLE: str(os.getpid()),
             **self._storage_env(),
             **runtime.env,
@@ -339,15 +358,18 @@ class PodWorker:
 
     def _value_from(self, source: Obj) -> str | None:
         if "fieldRef" in source:
+            path = source["fieldRef"]["fieldPath"]
+            if keyed := _KEYED_FIELD.match(path):
+                return str((self._pod["metadata"].get(keyed[1]) or {}).get(keyed[2], ""))
             fields = {
                 "metadata.name": self.name,
                 "metadata.namespace": self.namespace,
                 "metadata.uid": self.uid,
                 "spec.nodeName": self.node,
-                "status.podIP": "127.0.0.1",
+                "status.podIP": self.address,
                 "status.hostIP": "127.0.0.1",
             }
-            return str(fields.get(source["fieldRef"]["fieldPath"], ""))
+            return str(fields.get(path, ""))
         kind, ref = (
             ("Secret", source["secretKeyRef"]) if "secretKeyRef" in source else ("ConfigMap", source["configMapKeyRef"])
         )

@@ -2,9 +2,11 @@
 
 A pod on a real cluster sees its image, its volumes and nothing of the Airflow worker that created it. Here
 containers are local processes, so the directories the config names as the worker's own (`worker_paths`) are
-hidden: the container starts in a new user and mount namespace (`unshare`, no privilege needed) in which each
-of them is covered by an empty tmpfs. A kernel that forbids unprivileged user namespaces (e.g. Ubuntu 24.04's
-AppArmor default) leaves them visible, and the emulator says so once in its log.
+hidden: the container starts in a new user, mount and UTS namespace (`unshare`, no privilege needed) in which each
+of them is covered by an empty tmpfs. The same namespaces give a pod that has its own network identity (see
+dns.py) its hostname and its kubelet-managed `/etc/hosts` (a bind mount of the file the kubelet keeps current).
+A kernel that forbids unprivileged user namespaces (e.g. Ubuntu 24.04's AppArmor default) leaves the paths visible
+and the names unresolved, and the emulator says so once in its log.
 """
 
 from __future__ import annotations
@@ -18,17 +20,23 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from gpuflow_emulator.timeutil import now
 
 _CHUNK = 64 * 1024
-# Mount an empty tmpfs on each existing directory given before `--`, then exec the container's argv after it.
-_HIDE = (
+# $1: a hosts file to bind on /etc/hosts, $2: a hostname (each may be empty); then mount an empty tmpfs on each
+# existing directory given before `--`, and exec the container's argv after it.
+_ISOLATE = (
+    'if [ -n "$1" ]; then mount --bind "$1" /etc/hosts || exit 125; fi; '
+    'if [ -n "$2" ]; then hostname "$2" || exit 125; fi; shift 2; '
     'while [ "$1" != -- ]; do if [ -d "$1" ]; then mount -t tmpfs -o mode=0755 worker-only "$1" || exit 125; fi; '
     'shift; done; shift; exec "$@"'
 )
+
+_NAMESPACES = ("--user", "--map-root-user", "--mount", "--uts")
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +45,35 @@ log = logging.getLogger(__name__)
 def namespaces_available() -> bool:
     """Whether this kernel lets an unprivileged process make a user + mount namespace (checked once)."""
     try:
-        probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True)
+        probe = subprocess.run(["unshare", *_NAMESPACES, "true"], capture_output=True)
     except OSError:
         return False
     if probe.returncode != 0:
-        log.warning("worker_paths stay visible to containers: unshare failed (%s)", probe.stderr.decode().strip())
+        reason = probe.stderr.decode().strip()
+        log.warning("worker_paths stay visible to containers and pod names do not resolve: unshare failed (%s)", reason)
     return probe.returncode == 0
 
 
-def hidden_from(paths: tuple[Path, ...], argv: list[str], env: Mapping[str, str]) -> list[str]:
-    """`argv` run with `paths` hidden; argv[0] is resolved first, so a missing program is still a start error."""
+@dataclass(frozen=True)
+class Isolation:
+    """What a container must not see (the worker's `hidden` paths) and the network identity it gets: the
+    kubelet-managed `hosts` file and the pod's `hostname` (None: the machine's own)."""
+
+    hidden: tuple[Path, ...] = ()
+    hosts: Path | None = None
+    hostname: str | None = None
+
+
+def isolated(isolation: Isolation, argv: list[str], env: Mapping[str, str]) -> list[str]:
+    """`argv` run as `isolation` says; argv[0] is resolved first, so a missing program is still a start error."""
     program = shutil.which(argv[0], path=env.get("PATH"))
     if program is None:
         raise FileNotFoundError(f"executable file not found in $PATH: {argv[0]!r}")
-    if not paths or not namespaces_available():
+    if isolation == Isolation() or not namespaces_available():
         return argv
-    wrapper = ["unshare", "--user", "--map-root-user", "--mount", "--", "/bin/sh", "-c", _HIDE, "hide"]
-    return [*wrapper, *map(str, paths), "--", program, *argv[1:]]
+    wrapper = ["unshare", *_NAMESPACES, "--", "/bin/sh", "-c", _ISOLATE, "pod"]
+    identity = [str(isolation.hosts or ""), isolation.hostname or ""]
+    return [*wrapper, *identity, *map(str, isolation.hidden), "--", program, *argv[1:]]
 
 
 def _kubernetes_code(returncode: int) -> int:
@@ -101,11 +121,11 @@ class ContainerProcess:
 
     @classmethod
     async def start(
-        cls, argv: list[str], cwd: Path, env: Mapping[str, str], log: ContainerLog, hidden: tuple[Path, ...] = ()
+        cls, argv: list[str], cwd: Path, env: Mapping[str, str], log: ContainerLog, isolation: Isolation
     ) -> ContainerProcess:
-        """Start `argv` in its own session (so the whole group can be signalled), `hidden` covered; raises OSError."""
+        """Start `argv` in its own session (so the whole group can be signalled), isolated; raises OSError."""
         process = await asyncio.create_subprocess_exec(
-            *hidden_from(hidden, argv, env),
+            *isolated(isolation, argv, env),
             cwd=cwd,
             env=dict(env),
             stdin=asyncio.subprocess.DEVNULL,

@@ -65,12 +65,18 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("serviceaccounts", "ServiceAccount", "", "v1", True, ("sa",)),
     Resource("deployments", "Deployment", "apps", "v1", True, ("deploy",), ALL_VERBS, ("status",)),
     Resource("daemonsets", "DaemonSet", "apps", "v1", True, ("ds",), ALL_VERBS, ("status",)),
+    Resource("jobs", "Job", "batch", "v1", True, (), ALL_VERBS, ("status",)),
     # Stored only, never enforced (no RBAC here); served so add-ons that ship their RBAC objects apply.
     Resource("clusterroles", "ClusterRole", "rbac.authorization.k8s.io", "v1", False),
     Resource("clusterrolebindings", "ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", False),
 )
 
-GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"), ("rbac.authorization.k8s.io", "v1"))
+GROUP_VERSIONS: tuple[tuple[str, str], ...] = (
+    ("", "v1"),
+    ("apps", "v1"),
+    ("batch", "v1"),
+    ("rbac.authorization.k8s.io", "v1"),
+)
 
 
 def not_served() -> ApiError:

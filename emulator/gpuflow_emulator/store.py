@@ -76,7 +76,8 @@ class Store:
         obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
         if resource.namespaced:
             meta["namespace"] = namespace
-        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso(), generation=1)
+        # A uid admission minted (a Job's selector names it) is kept; clients' uids never get this far (api.py).
+        meta.update(uid=meta.get("uid") or str(uuid.uuid4()), creationTimestamp=now_iso(), generation=1)
         return self._commit("ADDED", resource.name, key, obj)
 
     def get(self, resource: Resource, namespace: str, name: str) -> Obj:

@@ -213,3 +213,39 @@ def test_missing_output_uri_is_a_usage_error(ml_python: Path) -> None:
     result = train("--dataset", str(CORPUS), timeout=60)
     assert result.returncode == 2
     assert "OUTPUT_URI" in result.stderr
+
+
+def _torchrun(processes: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``torchrun --nproc-per-node N -m gpuflow_training ARGS`` on this machine (gloo on the CPU)."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
+    return subprocess.run(
+        [str(ML_PYTHON), *launcher, "-m", "gpuflow_training", *args],
+        env=ml_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def test_two_processes_train_data_parallel_and_rank_0_alone_checkpoints(ml_python: Path, tmp_path: Path) -> None:
+    common = ["--dataset", str(CORPUS), "--output", str(tmp_path), *SMALL, "--checkpoint-every", "10"]
+    result = _torchrun(2, *common, "--steps", "10")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = result.stdout
+    assert "world size 2 (gloo, rank 0)" in log
+    assert "world size 2 (gloo, rank 1)" in log
+    assert "rank 1: done at step 10" in log
+    assert _steps(log) == list(range(1, 11))  # one line per step: rank 0 alone logs steps
+    losses = [float(m.group(3)) for line in log.splitlines() if (m := STEP_LINE.match(line))]
+    assert losses[-1] < losses[0]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000010"]
+    assert log.count("checkpoint step 10 ->") == 1
+    state = json.loads((tmp_path / "checkpoints" / "step-00000010" / "trainer_state.json").read_text())
+    assert state["tokens_seen"] == 10 * 2 * 4 * 32  # both ranks' rows count
+
+    # The checkpoint holds the whole model (DDP replicates it), so one process resumes it.
+    alone = train(*common, "--steps", "12")
+    assert alone.returncode == 0, alone.stdout[-3000:] + alone.stderr[-3000:]
+    assert "resuming from checkpoints/step-00000010" in alone.stdout
+    assert _steps(alone.stdout) == [11, 12]

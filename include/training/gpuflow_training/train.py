@@ -5,6 +5,7 @@ so a wrong URI fails in seconds with a message naming it, not after the (possibl
 A SIGTERM (spot reclaim, pod deletion) finishes the current step, writes a checkpoint and exits 143, so a
 preempted node loses at most one step when the grace period allows the write, and at most N steps otherwise.
 ``progress.json`` follows every checkpoint (see progress.py), so whoever restarts the run knows where it stands.
+Under torchrun every process trains its share of each step's rows (distributed.py); rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-from . import checkpoint, data, model, storage, tokenizer
+from . import checkpoint, data, distributed, model, storage, tokenizer
 from .config import TrainConfig
 from .errors import EXIT_OK, EXIT_PREEMPTED, BaseModelError
 from .progress import ProgressFile
@@ -66,12 +67,23 @@ def _schedule(config: TrainConfig) -> Any:
     return factor
 
 
-def _device(config: TrainConfig) -> Any:
+def _device(config: TrainConfig, world: distributed.World) -> Any:
+    """The configured device; under torchrun, each process on a node takes the GPU of its local rank."""
+    import torch
+
+    device = torch.device(_device_kind(config) if config.device == "auto" else config.device)
+    if device.type == "cuda" and world.size > 1:
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def _device_kind(config: TrainConfig) -> str:
     import torch
 
     if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return config.device.split(":")[0]
 
 
 def _build(config: TrainConfig, text: str, resumed: checkpoint.Resumed | None) -> tuple[Any, Any]:
@@ -107,7 +119,15 @@ def run(config: TrainConfig) -> int:
     log(f"gpuflow_training: dataset {config.dataset_uri} -> output {config.output_uri}")
     text = data.read_text(config.dataset_uri)  # before torch loads: a bad URI fails in about a second
     store = storage.Store(config.output_uri)
-    store.check_writable()
+    store.check_writable()  # on every rank: a probe of its own name, so they do not race
+    world = distributed.join(_device_kind(config))
+    try:
+        return _run(config, text, store, world, started)
+    finally:
+        distributed.leave(world)
+
+
+def _run(config: TrainConfig, text: str, store: storage.Store, world: distributed.World, started: float) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -117,23 +137,27 @@ def run(config: TrainConfig) -> int:
     if _already_done(store, config):
         log(f"final model already at {store.path(FINAL)} for {config.steps} steps: nothing to do")
         return EXIT_OK
-    checkpoint.clear_staging(store)
+    if world.is_main:
+        checkpoint.clear_staging(store)
     resumed = checkpoint.latest(store)
     progress = ProgressFile.start(store, config.steps, config.checkpoint_every, resuming=resumed is not None)
     if resumed is not None:
         log(f"resuming from {resumed.name} (step {resumed.step}, {resumed.tokens_seen} tokens seen)")
-        progress.write(resumed.step, resumed.name)  # counts this restart even if it is preempted before a checkpoint
+        if world.is_main:  # counts this restart even if it is preempted before a checkpoint
+            progress.write(resumed.step, resumed.name)
     net, tok = _build(config, text, resumed)
     for warning in model.serving_warnings(net):
         log(f"warning: {warning}")
-    blocks = data.make_blocks(text, tok, config.seq_len, config.seed, config.batch_size, config.dataset_uri)
-    device = _device(config)
+    global_batch = config.batch_size * world.size
+    blocks = data.make_blocks(text, tok, config.seq_len, config.seed, global_batch, config.dataset_uri)
+    device = _device(config, world)
     net.to(device)
     net.train()
     log(
         f"model: llama, {model.count_parameters(net):,} parameters, hidden {net.config.hidden_size}, "
         f"layers {net.config.num_hidden_layers}, heads {net.config.num_attention_heads}, vocab {len(tok)}; "
-        f"data: {blocks.count} blocks of {config.seq_len} tokens; device {device}, threads {torch.get_num_threads()}"
+        f"data: {blocks.count} blocks of {config.seq_len} tokens, {global_batch} per step; "
+        f"device {device}, threads {torch.get_num_threads()}, {world.describe()}"
     )
 
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
@@ -148,6 +172,7 @@ def run(config: TrainConfig) -> int:
     try:
         step = _loop(
             config,
+            world,
             net,
             tok,
             blocks,
@@ -163,8 +188,11 @@ def run(config: TrainConfig) -> int:
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if stop.stop:
+    if stop.stop or step < config.steps:  # a signal here or on another rank
         return EXIT_PREEMPTED
+    if not world.is_main:
+        log(f"rank {world.rank}: done at step {step}")
+        return EXIT_OK
     target = _publish_final(store, net, tok, config, step)
     progress.write(step, checkpoint.name_for(step), finished=True)  # the loop always checkpoints its last step
     log(f"final model at {target} (step {step}); total {_clock(time.monotonic() - started)}")
@@ -173,6 +201,7 @@ def run(config: TrainConfig) -> int:
 
 def _loop(
     config: TrainConfig,
+    world: distributed.World,
     net: Any,
     tok: Any,
     blocks: data.Blocks,
@@ -186,42 +215,48 @@ def _loop(
     elapsed_before: float,
     stop: _StopFlag,
 ) -> int:
-    """Steps ``step+1 .. config.steps``; returns the last step done."""
+    """Steps ``step+1 .. config.steps``; returns the last step done. Every rank takes the same decisions at the same
+    step (log, checkpoint, stop), since each of them is a collective call or waits on one."""
     import torch
+
+    module = distributed.wrap(world, net, device)
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     window_start, window_tokens, window_steps = time.monotonic(), 0, 0
     run_start = time.monotonic()
     while step < config.steps:
         step_start = time.monotonic()
-        batch = blocks.batch(step).to(device)
+        batch = blocks.batch(step).tensor_split(world.size)[world.rank].to(device)
         if autocast is not None:
             with autocast:
-                loss = net(input_ids=batch, labels=batch).loss
+                loss = module(input_ids=batch, labels=batch).loss
         else:
-            loss = net(input_ids=batch, labels=batch).loss
+            loss = module(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        tokens_seen += int(batch.numel())
-        window_tokens += int(batch.numel())
+        tokens_seen += int(batch.numel()) * world.size
+        window_tokens += int(batch.numel()) * world.size
         window_steps += 1
         if step % config.log_every == 0 or step == config.steps:
+            mean_loss = distributed.mean(world, loss)
             now = time.monotonic()
-            per_step = (now - window_start) / window_steps
-            log(
-                f"step {step}/{config.steps} | loss {loss.item():.4f} | lr {scheduler.get_last_lr()[0]:.2e} | "
-                f"{window_tokens / max(now - window_start, 1e-9):,.0f} tok/s | "
-                f"elapsed {_clock(elapsed_before + now - run_start)} | eta {_clock(per_step * (config.steps - step))}"
-            )
+            eta = _clock((now - window_start) / window_steps * (config.steps - step))
+            if world.is_main:
+                log(
+                    f"step {step}/{config.steps} | loss {mean_loss:.4f} | lr {scheduler.get_last_lr()[0]:.2e} | "
+                    f"{window_tokens / max(now - window_start, 1e-9):,.0f} tok/s | "
+                    f"elapsed {_clock(elapsed_before + now - run_start)} | eta {eta}"
+                )
             window_start, window_tokens, window_steps = now, 0, 0
         # Measured after the log line, whose loss.item() waits for the GPU: CUDA runs the step asynchronously.
         progress.clock.add(time.monotonic() - step_start)
-        checkpointing = step % config.checkpoint_every == 0 or step == config.steps or stop.stop
-        if checkpointing:
+        stopping = distributed.any_rank(world, stop.stop, device)
+        checkpointing = step % config.checkpoint_every == 0 or step == config.steps or stopping
+        if checkpointing and world.is_main:
             elapsed = elapsed_before + time.monotonic() - run_start
             target = checkpoint.save(
                 store,
@@ -238,8 +273,8 @@ def _loop(
             log(f"checkpoint step {step} -> {target}")
             progress.write(step, checkpoint.name_for(step))
         # Stop only after a checkpoint of this step: a signal that came after the decision waits one more step.
-        if checkpointing and stop.stop:
-            log(f"stopped by signal {stop.signum} after the checkpoint of step {step}")
+        if checkpointing and stopping:
+            log(f"stopped by signal {stop.signum or 'on another rank'} after the checkpoint of step {step}")
             break
     return step
 

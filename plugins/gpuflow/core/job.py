@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from gpuflow.core import torchrun
 from gpuflow.core.errors import RequestError
-from gpuflow.core.request import PlanRequest
+from gpuflow.core.request import CapacityPreference, PlanRequest
 from gpuflow.core.storage import known_schemes, require_servable
 from gpuflow.core.vllm_options import VllmOptions
 
@@ -55,6 +56,13 @@ class JobRequest:
     benchmark_rate: float = 4.0
 
     def __post_init__(self) -> None:
+        if self.plan.nodes > 1 and self.plan.capacity is not CapacityPreference.ON_DEMAND:
+            raise RequestError(
+                "capacity",
+                self.plan.capacity.value,
+                f"on-demand for nodes={self.plan.nodes}: a node lost by a multi-node training fails the run (only "
+                "one-node training recovers after a spot preemption); or nodes=1 with more accelerators in count",
+            )
         if not _DNS_LABEL.match(self.job_name):
             raise RequestError(
                 "job_name", self.job_name, "1-40 lowercase letters, digits and '-', starting with a letter"
@@ -63,6 +71,8 @@ class JobRequest:
             raise RequestError("training_image", self.training_image, "an image reference such as repo/name:tag")
         if not self.training_command or any(not part for part in self.training_command):
             raise RequestError("training_command", list(self.training_command), "a non-empty list of arguments")
+        if torchrun.needed(self.plan.nodes, self.plan.count):
+            torchrun.torchrun_command(self.training_command)  # one process per accelerator, or refused here
         for name in ("dataset_uri", "output_uri"):
             value = getattr(self, name)
             if value and not _URI.match(value):

@@ -15,7 +15,8 @@ from typing import Any
 from gpuflow.core.nodepool import NodeReport
 
 # The kind of every object a run may leave behind, in deletion order.
-RUN_OBJECT_KINDS = ("Deployment", "Service", "Secret", "Pod")
+# A multi-node training's Job comes first: its pods are owned by it and go with it.
+RUN_OBJECT_KINDS = ("Job", "Deployment", "Service", "Secret", "Pod")
 # The kinds an endpoint is made of (its pods belong to its Deployment).
 ENDPOINT_KINDS = ("Deployment", "Service", "Secret")
 
@@ -170,8 +171,8 @@ def _per_kind(client: Any, verb: str) -> dict[str, Callable[..., Any]]:
     """The typed client's ``<verb>_namespaced_<kind>`` method for each kind of run object."""
     from kubernetes import client as k8s
 
-    core, apps = k8s.CoreV1Api(client), k8s.AppsV1Api(client)
-    api_of = {"Deployment": apps, "Service": core, "Secret": core, "Pod": core}
+    core, apps, batch = k8s.CoreV1Api(client), k8s.AppsV1Api(client), k8s.BatchV1Api(client)
+    api_of = {"Job": batch, "Deployment": apps, "Service": core, "Secret": core, "Pod": core}
     return {kind: getattr(api, f"{verb}_namespaced_{kind.lower()}") for kind, api in api_of.items()}
 
 
@@ -198,8 +199,10 @@ def delete_objects(client: Any, namespace: str, objects: Iterable[KubeObject]) -
 
     deletions = _per_kind(client, "delete")
     for obj in objects:
+        # batch/v1 orphans a Job's pods unless told otherwise; they must go with it.
+        options = {"propagation_policy": "Background"} if obj.kind == "Job" else {}
         try:
-            deletions[obj.kind](obj.name, namespace)
+            deletions[obj.kind](obj.name, namespace, **options)
         except ApiException as exc:
             if exc.status != 404:
                 raise

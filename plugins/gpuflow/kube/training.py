@@ -10,11 +10,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gpuflow.core.errors import RequestError
+from gpuflow.core.torchrun import one_node_env, torchrun_command
 from gpuflow.kube.objects import SecretKeyRef, dns1123_label, dns1123_subdomain, env_list, metadata, shm_volume
 from gpuflow.kube.placement import Placement
 
 KPO_CONTAINER = "base"
 OUTPUT_URI_ENV = "OUTPUT_URI"
+
+
+def one_node_training_pod(
+    *, placement: Placement, command: Sequence[str], env: Mapping[str, str], **fields: Any
+) -> dict[str, Any]:
+    """The training pod of a one-node pool: under torchrun, one process per accelerator, when the node holds more
+    than one (a plain start would use one and pay for all); else the command as it is."""
+    if placement.accelerator_count > 1:
+        command, env = torchrun_command(command), {**env, **one_node_env(placement.accelerator_count)}
+    return training_pod(placement=placement, command=command, env=env, **fields)
 
 
 def training_pod(

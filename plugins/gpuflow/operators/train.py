@@ -1,5 +1,7 @@
 """``TrainOperator``: the training pod on the run's GPU pool, through KubernetesPodOperator (deferrable), and the
-supervisor that gets capacity again when a spot preemption or a node loss takes the pod away.
+supervisor that gets capacity again when a spot preemption or a node loss takes the pod away. A pool of several
+nodes trains as one Indexed Job instead (``training_job``: why not the provider's KubernetesJobOperator is said
+there), sharing the pod's fields, the finished-training check and the run state; a failed rank fails the task.
 
 Everything that depends on the pool (kubeconfig, node selector, tolerations, accelerator limits) is only
 known at run time, so it is filled in just before the provider's own ``execute`` and again when the task
@@ -21,18 +23,24 @@ from airflow.sdk import Context
 from airflow.sdk.bases.xcom import BaseXCom
 from airflow.sdk.exceptions import AirflowException
 
-from gpuflow.clouds.access import kube_config_file
+from gpuflow.clouds.access import kube_config, kube_config_file
 from gpuflow.core import naming
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.deadline import lost_work_for, next_capacity, overheads_for, progress_from
-from gpuflow.core.handoffs import PlanHandoff, PoolHandoff
+from gpuflow.core.handoffs import PlanHandoff, PoolHandoff, cluster_fields
 from gpuflow.core.progress import TrainingProgress, parse_progress, progress_uri
 from gpuflow.core.recovery import RECOVERING, Phase, PodView, TrainingState, steps_lost, where
-from gpuflow.kube.training import training_pod
+from gpuflow.core.settings import poll_interval_s
+from gpuflow.kube.cluster import api_client
+from gpuflow.kube.multinode import rendezvous_service
+from gpuflow.kube.multinode import training_job as training_job_manifest
+from gpuflow.kube.training import one_node_training_pod
+from gpuflow.operators import training_job
 from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S
 from gpuflow.operators.recovering import Recoverer, pool_loss, run_state
 from gpuflow.operators.runtime import JOB_NAMESPACE, placement_on, provisioned_pool, run_of, run_output_uri
 from gpuflow.storage_io import read_text
+from gpuflow.triggers.training_job import TrainingJobTrigger
 
 # The pool is ready (every node Ready, accelerators advertised) before training starts, so the pod is placed at
 # once; a pod still unplaced after this long has lost its node (cordoned for a spot notice), and the recovery
@@ -118,8 +126,35 @@ class TrainOperator(KubernetesPodOperator):
                 progress.updated_at.isoformat(),
             )
             return self._finished(context, state)
+        if _nodes(state) > 1:
+            self._start_job(context, state)
         self.pod, self.pod_request_obj = None, None
         return super().execute(context)
+
+    def _start_job(self, context: Context, state: TrainingState) -> NoReturn:
+        """Train on every node of the pool as one Indexed Job (``training_job``), deferring until it ends."""
+        pool = PoolHandoff.from_xcom(state.pool)
+        job, service = self._job_manifests(context, pool)
+        name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+        training_job.start(api_client(kube_config(pool.cluster)), job, service)
+        self.log.info("training on %d nodes as Job %s", _nodes(state), name)
+        self.defer(
+            trigger=TrainingJobTrigger(cluster_fields(pool.cluster), namespace, name, poll_interval_s()),
+            method_name="job_event",
+        )
+
+    def job_event(self, context: Context, event: dict[str, Any]) -> Any:
+        """The training Job ended: every rank's log into the task's, the Job and its Service removed, and the
+        task failed with the Job's reason unless it completed. A lost node is not recovered across nodes: the
+        plan offers several nodes on on-demand capacity only."""
+        state = self._state(context)
+        cluster = PoolHandoff.from_xcom(state.pool).cluster
+        failure = training_job.finish(
+            api_client(kube_config(cluster)), event["namespace"], event["name"], event, self.log.info
+        )
+        if failure is not None:
+            raise AirflowException(f"training Job {event['name']} failed: {failure}")
+        return self._finished(context, state)
 
     def _finished(self, context: Context, state: TrainingState) -> dict[str, Any]:
         """The pool training finished on, as this task's XCom (what deploy, teardown and the cost report read)."""
@@ -130,25 +165,35 @@ class TrainOperator(KubernetesPodOperator):
         return state.pool
 
     def _bind_to_pool(self, context: Context, pool: PoolHandoff) -> None:
+        self.config_file = kube_config_file(pool.cluster)
+        fields = self._manifest_fields(context, pool)
+        self.pod_template_dict = one_node_training_pod(**fields)
+        self.image = fields["image"]
+        self.log.info(
+            "training %s on %s/%s, writing to %s", self.image, pool.cluster.name, pool.pool.name, fields["output_uri"]
+        )
+
+    def _job_manifests(self, context: Context, pool: PoolHandoff) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The Indexed Job training on every node of the pool, and the headless Service its ranks meet through."""
+        fields = self._manifest_fields(context, pool)
+        job = training_job_manifest(**fields, nodes=int(pool.choice["nodes"]))
+        service = rendezvous_service(name=fields["name"], namespace=fields["namespace"], labels=fields["labels"])
+        return job, service
+
+    def _manifest_fields(self, context: Context, pool: PoolHandoff) -> dict[str, Any]:
+        """What the training pod and the training Job share: image, command, output, labels, placement."""
         job = self._job(context)
         run = run_of(context)
-        self.config_file = kube_config_file(pool.cluster)
-        output = run_output_uri(context, job, self.pool_task_id)
-        env = {"DATASET_URI": job["dataset_uri"]} if job["dataset_uri"] else {}
-        self.pod_template_dict = training_pod(
-            name=f"{job['job_name']}-train",
-            namespace=self.namespace or JOB_NAMESPACE,
-            image=job["training_image"],
-            placement=placement_on(pool),
-            labels=naming.ownership_labels(run.dag_id, run.run_id),
-            output_uri=output,
-            command=job["training_command"],
-            env=env,
-        )
-        self.image = job["training_image"]
-        self.log.info(
-            "training %s on %s/%s, writing to %s", job["training_image"], pool.cluster.name, pool.pool.name, output
-        )
+        return {
+            "name": f"{job['job_name']}-train",
+            "namespace": self.namespace or JOB_NAMESPACE,
+            "image": job["training_image"],
+            "placement": placement_on(pool),
+            "labels": naming.ownership_labels(run.dag_id, run.run_id),
+            "output_uri": run_output_uri(context, job, self.pool_task_id),
+            "command": job["training_command"],
+            "env": {"DATASET_URI": job["dataset_uri"]} if job["dataset_uri"] else {},
+        }
 
     def _node_loss(self, pool: PoolHandoff, namespace: str, pod_name: str) -> str | None:
         """Why the pod's end was its node's doing, from what is left of the pod, the node it ran on and the pool's
@@ -248,3 +293,7 @@ class TrainOperator(KubernetesPodOperator):
 
     def _job(self, context: Context) -> dict[str, Any]:
         return PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id)).job_fields()
+
+
+def _nodes(state: TrainingState) -> int:
+    return int(PoolHandoff.from_xcom(state.pool).choice["nodes"])

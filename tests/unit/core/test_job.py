@@ -39,6 +39,35 @@ def test_a_bad_field_is_refused_with_its_name_value_and_fix(field: str, value: A
     assert expected in error.value.expected
 
 
+@pytest.mark.parametrize(
+    ("conf", "field", "expected"),
+    [
+        ({"nodes": 2, "capacity": "spot"}, "capacity", "on-demand for nodes=2"),
+        ({"nodes": 2, "capacity": "spot-then-on-demand"}, "capacity", "on-demand for nodes=2"),
+        ({"nodes": 2, "training_command": ["python", "-c", "pass"]}, "training_command", "torchrun can start"),
+        ({"count": 2, "training_command": ["bash", "train.sh"]}, "training_command", "torchrun can start"),
+    ],
+)
+def test_a_shape_that_cannot_use_its_accelerators_is_refused(conf: dict[str, Any], field: str, expected: str) -> None:
+    with pytest.raises(RequestError) as error:
+        JobRequest.from_mapping({**BASE, **conf})
+    assert error.value.field == field
+    assert expected in error.value.expected
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"nodes": 2, "capacity": "on-demand"},
+        {"nodes": 4, "count": 8, "capacity": "on-demand"},
+        {"count": 4, "capacity": "spot"},
+        {"training_command": ["python", "-c", "pass"]},  # one process: the command runs as it is
+    ],
+)
+def test_every_accelerator_shape_with_a_torchrun_program_is_accepted(conf: dict[str, Any]) -> None:
+    assert JobRequest.from_mapping({**BASE, **conf}).plan.nodes == conf.get("nodes", 1)
+
+
 def test_only_a_connection_made_for_the_token_may_reach_the_endpoint() -> None:
     assert JobRequest.from_mapping({**BASE, "hf_token_conn_id": "hf_default"}).hf_token_conn_id == "hf_default"
     assert JobRequest.from_mapping({**BASE, "hf_token_conn_id": None}).hf_token_conn_id == ""

@@ -9,7 +9,7 @@ import pytest
 from gpuflow.core.errors import RequestError
 from gpuflow.kube.objects import SecretKeyRef
 from gpuflow.kube.placement import placement
-from gpuflow.kube.training import training_pod
+from gpuflow.kube.training import one_node_training_pod, training_pod
 from tests.unit.kube.schema import assert_valid
 
 LABELS = {"gpuflow.io/managed": "true", "gpuflow.io/run": "0123456789abcdef"}
@@ -84,3 +84,26 @@ def test_invalid_input_names_the_field(overrides: dict[str, Any], field: str) ->
         _pod(**overrides)
 
     assert error.value.field == field
+
+
+def test_a_node_of_several_accelerators_trains_one_process_per_accelerator_under_torchrun() -> None:
+    common: dict[str, Any] = {
+        "name": "train-abc",
+        "namespace": "gpuflow",
+        "image": "ghcr.io/example/train:1.0",
+        "labels": LABELS,
+        "output_uri": "s3://bucket/runs/abc",
+        "command": ["python", "-m", "train"],
+        "env": {"EPOCHS": "1"},
+    }
+    (four,) = one_node_training_pod(placement=placement("gcp", "pool-a", "L4", 4, "spot"), **common)["spec"][
+        "containers"
+    ]
+    assert four["command"] == ["python", "-m", "torch.distributed.run", "-m", "train"]
+    env = {item["name"]: item["value"] for item in four["env"]}
+    assert (env["PET_STANDALONE"], env["PET_NNODES"], env["PET_NPROC_PER_NODE"], env["EPOCHS"]) == ("1", "1", "4", "1")
+    (one,) = one_node_training_pod(placement=placement("gcp", "pool-a", "L4", 1, "spot"), **common)["spec"][
+        "containers"
+    ]
+    assert one["command"] == ["python", "-m", "train"]  # one accelerator: the command as it is, no torchrun
+    assert not any(item["name"].startswith("PET_") for item in one["env"])

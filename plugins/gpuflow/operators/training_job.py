@@ -1,0 +1,84 @@
+"""Training across nodes as it runs: the Indexed Job and headless Service of ``kube/multinode.py`` created on the
+pool, waited for on the triggerer (``TrainingJobTrigger``), and removed, with every rank's log and the Job's reason
+when it fails.
+
+Why not the provider's ``KubernetesJobOperator``: it renames the Job (a ``job-`` prefix, a random suffix) while the
+ranks find rank 0 by the Job's own name (``NAME-0.NAME``), it makes no headless Service and leaves the finished
+Job behind, and its deferrable wait reaches the cluster through a connection only (see the trigger); and
+``TrainOperator``'s finished-training check and run state live on a KubernetesPodOperator, which a second operator
+would have to repeat. So the manifests are applied here as they are, and a small trigger watches the Job's
+``Complete`` and ``Failed`` conditions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gpuflow.kube.cluster import KubeObject, delete_objects
+from gpuflow.kube.multinode import JOB_NAME_LABEL, index_of
+from gpuflow.kube.training import KPO_CONTAINER
+
+# How many of a failed rank's last log lines go into the task's error.
+FAILED_LOG_LINES = 10
+
+
+def start(client: Any, job: Mapping[str, Any], service: Mapping[str, Any]) -> None:
+    """Create the Service, then the Job; a Job of the same name left by an earlier try goes first (its pod
+    template cannot be replaced, and its ranks would join the new ones)."""
+    from kubernetes import client as k8s
+    from kubernetes import utils
+
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    remove(client, namespace, name)
+    utils.create_from_dict(client, dict(service))
+    k8s.BatchV1Api(client).create_namespaced_job(namespace, dict(job))
+
+
+def finish(
+    client: Any, namespace: str, name: str, event: Mapping[str, Any], write: Callable[[str], object]
+) -> str | None:
+    """Log every rank's output, remove the Job (with its pods) and the Service, and say why the Job failed (its
+    condition's reason and each failed rank's exit and last lines); None when it completed."""
+    try:
+        failed_ranks = [_rank_report(client, namespace, pod, write) for pod in _pods(client, namespace, name)]
+    finally:
+        remove(client, namespace, name)
+    if event.get("status") == "success":
+        return None
+    condition = f"{event.get('reason') or 'Failed'} ({event.get('message') or 'no message'})"
+    return "; ".join([condition, *(report for report in failed_ranks if report)])
+
+
+def remove(client: Any, namespace: str, name: str) -> None:
+    """Delete the Job (its pods go with it) and its Service; either already gone counts as removed."""
+    delete_objects(client, namespace, [KubeObject("Job", name), KubeObject("Service", name)])
+
+
+def _pods(client: Any, namespace: str, name: str) -> list[Any]:
+    from kubernetes import client as k8s
+
+    pods = k8s.CoreV1Api(client).list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
+    return sorted(pods, key=lambda pod: index_of(pod.metadata.annotations) or 0)
+
+
+def _rank_report(client: Any, namespace: str, pod: Any, write: Callable[[str], object]) -> str | None:
+    """Write the rank's log into the task's; for a failed rank, its exit and last lines (the error's detail)."""
+    from kubernetes import client as k8s
+
+    rank = index_of(pod.metadata.annotations)
+    text = (
+        k8s.CoreV1Api(client)
+        .read_namespaced_pod_log(pod.metadata.name, namespace, container=KPO_CONTAINER, _preload_content=False)
+        .data.decode(errors="replace")
+    )
+    for line in text.splitlines():
+        write(f"[node {rank}] {line}")
+    if pod.status is None or pod.status.phase != "Failed":
+        return None
+    terminated = next(
+        (s.state.terminated for s in pod.status.container_statuses or [] if s.state and s.state.terminated), None
+    )
+    exit_code = terminated.exit_code if terminated is not None else "?"
+    last = " | ".join(text.strip().splitlines()[-FAILED_LOG_LINES:])
+    return f"node {rank} (pod {pod.metadata.name}) exited {exit_code}: {last or 'no output'}"
