@@ -37,6 +37,10 @@ GPU_POOL = "gpu"
 # tasks. Ranking a task by its upstream count lets a run already holding a node pool take the slot back before
 # a newer run's create_node_pool takes it (the default ranks the other way round, by downstream count).
 GPU_SLOT: dict[str, Any] = {"pool": GPU_POOL, "weight_rule": WeightRule.UPSTREAM}
+# For the tasks that only wait, deferred: Airflow 3.3 can fail a deferred task as it resumes (docs/operations.md,
+# "A deferred task failed as it resumed"), and on a loaded scheduler twice in a row. A new try of a wait only waits
+# again, so more tries cost nothing; the DAG's default (one retry) stays for the tasks that pay for work.
+WAIT_RETRIES: dict[str, Any] = {"retries": 3}
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,16 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
     timing = timing or Timing()
     plan = PlanOperator(task_id="plan", for_provisioning=True)
     # Outside the gpu pool: a run waiting for its GPU lease holds no slot (gpuflow.core.admission).
-    admit = AdmitOperator(task_id="admit")
+    admit = AdmitOperator(task_id="admit", **WAIT_RETRIES)
     create = CreateNodePoolOperator(task_id="create_node_pool", **GPU_SLOT)
-    wait = WaitNodePoolOperator(task_id="wait_node_pool", ready_timeout_s=timing.ready_timeout_s, **GPU_SLOT)
+    wait = WaitNodePoolOperator(
+        task_id="wait_node_pool", ready_timeout_s=timing.ready_timeout_s, **GPU_SLOT, **WAIT_RETRIES
+    )
     train = TrainOperator(task_id="train", **GPU_SLOT)
     deploy = DeployEndpointOperator(task_id="deploy_endpoint", **GPU_SLOT)
-    wait_endpoint = WaitEndpointOperator(task_id="wait_endpoint", serve_timeout_s=timing.serve_timeout_s, **GPU_SLOT)
+    wait_endpoint = WaitEndpointOperator(
+        task_id="wait_endpoint", serve_timeout_s=timing.serve_timeout_s, **GPU_SLOT, **WAIT_RETRIES
+    )
     smoke = SmokeTestOperator(task_id="smoke_test", **GPU_SLOT)
     benchmark = BenchmarkOperator(task_id="benchmark", **GPU_SLOT)
     teardown = TeardownOperator(task_id="teardown")

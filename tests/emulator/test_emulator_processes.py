@@ -9,6 +9,7 @@ import kubernetes
 import pytest
 from gpuflow_emulator.testing import EmulatorProcess, eventually, processes_with_marker, python_pod
 from kubernetes.client import CoreV1Api
+from kubernetes.client.exceptions import ApiException
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -18,7 +19,13 @@ def _phase(core_v1: CoreV1Api, name: str) -> str:
 
 
 def _log(core_v1: CoreV1Api, name: str, container: str = "main") -> str:
-    response = core_v1.read_namespaced_pod_log(name, "default", container=container, _preload_content=False)
+    """The container's log; empty while it has not started (the API answers 400 "waiting to start" then)."""
+    try:
+        response = core_v1.read_namespaced_pod_log(name, "default", container=container, _preload_content=False)
+    except ApiException as error:
+        if error.status == 400 and "waiting to start" in str(error.body):
+            return ""
+        raise
     return str(response.data.decode())
 
 

@@ -20,19 +20,27 @@ def states(live: Live, run_id: str) -> dict[str, Any]:
     return {ti["task_id"]: ti for ti in live.airflow.task_instances(DAG_ID, run_id)}
 
 
-def test_a_run_marked_failed_mid_training_ends_failed_after_its_cleanup(live: Live) -> None:
+def training_run(live: Live, job_name: str) -> str:
+    """A run of a long training, once its training pod runs (``train`` deferred); its run id."""
     airflow = live.airflow
     airflow.wait_for_dag(DAG_ID)
     airflow.unpause(DAG_ID)
-    conf = {**FAST_CONF, **fake_resumable_training(steps=600), "job_name": "stopped", "benchmark_requests": 0}
+    conf = {**FAST_CONF, **fake_resumable_training(steps=600), "job_name": job_name, "benchmark_requests": 0}
     answer = airflow.trigger(DAG_ID, conf)
     assert answer.status_code == 200, answer.text
-    run_id = answer.json()["dag_run_id"]
-
+    run_id: str = answer.json()["dag_run_id"]
     deadline = time.monotonic() + 300
-    while states(live, run_id).get("train", {}).get("state") != "deferred":  # the training pod runs
-        assert time.monotonic() < deadline, f"train never deferred: {states(live, run_id).get('train')}"
+    while (train := states(live, run_id).get("train", {}).get("state")) != "deferred":
+        seen = {task: (ti["state"], ti["try_number"]) for task, ti in states(live, run_id).items()}
+        assert train not in {"failed", "upstream_failed", "success"}, f"train ended before it ran: {seen}"
+        assert time.monotonic() < deadline, f"train never deferred: {seen}"
         time.sleep(1)
+    return run_id
+
+
+def test_a_run_marked_failed_mid_training_ends_failed_after_its_cleanup(live: Live) -> None:
+    airflow = live.airflow
+    run_id = training_run(live, "stopped")
     airflow.call("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": "failed"})
 
     assert airflow.follow(DAG_ID, run_id, within_s=600) == "failed"
@@ -46,17 +54,7 @@ def test_a_run_marked_failed_mid_training_ends_failed_after_its_cleanup(live: Li
 
 def test_a_task_marked_failed_mid_training_fails_the_run_after_its_cleanup(live: Live) -> None:
     airflow = live.airflow
-    airflow.wait_for_dag(DAG_ID)
-    airflow.unpause(DAG_ID)
-    conf = {**FAST_CONF, **fake_resumable_training(steps=600), "job_name": "stopped-task", "benchmark_requests": 0}
-    answer = airflow.trigger(DAG_ID, conf)
-    assert answer.status_code == 200, answer.text
-    run_id = answer.json()["dag_run_id"]
-
-    deadline = time.monotonic() + 300
-    while states(live, run_id).get("train", {}).get("state") != "deferred":
-        assert time.monotonic() < deadline, f"train never deferred: {states(live, run_id).get('train')}"
-        time.sleep(1)
+    run_id = training_run(live, "stopped-task")
     airflow.call("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/train", json={"new_state": "failed"})
 
     assert airflow.follow(DAG_ID, run_id, within_s=600) == "failed"
