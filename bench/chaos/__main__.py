@@ -95,13 +95,19 @@ def run_on(db: str, state: Path, runs: int, gpu_limit: int, only: set[str]) -> l
                 airflow.wait_for_dag("gpu_train_and_serve")
                 airflow.wait_for_dag("gpu_janitor")
                 airflow.unpause("gpu_train_and_serve")
-                rows = []
+                rows: list[Row] = []
+
+                def measure(row: Row) -> None:  # each row as it comes, so a stopped suite keeps its figures
+                    print(f"    {row.line()}", flush=True)
+                    rows.append(row)
+
                 if not only or "concurrent" in only:
-                    rows.append(concurrent(airflow, emulator, db, runs, gpu_limit))
+                    measure(concurrent(airflow, emulator, db, runs, gpu_limit))
                 if not only or "mark-failed" in only:
-                    rows.append(mark_failed(airflow, emulator, db))
+                    measure(mark_failed(airflow, emulator, db))
                 if not only or "faults" in only:
-                    rows += [process_fault(airflow, emulator, db, fault) for fault in FAULTS]
+                    for fault in FAULTS:
+                        measure(process_fault(airflow, emulator, db, fault))
                 return rows
     finally:
         stores.stop()
