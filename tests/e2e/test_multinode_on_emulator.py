@@ -75,6 +75,7 @@ def test_two_nodes_train_one_model_that_is_served_and_leave_nothing(
     assert len({key.split("/checkpoints/")[1].split("/")[0] for key in keys if "/checkpoints/" in key}) == 1, keys
     smoke = next(ti for ti in run.get_task_instances() if ti.task_id == "smoke_test").xcom_pull(task_ids="smoke_test")
     assert smoke["completion_text"]
+    assert "2 replica(s): one per node" in logs  # serving uses both nodes too
     assert run_objects(clouds_emulator, run) == []
 
 

@@ -68,7 +68,9 @@ class ProbeTiming:
 class EndpointSpec:
     """One vLLM endpoint. ``image`` must be pinned by the caller (e.g. ``vllm/vllm-openai:v0.11.0``);
     ``command`` empty keeps the image's entrypoint. ``cache_claim`` names a PersistentVolumeClaim for the
-    model cache, otherwise an emptyDir (``cache_size_limit``, e.g. "100Gi") is used."""
+    model cache, otherwise an emptyDir (``cache_size_limit``, e.g. "100Gi") is used. ``replicas``: one per node of
+    the pool, each holding all of its node's accelerators (tensor parallel), so a multi-node pool serves on every
+    node, behind the one Service."""
 
     name: str
     namespace: str
@@ -82,9 +84,12 @@ class EndpointSpec:
     cache_size_limit: str | None = None
     probes: ProbeTiming = field(default_factory=ProbeTiming)
     region: str = ""  # the cluster's region, where its bucket is (S3 signs requests for it)
+    replicas: int = 1
 
     def __post_init__(self) -> None:
         dns1035_label("name", self.name)
+        if self.replicas < 1:
+            raise RequestError("nodes", self.replicas, "at least 1: one endpoint replica runs on each node")
         dns1123_label("namespace", self.namespace)
         if not self.image:
             raise RequestError("image", self.image, "a pinned vLLM image, e.g. vllm/vllm-openai:v0.11.0")
@@ -186,7 +191,7 @@ def deployment_manifest(spec: EndpointSpec, *, with_hf_token: bool) -> dict[str,
         "kind": "Deployment",
         "metadata": metadata(spec.name, spec.namespace, spec.all_labels),
         "spec": {
-            "replicas": 1,
+            "replicas": spec.replicas,
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": spec.selector},
             "template": {"metadata": {"labels": spec.all_labels}, "spec": pod_spec},

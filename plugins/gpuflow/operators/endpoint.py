@@ -117,10 +117,17 @@ class _EndpointTask(BaseOperator):
             placement=placement_on(pool),
             labels=naming.ownership_labels(run.dag_id, run.run_id),
             region=pool.cluster.region,
+            replicas=int(pool.choice["nodes"]),
         )
         token = BaseHook.get_connection(job["hf_token_conn_id"]).password if job["hf_token_conn_id"] else None
         applied = apply(api_client(kube_config(pool.cluster)), endpoint_manifests(spec, token))
-        self.log.info("applied %s on %s (node pool %s)", ", ".join(applied), pool.cluster.name, pool.pool.name)
+        self.log.info(
+            "applied %s on %s (node pool %s, %d replica(s): one per node)",
+            ", ".join(applied),
+            pool.cluster.name,
+            pool.pool.name,
+            spec.replicas,
+        )
         return DeployedEndpoint(spec.name, JOB_NAMESPACE, model, job["served_model_name"])
 
     def wait_until_served(self, context: Context, pool: PoolHandoff) -> NoReturn:

@@ -100,6 +100,15 @@ def test_deployment_runs_one_pinned_vllm_replica_recreated_not_surged() -> None:
     assert container["resources"] == {"limits": {"nvidia.com/gpu": "1"}}
 
 
+def test_a_multi_node_pool_serves_one_replica_per_node_each_with_all_of_its_accelerators() -> None:
+    manifests = endpoint_manifests(dataclasses.replace(_spec(tp=2), replicas=3))
+    deployment = _by_kind(manifests)["Deployment"]
+
+    assert deployment["spec"]["replicas"] == 3
+    assert _pod_spec(manifests)["containers"][0]["resources"] == {"limits": {"nvidia.com/gpu": "2"}}
+    assert_valid(deployment)
+
+
 def test_probes_give_model_loading_a_long_startup_budget() -> None:
     container = _pod_spec(endpoint_manifests(_spec()))["containers"][0]
 
@@ -200,6 +209,7 @@ def test_service_is_cluster_ip_on_port_8000_named_http() -> None:
         ({"image": ""}, "image"),
         ({"cache_claim": "Claim!"}, "cache_claim"),
         ({"options": VllmOptions("m", "m", tensor_parallel_size=2)}, "tensor_parallel_size"),
+        ({"replicas": 0}, "nodes"),
     ],
 )
 def test_invalid_spec_names_the_field(change: dict[str, Any], field: str) -> None:
