@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 from typing import Any
@@ -16,6 +15,7 @@ from gpuflow.core.nodepool import NodeReport
 from gpuflow.kube import cluster as kube
 from gpuflow.triggers.endpoint import NODE_LOST, EndpointTrigger
 from tests.support.offers import cluster_of
+from tests.support.triggers import first_event
 
 
 def trigger(**overrides: Any) -> EndpointTrigger:
@@ -32,15 +32,6 @@ def trigger(**overrides: Any) -> EndpointTrigger:
         "nodes": 1,
     }
     return EndpointTrigger(**{**kwargs, **overrides})
-
-
-def first_event(subject: EndpointTrigger) -> dict[str, Any]:
-    async def run() -> dict[str, Any]:
-        async for event in subject.run():
-            return dict(event.payload)
-        raise AssertionError("no event")
-
-    return asyncio.run(run())
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ accelerators fails over with that reason instead of counting as ready."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 from typing import Any
@@ -16,6 +15,7 @@ from gpuflow.core.nodepool import NodePoolRef, NodePoolStatus, NodeReport, PoolS
 from gpuflow.triggers import nodepool as module
 from gpuflow.triggers.nodepool import UNADVERTISED, NodePoolTrigger
 from tests.support.offers import cluster_of
+from tests.support.triggers import first_event
 
 REF = NodePoolRef("azure", "eastus", "gpuflow-eastus", "gfpool1")
 
@@ -39,15 +39,6 @@ def trigger(**overrides: Any) -> NodePoolTrigger:
         "advertise_timeout_s": 0.05,
     }
     return NodePoolTrigger(**{**kwargs, **overrides})
-
-
-def first_event(subject: NodePoolTrigger) -> dict[str, Any]:
-    async def run() -> dict[str, Any]:
-        async for event in subject.run():
-            return dict(event.payload)
-        raise AssertionError("no event")
-
-    return asyncio.run(run())
 
 
 @pytest.fixture
