@@ -12,10 +12,17 @@ from typing import Any
 from airflow.sdk import Param
 
 from gpuflow.core.clouds import CLOUDS
-from gpuflow.core.job import DEFAULT_RECOVERIES, MAX_KEEP_ENDPOINT_MINUTES, MAX_RECOVERIES
+from gpuflow.core.job import (
+    DEFAULT_GATE_THROUGHPUT_RATIO,
+    DEFAULT_GATE_TTFT_P99_RATIO,
+    DEFAULT_RECOVERIES,
+    MAX_KEEP_ENDPOINT_MINUTES,
+    MAX_RECOVERIES,
+)
 from gpuflow.core.request import DEFAULT_SPOT_ALLOWANCE, MAX_ACCELERATORS_PER_NODE, MAX_NODES, CapacityPreference
 
 WHAT, WHERE, COST, TRAINING, SERVING = "What to run on", "Where", "Cost", "Training", "Serving"
+PROMOTION = "Named endpoint (live model swap)"
 
 
 def planning_params(
@@ -198,6 +205,42 @@ def job_params(*, training_image: str, training_command: list[str]) -> dict[str,
             description="0 tears the endpoint down at the end of the run; N keeps it serving (and its GPU pool "
             "costing) N more minutes, after which the gpu_janitor DAG deletes it.",
             section=SERVING,
+        ),
+        "endpoint_name": Param(
+            None,
+            type=["null", "string"],
+            pattern="^([a-z]([a-z0-9-]{0,38}[a-z0-9])?)?$",
+            title="Named endpoint",
+            description="A long-lived endpoint to promote the trained model onto: created if it does not exist, else "
+            "the new model replaces the live one with no failed request, if it passes the gate below. It stays until "
+            "the gpu_endpoint_delete DAG deletes it. Empty: the run's own endpoint, torn down at its end.",
+            section=PROMOTION,
+        ),
+        "gate_ttft_p99_ratio": Param(
+            DEFAULT_GATE_TTFT_P99_RATIO,
+            type="number",
+            minimum=1,
+            maximum=100,
+            title="Gate: max TTFT p99 ratio",
+            description="The new model's time to first token (p99) may be at most this many times the live one's.",
+            section=PROMOTION,
+        ),
+        "gate_throughput_ratio": Param(
+            DEFAULT_GATE_THROUGHPUT_RATIO,
+            type="number",
+            minimum=0,
+            maximum=100,
+            title="Gate: min output tokens/s ratio",
+            description="The new model's output tokens/s must be at least this fraction of the live one's.",
+            section=PROMOTION,
+        ),
+        "swap_load": Param(
+            True,
+            type="boolean",
+            title="Measure the swap",
+            description="Send one request at a time through the endpoint for the whole swap and report failed "
+            "requests and latency.",
+            section=PROMOTION,
         ),
     }
 

@@ -1,8 +1,8 @@
 """The train-and-serve chain, built once and used by every pipeline DAG (manual and scheduled).
 
 plan -> admit (the run's GPU lease, ``gpuflow.core.admission``) -> create_node_pool (setup) -> wait_node_pool
--> train -> deploy_endpoint -> wait_endpoint -> smoke_test -> benchmark -> teardown (teardown of create_node_pool;
-runs whatever happened) -> cost_report
+-> train -> deploy_endpoint -> wait_endpoint -> smoke_test -> benchmark -> promote (onto a named endpoint; nothing
+without one) -> teardown (teardown of create_node_pool; runs whatever happened) -> cost_report
 
 The tasks from create_node_pool through benchmark hold GPUs, so they run in the Airflow pool ``gpu``
 (``include/config/pools.json``: its slots are worker slots for GPU tasks; deferred tasks count). How many GPUs are
@@ -26,6 +26,7 @@ from gpuflow.operators.endpoint import (
     SmokeTestOperator,
     WaitEndpointOperator,
 )
+from gpuflow.operators.named_endpoint import PromoteOperator
 from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S, CreateNodePoolOperator, WaitNodePoolOperator
 from gpuflow.operators.plan import PlanOperator
 from gpuflow.operators.teardown import TeardownOperator
@@ -62,6 +63,7 @@ class Pipeline:
     wait_endpoint: BaseOperator
     smoke_test: BaseOperator
     benchmark: BaseOperator
+    promote: BaseOperator
     teardown: BaseOperator
     cost_report: BaseOperator
 
@@ -83,9 +85,11 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
     )
     smoke = SmokeTestOperator(task_id="smoke_test", **GPU_SLOT)
     benchmark = BenchmarkOperator(task_id="benchmark", **GPU_SLOT)
+    promote = PromoteOperator(task_id="promote", **GPU_SLOT)
     teardown = TeardownOperator(task_id="teardown")
     cost_report = CostReportOperator(task_id="cost_report")
-    plan >> admit >> create >> wait >> train >> deploy >> wait_endpoint >> smoke >> benchmark >> teardown >> cost_report
+    plan >> admit >> create >> wait >> train >> deploy >> wait_endpoint >> smoke >> benchmark >> promote >> teardown
+    teardown >> cost_report
     teardown.as_teardown(setups=create, on_failure_fail_dagrun=True)
     # Also a teardown: it runs whenever a pool was requested, and (unlike an ALL_DONE task) its success
     # does not mark a failed run successful.
@@ -93,7 +97,7 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
     # The verdict: a teardown without setups, so a person's "mark failed" does not skip it (see RunWatcher). The
     # setup is left out: Airflow requires a setup's direct downstreams to wait for its success.
     watcher = RunWatcher(task_id="watcher")
-    [plan, admit, wait, train, deploy, wait_endpoint, smoke, benchmark] >> watcher
+    [plan, admit, wait, train, deploy, wait_endpoint, smoke, benchmark, promote] >> watcher
     watcher.as_teardown(on_failure_fail_dagrun=True)
     return Pipeline(
         plan=plan,
@@ -105,6 +109,7 @@ def train_and_serve(timing: Timing | None = None) -> Pipeline:
         wait_endpoint=wait_endpoint,
         smoke_test=smoke,
         benchmark=benchmark,
+        promote=promote,
         teardown=teardown,
         cost_report=cost_report,
     )

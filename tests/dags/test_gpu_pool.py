@@ -40,6 +40,7 @@ GPU_TASKS = {
     "wait_endpoint",
     "smoke_test",
     "benchmark",
+    "promote",
 }
 
 

@@ -27,7 +27,7 @@ from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.vllm_args import PORT
 from gpuflow.state.runs import RunRegistry
 from tests.e2e.test_pipeline_on_emulator import CONF, run_objects, task_states
-from tests.support.load import SteadyLoad
+from gpuflow.serving.load import SteadyLoad
 from tests.support.offers import cluster_of, one_gpu_pool_spec
 
 ROOT = Path(__file__).resolve().parents[2]

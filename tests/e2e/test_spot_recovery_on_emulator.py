@@ -23,7 +23,7 @@ from gpuflow.serving.vllm_args import PORT
 from gpuflow.state.ledger import Ledger
 from tests.e2e.test_pipeline_on_emulator import CONF, dag, run_objects, task_states
 from tests.support.emulated_clouds import FAKE_STEPS, fake_resumable_training, gcs_object
-from tests.support.load import SteadyLoad
+from gpuflow.serving.load import SteadyLoad
 from tests.support.offers import cluster_of
 
 __all__ = ["dag"]  # the fixture, shared with the pipeline tests
@@ -134,7 +134,7 @@ class PreemptMidBenchmark(threading.Thread):
         pool = next(p for p in self.emulator.pools() if p.get("labels", {}).get(naming.RUN_LABEL) == key)
         cluster = cluster_of("azure")
         proxy = service_proxy_endpoint(
-            backend_for(cluster).kube_config(), JOB_NAMESPACE, endpoint_name(self.job_name, key), PORT
+            backend_for(cluster).kube_config(), JOB_NAMESPACE, endpoint_name({"job_name": self.job_name}, key), PORT
         )
         with OpenAIClient(proxy, timeout_s=10) as client, SteadyLoad(client, "tiny") as load:
             load.wait_for_successes(3)

@@ -3,6 +3,10 @@ found, what is known of the runs that own them, and the time.
 
 The rules, for each run (the resources sharing one ``gpuflow.io/run`` are judged together, so an endpoint is
 never half deleted and a run with a future expiry is kept whole):
+0. Before rules 2-6, a named endpoint (``gpuflow.io/endpoint``): the run whose revision its front Service selects
+   is kept, whatever its state (deleting one is ``gpu_endpoint_delete``'s job). Another revision of it is a
+   retired one its promotion failed to delete: deleted once the promoting run has ended (while it runs, the old
+   revision may still be draining), kept otherwise, and kept when the endpoint's front Service is not seen.
 1. Without ``gpuflow.io/managed=true`` a resource is not ours: it is never judged, listed or touched.
 2. The run's latest ``gpuflow.io/expires-at`` is in the future: keep (the user asked to keep the endpoint).
 3. It is in the past: delete (the keep-time is over, whatever the run's state).
@@ -126,10 +130,38 @@ def judge(
             verdicts.append(_unattributed(item, now))
         else:
             by_run[item.run_key].append(item)
+    live = _live_revisions(found)
     for key, members in by_run.items():
-        delete, reason, due = _run_verdict(members, runs.get(key, RunInfo(RunState.UNKNOWN)), now, grace)
+        named = _named_endpoint_verdict(key, members, live, runs)
+        delete, reason, due = named or _run_verdict(members, runs.get(key, RunInfo(RunState.UNKNOWN)), now, grace)
         verdicts += [Verdict(item, delete, reason, due) for item in members]
     return verdicts
+
+
+def _live_revisions(found: Iterable[Found]) -> dict[str, str]:
+    """Each named endpoint's front Service (named as the endpoint, carrying its label): the run it serves."""
+    return {
+        item.name: item.run_key
+        for item in found
+        if item.kind == "Service" and item.run_key and item.labels.get(naming.ENDPOINT_LABEL) == item.name
+    }
+
+
+def _named_endpoint_verdict(
+    key: str, members: Sequence[Found], live: Mapping[str, str], runs: Mapping[str, RunInfo]
+) -> tuple[bool, str, None] | None:
+    """Rule 0, for a run whose resources carry a named endpoint's label; None for any other run."""
+    endpoint = next((m.labels[naming.ENDPOINT_LABEL] for m in members if naming.ENDPOINT_LABEL in m.labels), None)
+    if endpoint is None:
+        return None
+    serving = live.get(endpoint)
+    if serving == key:
+        return False, f"live revision of endpoint {endpoint}", None
+    if serving is None:
+        return False, f"endpoint {endpoint}: its front Service is not seen (delete it with gpu_endpoint_delete)", None
+    if runs.get(serving, RunInfo(RunState.UNKNOWN)).state in ENDED:
+        return True, f"retired revision of endpoint {endpoint} (run {serving} serves it)", None
+    return False, f"endpoint {endpoint} is being promoted to run {serving}", None
 
 
 def _run_verdict(

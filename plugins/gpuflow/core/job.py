@@ -17,6 +17,7 @@ from gpuflow.core.storage import known_schemes, require_servable
 from gpuflow.core.vllm_options import VllmOptions
 
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+_DNS_LABEL_HINT = "1-40 lowercase letters, digits and '-', starting with a letter"
 # An image reference: [registry/]path[:tag][@digest]; no spaces, at most 255 characters.
 _IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
 # Paths and URIs of the schemes the cloud records know (a fourth cloud's storage is accepted with its record).
@@ -32,6 +33,10 @@ MAX_BENCHMARK_RATE = 1_000.0
 # Each recovery buys a new pool and repeats a restart; past a few, the capacity is not there and the run should stop.
 MAX_RECOVERIES = 20
 DEFAULT_RECOVERIES = 3
+# A new model takes a named endpoint's traffic only if, on the same prompts as the live one, its TTFT p99 is at most
+# this many times the live model's and its output tokens/s at least this fraction of them (and no request failed).
+DEFAULT_GATE_TTFT_P99_RATIO = 1.5
+DEFAULT_GATE_THROUGHPUT_RATIO = 0.67
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,10 @@ class JobRequest:
     hf_token_conn_id: str = ""
     benchmark_requests: int = 20
     benchmark_rate: float = 4.0
+    endpoint_name: str = ""  # a long-lived endpoint the run's model is promoted onto (``gpuflow.operators.promote``)
+    gate_ttft_p99_ratio: float = DEFAULT_GATE_TTFT_P99_RATIO
+    gate_throughput_ratio: float = DEFAULT_GATE_THROUGHPUT_RATIO
+    swap_load: bool = True  # one request at a time through the endpoint for the whole swap, measured
 
     def __post_init__(self) -> None:
         if self.plan.nodes > 1 and self.plan.capacity is not CapacityPreference.ON_DEMAND:
@@ -64,9 +73,7 @@ class JobRequest:
                 "one-node training recovers after a spot preemption); or nodes=1 with more accelerators in count",
             )
         if not _DNS_LABEL.match(self.job_name):
-            raise RequestError(
-                "job_name", self.job_name, "1-40 lowercase letters, digits and '-', starting with a letter"
-            )
+            raise RequestError("job_name", self.job_name, _DNS_LABEL_HINT)
         if len(self.training_image) > 255 or not _IMAGE.match(self.training_image):
             raise RequestError("training_image", self.training_image, "an image reference such as repo/name:tag")
         if not self.training_command or any(not part for part in self.training_command):
@@ -106,6 +113,34 @@ class JobRequest:
                 f"(letters, digits, '_', '.', '-'), e.g. {HF_CONNECTION_PREFIX}default; empty for none",
             )
         serving_options(self.fields(), "validation", self.plan.count)  # checked where vLLM's rules live
+        self._check_endpoint_fields()
+
+    def _check_endpoint_fields(self) -> None:
+        if self.endpoint_name and not _DNS_LABEL.match(self.endpoint_name):
+            raise RequestError(
+                "endpoint_name", self.endpoint_name, f"{_DNS_LABEL_HINT}; empty for an endpoint of the run's own"
+            )
+        if self.endpoint_name and self.keep_endpoint_minutes:
+            raise RequestError(
+                "keep_endpoint_minutes",
+                self.keep_endpoint_minutes,
+                f"0 with endpoint_name={self.endpoint_name}: a named endpoint stays until deleted with the "
+                "gpu_endpoint_delete DAG",
+            )
+        if not 1 <= self.gate_ttft_p99_ratio <= 100:
+            raise RequestError(
+                "gate_ttft_p99_ratio",
+                self.gate_ttft_p99_ratio,
+                "from 1 to 100: the new model's TTFT p99 over the live one's",
+            )
+        if not 0 <= self.gate_throughput_ratio <= 100:
+            raise RequestError(
+                "gate_throughput_ratio",
+                self.gate_throughput_ratio,
+                "from 0 to 100: the new model's output tokens/s over the live one's (0 does not gate on it)",
+            )
+        if not isinstance(self.swap_load, bool):
+            raise RequestError("swap_load", self.swap_load, "true or false")
 
     def fields(self) -> dict[str, Any]:
         """The job's own fields (not the plan's) as plain data, for XCom."""
@@ -126,7 +161,7 @@ class JobRequest:
         for name in ("keep_endpoint_minutes", "max_recoveries", "max_model_len", "benchmark_requests"):
             if name in given:
                 given[name] = _integer(name, given[name])
-        for name in ("gpu_memory_utilization", "benchmark_rate"):
+        for name in ("gpu_memory_utilization", "benchmark_rate", "gate_ttft_p99_ratio", "gate_throughput_ratio"):
             if name in given:
                 given[name] = _number(name, given[name])
         for name in (
@@ -138,6 +173,7 @@ class JobRequest:
             "served_model_name",
             "quantization",
             "hf_token_conn_id",
+            "endpoint_name",
         ):
             if name in given and not isinstance(given[name], str):
                 raise RequestError(name, given[name], "a string")

@@ -20,6 +20,11 @@ RUN_LABEL = "gpuflow.io/run"
 EXPIRES_LABEL = "gpuflow.io/expires-at"
 # A kept endpoint's pool: how many nodes it was kept with, so the watchdog can restore a pool its cloud shrank.
 KEPT_NODES_LABEL = "gpuflow.io/kept-nodes"
+# A named endpoint (``endpoint_name``): on the revision that serves it and on its front Service. Such resources
+# outlive their run: the janitor keeps the live revision, and ``gpu_endpoint_delete`` is how one is deleted.
+ENDPOINT_LABEL = "gpuflow.io/endpoint"
+# Which revision of a named endpoint a pod belongs to: the front Service selects the live one by it.
+REVISION_LABEL = "gpuflow.io/revision"
 PREFIX = "gf"
 _LABEL_VALUE_MAX = 63
 

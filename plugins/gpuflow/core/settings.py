@@ -25,6 +25,10 @@ STATE_URL_ENV = "GPUFLOW_STATE_URL"
 REPLACEMENT_WAIT_ENV = "GPUFLOW_REPLACEMENT_WAIT_S"
 DEFAULT_REPLACEMENT_WAIT_S = 300.0
 ARTIFACTS_ENV = "GPUFLOW_ARTIFACTS_URI"
+SWAP_DRAIN_ENV = "GPUFLOW_SWAP_DRAIN_S"
+# After a named endpoint's front Service selects the new revision, the old one serves on this long before it is
+# deleted: kube-proxy on every node must learn the new endpoints (seconds) and requests in flight must finish.
+DEFAULT_SWAP_DRAIN_S = 30.0
 
 
 class SettingsError(GpuflowError, ValueError):
@@ -76,6 +80,11 @@ def replacement_wait_s() -> float:
     """How long a recovering run waits for the cloud to replace a preempted node in its pool before it moves on
     to the next offer (``GPUFLOW_REPLACEMENT_WAIT_S``; a stockout that outlasts it rarely ends soon)."""
     return _positive_number(REPLACEMENT_WAIT_ENV, DEFAULT_REPLACEMENT_WAIT_S, unit="seconds")
+
+
+def swap_drain_s() -> float:
+    """Seconds the old revision of a named endpoint keeps serving after the switch (``GPUFLOW_SWAP_DRAIN_S``)."""
+    return _positive_number(SWAP_DRAIN_ENV, DEFAULT_SWAP_DRAIN_S, unit="seconds")
 
 
 def gpu_limits() -> GpuLimits:

@@ -239,3 +239,17 @@ def crash_report(client: Any, namespace: str, selector: str, *, restarts: int = 
             where = f"container {status.name} of {pod.metadata.name}"
             return f"{where} restarted {status.restart_count} times (exit {code}): {log.strip()}"
     return None
+
+
+def read_service(client: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Service's labels and selector, or None when it does not exist."""
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        service = k8s.CoreV1Api(client).read_namespaced_service(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return {"labels": dict(service.metadata.labels or {}), "selector": dict(service.spec.selector or {})}

@@ -5,6 +5,9 @@ Choices that matter on GPUs:
   pod would wait forever for GPUs the old pod still holds.
 - A startup probe with a long budget: loading weights takes minutes, and liveness must not kill the server
   meanwhile. Readiness then watches ``/v1/models`` (the model is being served), liveness ``/health``.
+- A named endpoint (``front``) is a stable Service in front of revisions: each revision is its own Deployment and
+  Service (for the promotion gate to test it alone), and the front Service selects the live one by its revision
+  label, so switching revisions is one change of a selector (``front_service_manifest``).
 - Weights given as an object-storage URI (s3://, gs://, az://: ``gpuflow.core.storage``) are copied into the
   cache volume by an init container before vLLM starts, so vLLM only ever reads a local directory.
 """
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from gpuflow.core import naming
 from gpuflow.core.clouds import CLOUD_TRAITS
 from gpuflow.core.errors import RequestError
 from gpuflow.core.storage import downloadable, servable_shapes
@@ -70,7 +74,8 @@ class EndpointSpec:
     ``command`` empty keeps the image's entrypoint. ``cache_claim`` names a PersistentVolumeClaim for the
     model cache, otherwise an emptyDir (``cache_size_limit``, e.g. "100Gi") is used. ``replicas``: one per node of
     the pool, each holding all of its node's accelerators (tensor parallel), so a multi-node pool serves on every
-    node, behind the one Service."""
+    node, behind the one Service. ``front``: the named endpoint this is a revision of (its pods carry the revision
+    label the front Service selects), or empty for a run's own endpoint."""
 
     name: str
     namespace: str
@@ -85,9 +90,12 @@ class EndpointSpec:
     probes: ProbeTiming = field(default_factory=ProbeTiming)
     region: str = ""  # the cluster's region, where its bucket is (S3 signs requests for it)
     replicas: int = 1
+    front: str = ""
 
     def __post_init__(self) -> None:
         dns1035_label("name", self.name)
+        if self.front:
+            dns1035_label("endpoint_name", self.front)
         if self.replicas < 1:
             raise RequestError("nodes", self.replicas, "at least 1: one endpoint replica runs on each node")
         dns1123_label("namespace", self.namespace)
@@ -109,7 +117,14 @@ class EndpointSpec:
 
     @property
     def selector(self) -> dict[str, str]:
+        if self.front:
+            return {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": self.front, **self.revision}
         return {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": self.name}
+
+    @property
+    def revision(self) -> dict[str, str]:
+        """The label of this revision's pods (a named endpoint's); the revision is the Deployment's name."""
+        return {naming.REVISION_LABEL: self.name} if self.front else {}
 
     @property
     def all_labels(self) -> dict[str, str]:
@@ -155,10 +170,23 @@ def secret_manifest(spec: EndpointSpec, hf_token: str) -> dict[str, Any]:
 
 
 def service_manifest(spec: EndpointSpec) -> dict[str, Any]:
+    """The endpoint's Service (a named endpoint's revision's own: the gate tests the revision through it)."""
+    return _service(spec.name, spec, spec.all_labels)
+
+
+def front_service_manifest(spec: EndpointSpec) -> dict[str, Any]:
+    """The named endpoint's stable Service, sending its traffic to ``spec``'s revision; labelled with the endpoint
+    (the janitor keeps the revision it selects) and with ``spec``'s run, whose teardown keeps it."""
+    if not spec.front:
+        raise ValueError(f"{spec.name} is not a revision of a named endpoint")
+    return _service(spec.front, spec, {**spec.labels, naming.ENDPOINT_LABEL: spec.front})
+
+
+def _service(name: str, spec: EndpointSpec, labels: Mapping[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(spec.name, spec.namespace, spec.all_labels),
+        "metadata": metadata(name, spec.namespace, labels),
         "spec": {
             "type": "ClusterIP",
             "selector": spec.selector,

@@ -113,6 +113,8 @@ class CostReportOperator(BaseOperator):
         ti = context["ti"]
         kept = (ti.xcom_pull(task_ids=self.teardown_task_id) or {}).get("kept")
         if kept and NodePoolRef.from_dict(kept["pool"]) == pool:
+            if kept.get("endpoint"):
+                return f"the pool serves endpoint {kept['endpoint']}"
             return f"the endpoint's pool is kept until {kept['expires_at']}"
         unconfirmed = ti.xcom_pull(task_ids=self.teardown_task_id, key=UNCONFIRMED_XCOM)
         if unconfirmed is None or Unconfirmed.from_xcom(unconfirmed).covers(pool):
@@ -121,7 +123,14 @@ class CostReportOperator(BaseOperator):
 
     def _log_kept(self, context: Context, last: CostEntry) -> None:
         kept = (context["ti"].xcom_pull(task_ids=self.teardown_task_id) or {}).get("kept")
-        if kept:
+        if kept and kept.get("endpoint"):
+            self.log.info(
+                "the pool serves endpoint %s and keeps costing %.4f USD/h: its entry stays open until a later "
+                "revision replaces it (or gpu_endpoint_delete deletes it), which closes it",
+                kept["endpoint"],
+                last.hourly_usd,
+            )
+        elif kept:
             until = datetime.fromisoformat(kept["expires_at"])
             hours = max(0.0, (until - last.held_until).total_seconds() / 3600)
             self.log.info(

@@ -12,6 +12,7 @@ A failure with healthy nodes is the endpoint's own and fails the task as before.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -40,12 +41,14 @@ from gpuflow.triggers.endpoint import NODE_LOST, EndpointTrigger
 DEFAULT_SERVE_TIMEOUT_S = 30 * 60
 
 
-def endpoint_name(job_name: str, run_id_key: str) -> str:
-    """``<job>-<run digest>``: one endpoint per run, stable across retries, a valid Service name."""
-    return f"{job_name[:30].rstrip('-')}-{run_id_key[:8]}"
+def endpoint_name(job: Mapping[str, Any], run_id_key: str) -> str:
+    """``<job>-<run digest>``: one endpoint per run, stable across retries, a valid Service name; for a named
+    endpoint, ``<endpoint>-<run digest>``: this run's revision of it."""
+    prefix = job.get("endpoint_name") or job["job_name"][:30].rstrip("-")
+    return f"{prefix}-{run_id_key[:8]}"
 
 
-class _EndpointTask(BaseOperator):
+class EndpointTask(BaseOperator):
     """Shared reading of the plan and the run's pool, and getting the endpoint to serve again after a node loss.
 
     A subclass does its work in ``work``; ``served`` is what it does once the endpoint serves again after a recovery
@@ -99,17 +102,17 @@ class _EndpointTask(BaseOperator):
 
     def name(self, context: Context) -> str:
         run = run_of(context)
-        return endpoint_name(self.job(context)["job_name"], naming.run_key(run.dag_id, run.run_id))
+        return endpoint_name(self.job(context), naming.run_key(run.dag_id, run.run_id))
 
     def client(self, context: Context) -> OpenAIClient:
         config = kube_config(self.ready_pool(context).cluster)
         return OpenAIClient(service_proxy_endpoint(config, JOB_NAMESPACE, self.name(context), PORT))
 
-    def deploy(self, context: Context, pool: PoolHandoff) -> DeployedEndpoint:
-        """Apply the endpoint's Secret, Deployment and Service on ``pool`` (create or replace)."""
+    def spec(self, context: Context, pool: PoolHandoff) -> EndpointSpec:
+        """The run's endpoint (or its revision of a named endpoint) serving the trained model on ``pool``."""
         job, run = self.job(context), run_of(context)
         model = f"{run_output_uri(context, job, self.provisioned_task_id).rstrip('/')}/model"
-        spec = EndpointSpec(
+        return EndpointSpec(
             name=self.name(context),
             namespace=JOB_NAMESPACE,
             image=job["serving_image"],
@@ -118,7 +121,12 @@ class _EndpointTask(BaseOperator):
             labels=naming.ownership_labels(run.dag_id, run.run_id),
             region=pool.cluster.region,
             replicas=int(pool.choice["nodes"]),
+            front=job.get("endpoint_name", ""),
         )
+
+    def deploy(self, context: Context, pool: PoolHandoff) -> DeployedEndpoint:
+        """Apply the endpoint's Secret, Deployment and Service on ``pool`` (create or replace)."""
+        job, spec = self.job(context), self.spec(context, pool)
         token = BaseHook.get_connection(job["hf_token_conn_id"]).password if job["hf_token_conn_id"] else None
         applied = apply(api_client(kube_config(pool.cluster)), endpoint_manifests(spec, token))
         self.log.info(
@@ -128,7 +136,7 @@ class _EndpointTask(BaseOperator):
             pool.pool.name,
             spec.replicas,
         )
-        return DeployedEndpoint(spec.name, JOB_NAMESPACE, model, job["served_model_name"])
+        return DeployedEndpoint(spec.name, JOB_NAMESPACE, spec.options.model, job["served_model_name"])
 
     def wait_until_served(self, context: Context, pool: PoolHandoff) -> NoReturn:
         """Defer until the endpoint serves on ``pool``, watching the pool for a lost node; resumes in
@@ -188,7 +196,7 @@ class _EndpointTask(BaseOperator):
         )
 
 
-class DeployEndpointOperator(_EndpointTask):
+class DeployEndpointOperator(EndpointTask):
     """Apply the vLLM Secret, Deployment and Service for the trained model (create or replace)."""
 
     ui_color = "#e3f0fb"
@@ -197,7 +205,7 @@ class DeployEndpointOperator(_EndpointTask):
         return self.deploy(context, self.ready_pool(context)).to_xcom()
 
 
-class WaitEndpointOperator(_EndpointTask):
+class WaitEndpointOperator(EndpointTask):
     """Wait in the triggerer until the endpoint serves its model through the service proxy."""
 
     ui_color = "#e3f0fb"
@@ -211,7 +219,7 @@ class WaitEndpointOperator(_EndpointTask):
         return endpoint.to_xcom()
 
 
-class SmokeTestOperator(_EndpointTask):
+class SmokeTestOperator(EndpointTask):
     """One completion, one chat completion, the model list and vLLM's metrics, each asserted."""
 
     ui_color = "#e3f0fb"
@@ -228,7 +236,7 @@ class SmokeTestOperator(_EndpointTask):
         return result.to_dict()
 
 
-class BenchmarkOperator(_EndpointTask):
+class BenchmarkOperator(EndpointTask):
     """Poisson-arrival benchmark (vLLM's definitions); the JSON report and chart go to the run's artifacts.
 
     A benchmark whose requests failed because the pool lost a node is run again, whole, once the endpoint serves

@@ -11,7 +11,7 @@ from airflow.sdk import BaseHook, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from gpuflow.core.catalog import load_catalog
-from gpuflow.core.clusters import Cluster, ClusterConfigError
+from gpuflow.core.clusters import Cluster, ClusterConfigError, Clusters
 from gpuflow.core.errors import CatalogError, RequestError, UnsatisfiableRequest
 from gpuflow.core.explain import format_plan
 from gpuflow.core.handoffs import PlanHandoff
@@ -20,7 +20,8 @@ from gpuflow.core.planner import plan
 from gpuflow.core.request import PlanRequest
 from gpuflow.core.settings import ARTIFACTS_ENV, artifacts_base, catalog_source
 from gpuflow.core.storage import require_reachable_output
-from gpuflow.operators.runtime import clusters
+from gpuflow.named_endpoints import EndpointLookupError, find_live_endpoint
+from gpuflow.operators.runtime import JOB_NAMESPACE, clusters
 from gpuflow.state.store import BlockStore
 
 REQUEST_FIELDS = frozenset(f.name for f in fields(PlanRequest))
@@ -79,8 +80,9 @@ class PlanOperator(BaseOperator):
         remembered = BlockStore().active(now)
         if remembered:
             self.log.info("failover memory: %d offer block(s) in force", len(remembered))
-        request = PlanRequest.from_mapping({**job.plan.to_dict(), "blocked": [*job.plan.blocked, *remembered]})
         configured = clusters()
+        where = self._endpoint_region(job, configured)
+        request = PlanRequest.from_mapping({**job.plan.to_dict(), "blocked": [*job.plan.blocked, *remembered], **where})
         result = plan(
             request,
             load_catalog(self.catalog or catalog_source()),
@@ -92,6 +94,29 @@ class PlanOperator(BaseOperator):
             job, [configured.for_region(c.offer.cloud, c.offer.region) for c in (result.chosen, *result.fallbacks)]
         )
         return result
+
+    def _endpoint_region(self, job: JobRequest, configured: Clusters) -> dict[str, list[str]]:
+        """For a named endpoint that serves already: its cluster's cloud and region, where the run must train and
+        serve (its Service selects pods of its own cluster only; its bucket is the one its pods can read)."""
+        if not job.endpoint_name:
+            return {}
+        try:
+            live = find_live_endpoint(job.endpoint_name, configured.by_region.values(), JOB_NAMESPACE)
+        except EndpointLookupError as exc:
+            raise AirflowFailException(f"{exc}; try again when the cluster answers") from exc
+        if live is None:
+            self.log.info("endpoint %s does not exist yet: this run creates it where it lands", job.endpoint_name)
+            return {}
+        cloud, region = live.cluster.cloud, live.cluster.region
+        if cloud not in job.plan.clouds or not job.plan.allows_region(region):
+            raise RequestError(
+                "endpoint_name",
+                job.endpoint_name,
+                f"an endpoint the request's clouds and regions allow: it serves on {cloud}/{region}, which they "
+                "exclude (add them, or name another endpoint)",
+            )
+        self.log.info("endpoint %s serves on %s: this run trains and serves there", job.endpoint_name, live.describe())
+        return {"clouds": [cloud], "regions": [region]}
 
 
 def _check_output_reachable(job: JobRequest, candidates: list[Cluster]) -> None:

@@ -15,6 +15,11 @@ did serve, its Deployment (with its pods), Service and Secret and the pool servi
 shrinks the pool); everything else of the run (the training pod, pools failover abandoned, objects on
 other clusters) is deleted as usual. The ``gpu_janitor`` DAG deletes the kept ones once that time has passed.
 
+Named endpoint: when the run's revision was promoted onto its named endpoint (``promote``'s XCom ``promoted``), the
+revision, the front Service and their pool are kept the same way, stamped with the endpoint's label
+(``gpuflow.io/endpoint``) and no expiry: they serve until a later run's revision replaces them or
+``gpu_endpoint_delete`` deletes the endpoint.
+
 Whether it succeeds or fails, it pushes what it could not confirm deleted (``Unconfirmed``, XCom key
 ``unconfirmed``): the cost report records such a pool as an open ledger entry, which the janitor closes.
 """
@@ -42,26 +47,42 @@ from gpuflow.sweep import Decision, Holdings, Key, failed_clusters, survey, swee
 
 DEFAULT_DELETE_TIMEOUT_S = 15 * 60
 UNCONFIRMED_XCOM = "unconfirmed"  # what the teardown could not confirm deleted (``Unconfirmed``)
+PROMOTED_XCOM = "promoted"  # ``promote``'s record that the run's revision serves its named endpoint
 
 
 @dataclass(frozen=True, slots=True)
 class Keep:
-    """The serving pool (and the endpoint on its cluster) to keep, until when, and with how many nodes (the
-    endpoint watchdog restores that count if the cloud shrinks the pool: ``gpuflow.core.watchdog``)."""
+    """The serving pool (and the endpoint on its cluster) to keep, until when (None: as a named endpoint's live
+    revision, ``endpoint``, until replaced or deleted), and with how many nodes (the endpoint watchdog restores
+    that count if the cloud shrinks the pool: ``gpuflow.core.watchdog``)."""
 
     pool: NodePoolRef
-    until: datetime
+    until: datetime | None
     nodes: int = 1
+    endpoint: str = ""
+
+    @property
+    def stamp(self) -> dict[str, str]:
+        """The labels the kept resources get."""
+        held = naming.expiry_label(self.until) if self.until else {naming.ENDPOINT_LABEL: self.endpoint}
+        return {**held, naming.KEPT_NODES_LABEL: str(self.nodes)}
 
     def to_dict(self, objects: list[str]) -> dict[str, Any]:
         """For XCom: the cost report reads how long the kept pool goes on costing."""
-        epoch = int(self.until.timestamp())
         return {
             "pool": self.pool.to_dict(),
             "objects": objects,
-            "expires_at": self.until.isoformat(),
-            "expires_at_epoch": epoch,
+            "expires_at": self.until.isoformat() if self.until else None,
+            "expires_at_epoch": int(self.until.timestamp()) if self.until else None,
+            "endpoint": self.endpoint or None,
         }
+
+    def describe(self) -> str:
+        if self.until is None:
+            return (
+                f"as the live revision of endpoint {self.endpoint} (until replaced or deleted with gpu_endpoint_delete)"
+            )
+        return f"until {self.until.strftime('%Y-%m-%d %H:%M:%S UTC')}; the gpu_janitor DAG deletes them after that"
 
 
 class TeardownOperator(BaseOperator):
@@ -74,11 +95,12 @@ class TeardownOperator(BaseOperator):
         recovery moved the endpoint since (the run's state in the state store says where it ended).
     :param endpoint_task_id: the task whose XCom says the endpoint served (an endpoint that never did is
         not kept).
+    :param promote_task_id: the task that pushes ``promoted`` when the run's revision took its named endpoint over.
     :param delete_timeout_s: how long deletions may take before the run is failed with what is left.
     :param poll_interval_s: seconds between checks while deletions finish (default ``GPUFLOW_POLL_INTERVAL_S``).
     """
 
-    template_fields = ("plan_task_id", "pool_task_id", "endpoint_task_id")
+    template_fields = ("plan_task_id", "pool_task_id", "endpoint_task_id", "promote_task_id")
     ui_color = "#f6dede"
 
     def __init__(
@@ -87,6 +109,7 @@ class TeardownOperator(BaseOperator):
         plan_task_id: str = "plan",
         pool_task_id: str = "train",
         endpoint_task_id: str = "wait_endpoint",
+        promote_task_id: str = "promote",
         delete_timeout_s: float = DEFAULT_DELETE_TIMEOUT_S,
         poll_interval_s: float | None = None,
         **kwargs: Any,
@@ -95,6 +118,7 @@ class TeardownOperator(BaseOperator):
         self.plan_task_id = plan_task_id
         self.pool_task_id = pool_task_id
         self.endpoint_task_id = endpoint_task_id
+        self.promote_task_id = promote_task_id
         self.delete_timeout_s = delete_timeout_s
         self.poll_interval_s = poll_interval_s
 
@@ -130,11 +154,11 @@ class TeardownOperator(BaseOperator):
         if keep is not None:
             kept = keep.to_dict(swept.stamped_objects)
             self.log.info(
-                "kept until %s: node pool %s on %s and %s; the gpu_janitor DAG deletes them after that",
-                keep.until.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                "kept node pool %s on %s and %s %s",
                 keep.pool.name,
                 keep.pool.cluster,
                 ", ".join(swept.stamped_objects) or "no endpoint object",
+                keep.describe(),
             )
         return {
             "deleted_pools": [ref.to_dict() for ref in swept.deleted_pools],
@@ -143,8 +167,13 @@ class TeardownOperator(BaseOperator):
         }
 
     def _keep(self, context: Context) -> Keep | None:
-        """What to keep: the serving pool, when the request asked for keep-time and the endpoint served."""
+        """What to keep: the serving pool, when the run's revision took its named endpoint over, or when the
+        request asked for keep-time and the endpoint served."""
         ti = context["ti"]
+        promoted = ti.xcom_pull(task_ids=self.promote_task_id, key=PROMOTED_XCOM)
+        if promoted:
+            pool = current_pool(context, self.pool_task_id)
+            return Keep(pool.pool, None, int(pool.choice["nodes"]), endpoint=promoted["endpoint"])
         planned = self._plan(context)
         minutes = int((planned.job or {}).get("keep_endpoint_minutes") or 0) if planned else 0
         if not minutes:
@@ -190,5 +219,4 @@ def teardown_decision(holdings: list[Holdings], keep: Keep | None) -> Decision:
         for status in cluster.pools:
             key = cluster.key(NODE_POOL, status.ref.name)
             (stamped if keep is not None and status.ref == keep.pool else delete).add(key)
-    stamp = {**naming.expiry_label(keep.until), naming.KEPT_NODES_LABEL: str(keep.nodes)} if keep is not None else {}
-    return Decision(frozenset(delete), frozenset(stamped), stamp)
+    return Decision(frozenset(delete), frozenset(stamped), keep.stamp if keep is not None else {})

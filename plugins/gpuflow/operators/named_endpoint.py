@@ -1,0 +1,210 @@
+"""``promote``: put the run's model behind its named endpoint (``endpoint_name``), or leave the live one serving.
+
+The new revision already serves beside the live one, on the run's own pool, behind its own Service: it was
+deployed, waited for and smoke-tested there by the tasks before. This task
+1. benchmarks the live model and the new one on the same prompts (``gpuflow.serving.gate``); if the new one fails
+   the gate, the task fails with the gate's figures, the live model goes on serving, and the run's teardown deletes
+   the new revision and its pool as usual;
+2. switches the endpoint's front Service to the new revision (one selector: new requests go to the new pods, those
+   in flight finish on the old ones), and records it (XCom ``promoted``: the teardown then keeps the revision and its
+   pool, stamped with the endpoint's label, instead of deleting them);
+3. lets the old revision drain (``GPUFLOW_SWAP_DRAIN_S``), then deletes it and its pool, and gives back its GPU lease.
+
+With ``swap_load`` a steady load runs through the front Service from before the switch to after the old revision is
+gone, and its failed requests and latency are reported. The first run of a named endpoint creates the front Service
+(gated on its own failures only). A new try after the switch finds its own revision live and only retires the old.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from gpuflow.clouds.access import kube_config
+from gpuflow.core import naming
+from gpuflow.core.settings import poll_interval_s, swap_drain_s
+from gpuflow.kube.cluster import api_client, apply
+from gpuflow.kube.serving import EndpointSpec, front_service_manifest
+from gpuflow.named_endpoints import (
+    LiveEndpoint,
+    Removed,
+    delete_endpoint,
+    live_endpoint,
+    retire_old_revisions,
+)
+from gpuflow.operators.endpoint import EndpointTask
+from gpuflow.operators.runtime import JOB_NAMESPACE, clusters, run_of
+from gpuflow.operators.teardown import DEFAULT_DELETE_TIMEOUT_S, PROMOTED_XCOM
+from gpuflow.serving.benchmark import BenchmarkConfig, BenchmarkReport, run_benchmark
+from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
+from gpuflow.serving.gate import GateBounds, GateVerdict, judge
+from gpuflow.serving.load import SteadyLoad
+from gpuflow.serving.vllm_args import PORT
+from gpuflow.state.admission import Leases
+from gpuflow.state.ledger import Ledger
+
+GATE_REQUESTS = 16  # per model; the same prompts for both
+WARM_UP_ANSWERS = 5  # answers through the front before the switch: the "before" latency
+
+
+class PromoteOperator(EndpointTask):
+    """Gate the run's revision against the live model and switch the named endpoint to it; a run without
+    ``endpoint_name`` has nothing to promote."""
+
+    ui_color = "#dff5e1"
+
+    def work(self, context: Context) -> dict[str, Any] | None:
+        job = self.job(context)
+        front = job.get("endpoint_name", "")
+        if not front:
+            self.log.info("no endpoint_name: the run's own endpoint is not promoted anywhere")
+            return None
+        pool = self.ready_pool(context)
+        spec = self.spec(context, pool)
+        live = live_endpoint(front, pool.cluster, JOB_NAMESPACE)
+        if live is not None and live.revision == spec.name:
+            self.log.info("endpoint %s already serves this run's revision (a new try): retiring the old", front)
+            self._retire(context, live)
+            return {"endpoint": front, "revision": spec.name, "previous": None}
+        verdict = self._gate(context, live)
+        self.log.info("promotion gate for %s: %s", spec.name, verdict.figures)
+        if not verdict.passed:
+            raise AirflowFailException(
+                f"promotion gate failed for {spec.name} onto endpoint {front}: {'; '.join(verdict.reasons)} "
+                f"({verdict.figures}). The live model keeps serving; this run's revision is deleted by its teardown."
+            )
+        result: dict[str, Any] = {"endpoint": front, "revision": spec.name, "previous": live.revision if live else None}
+        with ExitStack() as stack:
+            load = None
+            if live is not None and job["swap_load"]:
+                client = stack.enter_context(self._front_client(context, front))
+                load = stack.enter_context(SteadyLoad(client, job["served_model_name"]))
+                load.wait_for_successes(WARM_UP_ANSWERS)
+            swapped_at = time.monotonic()
+            self._switch(context, spec, live)
+            if live is not None:
+                self._retire(context, live)
+            result["swap_s"] = round(time.monotonic() - swapped_at, 1)
+            if load is not None:
+                time.sleep(2)  # answers after the old revision is gone, too
+                before, during = load.figures(until=swapped_at), load.figures(since=swapped_at)
+                self.log.info("steady load before the swap: %s", before.describe())
+                self.log.info("steady load through the swap: %s", during.describe())
+                result["load"] = {"before": before.to_dict(), "during": during.to_dict()}
+        return result
+
+    def _gate(self, context: Context, live: LiveEndpoint | None) -> GateVerdict:
+        job = self.job(context)
+        if live is not None:
+            self._check_same_model_name(context, live)
+        config = BenchmarkConfig(
+            model=job["served_model_name"],
+            num_prompts=GATE_REQUESTS,
+            request_rate=job["benchmark_rate"],
+            input_len=32,
+            output_len=16,
+        )
+        live_report: BenchmarkReport | None = None
+        if live is not None:
+            with self._front_client(context, live.name) as client:
+                live_report = run_benchmark(client, config)
+        with self.client(context) as client:
+            candidate = run_benchmark(client, config)
+        if candidate.failed:
+            self.recover_if_node_lost(context)  # a lost node is the cloud's doing, not the model's
+        bounds = GateBounds(job["gate_ttft_p99_ratio"], job["gate_throughput_ratio"])
+        return judge(candidate, live_report, bounds)
+
+    def _check_same_model_name(self, context: Context, live: LiveEndpoint) -> None:
+        """The endpoint's clients ask for the live model by name: a new name would answer them 404 after the swap."""
+        name = self.job(context)["served_model_name"]
+        with self._front_client(context, live.name) as client:
+            served = client.models()
+        if name not in served:
+            raise AirflowFailException(
+                f"served_model_name {name!r} is not the name endpoint {live.name} serves ({', '.join(served)}): its "
+                "clients would get 404 after the swap. Keep the endpoint's name, or use another endpoint_name."
+            )
+
+    def _switch(self, context: Context, spec: EndpointSpec, live: LiveEndpoint | None) -> None:
+        """Point the front Service at ``spec``'s revision (creating it for the endpoint's first), and say so."""
+        apply(api_client(kube_config(self.ready_pool(context).cluster)), [front_service_manifest(spec)])
+        context["ti"].xcom_push(key=PROMOTED_XCOM, value={"endpoint": spec.front, "revision": spec.name})
+        was = f" (was {live.revision})" if live else " (its first revision)"
+        self.log.info("endpoint %s now serves revision %s%s", spec.front, spec.name, was)
+
+    def _retire(self, context: Context, live: LiveEndpoint) -> None:
+        """Let the old revision drain, then delete it and its pool; fail naming what could not be deleted (the new
+        revision serves whatever happens here, and the next promotion retries the rest)."""
+        drain = swap_drain_s()
+        self.log.info("old revision %s drains for %.0f s, then goes", live.revision, drain)
+        time.sleep(drain)
+        run = run_of(context)
+        removed = retire_old_revisions(
+            live.name,
+            live.cluster,
+            JOB_NAMESPACE,
+            naming.run_key(run.dag_id, run.run_id),
+            timeout_s=DEFAULT_DELETE_TIMEOUT_S,
+            poll_interval_s=poll_interval_s(),
+        )
+        settle(removed, f"revision replaced by {self.name(context)}", self.log)
+        if removed.problems:
+            raise AirflowException(
+                f"endpoint {live.name} serves the new revision, but retiring the old was incomplete: "
+                + "; ".join(removed.problems)
+                + " (the next promotion, or gpu_endpoint_delete, deletes the rest)"
+            )
+
+    def _front_client(self, context: Context, front: str) -> OpenAIClient:
+        config = kube_config(self.ready_pool(context).cluster)
+        return OpenAIClient(service_proxy_endpoint(config, JOB_NAMESPACE, front, PORT), timeout_s=30)
+
+
+class DeleteEndpointOperator(BaseOperator):
+    """Delete the named endpoint ``endpoint_name`` whole on every configured cluster: its front Service, every
+    revision and their pools; succeeds when nothing of it is left (also when there was nothing)."""
+
+    template_fields = ("endpoint_name",)
+    ui_color = "#f6dede"
+
+    def __init__(self, *, endpoint_name: str, delete_timeout_s: float = DEFAULT_DELETE_TIMEOUT_S, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.endpoint_name = endpoint_name
+        self.delete_timeout_s = delete_timeout_s
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        name = self.endpoint_name
+        if not name:
+            raise AirflowFailException("endpoint_name is empty: name the endpoint to delete")
+        removed = delete_endpoint(
+            name,
+            clusters().by_region.values(),
+            JOB_NAMESPACE,
+            timeout_s=self.delete_timeout_s,
+            poll_interval_s=poll_interval_s(),
+        )
+        settle(removed, f"endpoint {name} deleted", self.log)
+        deleted = removed.swept.deleted_objects + [p.name for p in removed.swept.deleted_pools]
+        self.log.info("endpoint %s: deleted %s", name, ", ".join(deleted) or "nothing (no such endpoint)")
+        if removed.problems:
+            raise AirflowException(f"endpoint {name} not wholly deleted: " + "; ".join(removed.problems))
+        return {"endpoint": name, "deleted": deleted}
+
+
+def settle(removed: Removed, why: str, log: Any) -> None:
+    """After revisions were removed: close the cost entries of their deleted pools and give back the GPU leases of
+    the runs they were of (the janitor would, later)."""
+    now = datetime.now(UTC)
+    ledger = Ledger()
+    for pool in removed.swept.deleted_pools:
+        for entry in ledger.close(pool.path, now, why):
+            log.info("closed the cost entry of %s (run %s): %.4f USD", pool.path, entry.run_id, entry.cost_usd)
+    for key in removed.run_keys:
+        if Leases().release(key, now=now):
+            log.info("GPU lease of run %s released: its revision is gone", key)
