@@ -24,10 +24,10 @@ from gpuflow.kube.cluster import api_client, apply, label_objects, labelled_obje
 from gpuflow.kube.objects import metadata
 from gpuflow.operators.runtime import JOB_NAMESPACE
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
+from gpuflow.serving.load import SteadyLoad
 from gpuflow.serving.vllm_args import PORT
 from gpuflow.state.runs import RunRegistry
 from tests.e2e.test_pipeline_on_emulator import CONF, run_objects, task_states
-from gpuflow.serving.load import SteadyLoad
 from tests.support.offers import cluster_of, one_gpu_pool_spec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ def dag(airflow_db: Path) -> Any:
     return DagBag(dag_folder=str(ROOT / "dags" / "gpu_scheduled_retraining.py")).dags["gpu_scheduled_retraining"]
 
 
-def test_a_retraining_run_with_the_configured_job_succeeds_and_leaves_nothing(
+def test_a_retraining_run_with_the_configured_job_promotes_onto_its_endpoint_which_deletes_whole(
     dag: Any, clouds_emulator: EmulatorProcess
 ) -> None:
     # The training command needs no ML environment; one cloud and a short benchmark keep the test fast (the teardown
@@ -43,4 +43,11 @@ def test_a_retraining_run_with_the_configured_job_succeeds_and_leaves_nothing(
     config = load_retraining_config()
     assert job["served_model_name"] == config.job.served_model_name
     assert job["dataset_uri"] == config.job.dataset_uri
+    endpoint = config.job.endpoint_name
+    assert tis["promote"].xcom_pull(task_ids="promote")["endpoint"] == endpoint
+    assert tis["teardown"].xcom_pull(task_ids="teardown")["kept"]["endpoint"] == endpoint
+    assert clouds_emulator.labelled(naming.ENDPOINT_LABEL, endpoint)  # the revision and its pool serve on
+    deleter = DagBag(dag_folder=str(ROOT / "dags" / "gpu_endpoint_delete.py")).dags["gpu_endpoint_delete"]
+    assert deleter.test(run_conf={"endpoint_name": endpoint}).state == "success"
+    assert clouds_emulator.labelled(naming.ENDPOINT_LABEL, endpoint) == []
     assert clouds_emulator.labelled(naming.RUN_LABEL, naming.run_key(run.dag_id, run.run_id)) == []

@@ -19,11 +19,11 @@ from gpuflow.core import naming
 from gpuflow.operators.endpoint import endpoint_name
 from gpuflow.operators.runtime import JOB_NAMESPACE
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
+from gpuflow.serving.load import SteadyLoad
 from gpuflow.serving.vllm_args import PORT
 from gpuflow.state.ledger import Ledger
 from tests.e2e.test_pipeline_on_emulator import CONF, dag, run_objects, task_states
 from tests.support.emulated_clouds import FAKE_STEPS, fake_resumable_training, gcs_object
-from gpuflow.serving.load import SteadyLoad
 from tests.support.offers import cluster_of
 
 __all__ = ["dag"]  # the fixture, shared with the pipeline tests

@@ -47,7 +47,14 @@ def fast_retraining_config(directory: Path) -> Path:
     """The shipped retraining config with the fast job of these tests (read by the DAG processor at parse time)."""
     config = yaml.safe_load(RETRAINING_CONFIG.read_text())
     fast = {key: value for key, value in FAST_CONF.items() if key != "job_name"}
-    config["job"] = {**config["job"], **fast, "dataset_uri": "", "served_model_name": "tiny-retrained"}
+    # Its own endpoint, torn down at the end: these tests are about triggering, promotion is tested end to end.
+    config["job"] = {
+        **config["job"],
+        **fast,
+        "dataset_uri": "",
+        "served_model_name": "tiny-retrained",
+        "endpoint_name": "",
+    }
     config["cron"] = NO_TICK_DURING_THE_TESTS
     path = directory / "retraining.yaml"
     path.write_text(yaml.safe_dump(config))

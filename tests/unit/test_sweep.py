@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gpuflow import sweep as sweeping
+from gpuflow.core import naming
 from gpuflow.core.clusters import Cluster
 from gpuflow.core.nodepool import NodePoolRef, NodePoolStatus, PoolState
 from gpuflow.kube.cluster import KubeObject
@@ -97,6 +98,15 @@ def test_the_teardown_stamps_the_kept_pool_and_its_endpoint_and_deletes_the_rest
     assert swept.stamped_objects == ["Deployment/ep", "Service/ep"]
     assert [ref.name for ref in swept.deleted_pools] == ["abandoned", "other"]
     assert sweeping.wait_until_gone(swept, LABEL, decision, timeout_s=0, poll_interval_s=0) == []
+
+
+def test_a_promoted_revision_is_kept_as_its_named_endpoints_without_an_expiry(
+    clusters: dict[str, FakeCluster],
+) -> None:
+    keep = Keep(clusters["gke"].ref("serving"), None, nodes=2, endpoint="chat")
+    decision = teardown_decision(holdings_of(clusters, settled_out=False), keep)
+    assert decision.stamp == {naming.ENDPOINT_LABEL: "chat", naming.KEPT_NODES_LABEL: "2"}
+    assert keep.to_dict(["Service/chat"])["expires_at"] is None
 
 
 def test_a_cluster_that_cannot_be_reached_is_reported_and_spares_no_other(clusters: dict[str, FakeCluster]) -> None:

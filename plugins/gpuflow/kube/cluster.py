@@ -132,17 +132,25 @@ def _replace(client: Any, manifest: Mapping[str, Any]) -> None:
         raise ValueError(f"cannot replace a {kind}")
 
 
-def deployment_status(client: Any, namespace: str, name: str) -> dict[str, Any] | None:
-    """The Deployment's ``status`` as a dict, or None when it does not exist."""
-    from kubernetes import client as k8s
+def _read(read: Callable[[str, str], Any], name: str, namespace: str) -> Any:
+    """The object ``read`` returns, or None when it does not exist."""
     from kubernetes.client.exceptions import ApiException
 
     try:
-        deployment = k8s.AppsV1Api(client).read_namespaced_deployment(name, namespace)
+        return read(name, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
+
+
+def deployment_status(client: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Deployment's ``status`` as a dict, or None when it does not exist."""
+    from kubernetes import client as k8s
+
+    deployment = _read(k8s.AppsV1Api(client).read_namespaced_deployment, name, namespace)
+    if deployment is None:
+        return None
     status: dict[str, Any] = client.sanitize_for_serialization(deployment.status) or {}
     return status
 
@@ -244,12 +252,8 @@ def crash_report(client: Any, namespace: str, selector: str, *, restarts: int = 
 def read_service(client: Any, namespace: str, name: str) -> dict[str, Any] | None:
     """The Service's labels and selector, or None when it does not exist."""
     from kubernetes import client as k8s
-    from kubernetes.client.exceptions import ApiException
 
-    try:
-        service = k8s.CoreV1Api(client).read_namespaced_service(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    service = _read(k8s.CoreV1Api(client).read_namespaced_service, name, namespace)
+    if service is None:
+        return None
     return {"labels": dict(service.metadata.labels or {}), "selector": dict(service.spec.selector or {})}

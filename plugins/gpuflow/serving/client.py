@@ -87,8 +87,12 @@ class OpenAIClient:
         """The ids of the served models (vLLM lists ``--served-model-name``)."""
         return [str(model["id"]) for model in self._json("GET", "v1/models").get("data", [])]
 
-    def complete(self, model: str, prompt: str, max_tokens: int) -> Completion:
-        body = self._json("POST", "v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens})
+    def complete(self, model: str, prompt: str, max_tokens: int, *, temperature: float | None = None) -> Completion:
+        """One completion; ``temperature`` 0 makes it greedy (the same model answers a prompt the same way)."""
+        payload: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": max_tokens}
+        if temperature is not None:
+            payload["temperature"] = temperature
+        body = self._json("POST", "v1/completions", payload)
         return Completion(_first_choice(body).get("text") or "", *_usage(body.get("usage")))
 
     def chat(self, model: str, messages: Sequence[Mapping[str, str]], max_tokens: int) -> Completion:

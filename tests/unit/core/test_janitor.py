@@ -177,3 +177,39 @@ def test_an_open_entry_of_a_pool_gone_from_a_clean_listing_closes_and_one_still_
 
 def test_an_open_entry_on_a_cluster_that_could_not_be_listed_stays_open() -> None:
     assert ledger_closures(["aws/gpuflow-use1/gf-x"], [], [], {"gcp/gpuflow-usc1": frozenset()}) == {}
+
+
+FRONT = naming.run_key("gpu_train_and_serve", "manual__2")  # the run whose revision the endpoint serves
+
+
+def front_service(run: str = FRONT) -> Found:
+    labels = {naming.MANAGED_LABEL: "true", naming.RUN_LABEL: run, naming.ENDPOINT_LABEL: "chat"}
+    return Found("Service", "gcp", "gpuflow-usc1", "chat", labels)
+
+
+def revision(run: str) -> list[Found]:
+    return [pool(run, extra={naming.ENDPOINT_LABEL: "chat"}), endpoint(run, extra={naming.ENDPOINT_LABEL: "chat"})]
+
+
+def test_the_live_revision_of_a_named_endpoint_is_kept_after_its_run_ended() -> None:
+    verdicts = judge([front_service(), *revision(FRONT)], {FRONT: RunInfo(RunState.SUCCESS)}, NOW)
+    verdict = only(verdicts)
+    assert not verdict.delete
+    assert verdict.reason == "live revision of endpoint chat"
+
+
+def test_a_retired_revision_goes_once_the_promoting_run_ended_and_not_while_it_drains() -> None:
+    found = [front_service(), *revision(RUN)]
+    draining = judge(found, {RUN: RunInfo(RunState.SUCCESS), FRONT: RunInfo(RunState.RUNNING)}, NOW)
+    assert [v.delete for v in draining if v.found.run_key == RUN] == [False, False]
+    assert draining[-1].reason == f"endpoint chat is being promoted to run {FRONT}"
+    done = judge(found, {RUN: RunInfo(RunState.SUCCESS), FRONT: RunInfo(RunState.SUCCESS)}, NOW)
+    retired = [v for v in done if v.found.run_key == RUN]
+    assert [v.delete for v in retired] == [True, True]
+    assert retired[0].reason == f"retired revision of endpoint chat (run {FRONT} serves it)"
+
+
+def test_a_named_endpoint_whose_front_service_is_not_seen_is_kept() -> None:
+    verdict = only(judge(revision(RUN), {RUN: RunInfo(RunState.SUCCESS)}, NOW))
+    assert not verdict.delete
+    assert "gpu_endpoint_delete" in verdict.reason

@@ -29,6 +29,12 @@ BASE: dict[str, Any] = {"accelerator": "L4"}
         ("hf_token_conn_id", "hf_has space", "starting with 'hf_'"),
         ("served_model_name", 7, "a string"),
         ("jobname", "x", "not a job field"),
+        ("endpoint_name", "Chat_Bot", "1-40 lowercase letters"),
+        ("endpoint_name", 3, "a string"),
+        ("gate_ttft_p99_ratio", 0.5, "from 1 to 100"),
+        ("gate_throughput_ratio", -0.1, "from 0 to 100"),
+        ("gate_throughput_ratio", "fast", "a number"),
+        ("swap_load", "yes", "true or false"),
     ],
 )
 def test_a_bad_field_is_refused_with_its_name_value_and_fix(field: str, value: Any, expected: str) -> None:
@@ -89,3 +95,16 @@ def test_a_run_recovers_three_times_unless_told_otherwise() -> None:
     assert JobRequest.from_mapping(BASE).max_recoveries == 3
     assert JobRequest.from_mapping({**BASE, "max_recoveries": "0"}).max_recoveries == 0
     assert JobRequest.from_mapping({**BASE, "max_recoveries": 20}).fields()["max_recoveries"] == 20
+
+
+def test_a_named_endpoint_stays_until_deleted_so_a_keep_time_is_refused_with_it() -> None:
+    with pytest.raises(RequestError) as error:
+        JobRequest.from_mapping({**BASE, "endpoint_name": "chat", "keep_endpoint_minutes": 30})
+    assert error.value.field == "keep_endpoint_minutes"
+    assert "gpu_endpoint_delete" in error.value.expected
+
+
+def test_a_named_endpoint_is_gated_and_measured_by_default() -> None:
+    job = JobRequest.from_mapping({**BASE, "endpoint_name": "chat"})
+    assert (job.gate_ttft_p99_ratio, job.gate_throughput_ratio, job.swap_load) == (1.5, 0.67, True)
+    assert JobRequest.from_mapping(BASE).endpoint_name == ""

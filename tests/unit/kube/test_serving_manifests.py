@@ -15,6 +15,7 @@ from gpuflow.kube.serving import (
     ModelDownloader,
     ProbeTiming,
     endpoint_manifests,
+    front_service_manifest,
     rclone_downloader,
 )
 from tests.unit.kube.schema import assert_valid
@@ -232,3 +233,25 @@ def test_strict_schema_check_catches_a_misspelt_field() -> None:
 
     with pytest.raises(Exception, match="nodeselector"):
         assert_valid(deployment)
+
+
+def test_a_named_endpoints_revision_is_selected_by_its_front_service_through_its_revision_label() -> None:
+    spec = _spec(front="chat")
+    manifests = _by_kind(endpoint_manifests(spec))
+    deployment, service = manifests["Deployment"], manifests["Service"]
+    front = front_service_manifest(spec)
+    assert_valid(front)
+    pods = deployment["spec"]["template"]["metadata"]["labels"]
+    revision = {"gpuflow.io/revision": "llama-ep", "app.kubernetes.io/instance": "chat"}
+    assert revision.items() <= pods.items()
+    assert front["metadata"]["name"] == "chat"
+    assert front["spec"]["selector"] == service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert front["spec"]["selector"].items() <= pods.items()
+    assert front["metadata"]["labels"] == {**LABELS, "gpuflow.io/endpoint": "chat"}
+    assert "gpuflow.io/endpoint" not in service["metadata"]["labels"]  # the teardown stamps it once promoted
+
+
+def test_a_bad_endpoint_name_is_refused_with_the_field() -> None:
+    with pytest.raises(RequestError) as error:
+        _spec(front="Chat")
+    assert error.value.field == "endpoint_name"
