@@ -48,8 +48,9 @@ from gpuflow.serving.vllm_args import PORT
 from gpuflow.state.admission import Leases
 from gpuflow.state.ledger import Ledger
 
+GATE_XCOM = "gate"  # the gate's verdict: passed, reasons, figures
 GATE_REQUESTS = 16  # per model; the same prompts for both
-WARM_UP_ANSWERS = 5  # answers through the front before the switch: the "before" latency
+WARM_UP_ANSWERS = 20  # answers through the front before the switch: the "before" latency
 
 
 class PromoteOperator(EndpointTask):
@@ -73,6 +74,7 @@ class PromoteOperator(EndpointTask):
             return {"endpoint": front, "revision": spec.name, "previous": None}
         verdict = self._gate(context, live)
         self.log.info("promotion gate for %s: %s", spec.name, verdict.figures)
+        context["ti"].xcom_push(key=GATE_XCOM, value=verdict.to_dict())  # readable through the REST API, pass or fail
         if not verdict.passed:
             raise AirflowFailException(
                 f"promotion gate failed for {spec.name} onto endpoint {front}: {'; '.join(verdict.reasons)} "
