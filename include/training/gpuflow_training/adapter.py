@@ -59,7 +59,7 @@ def _lora_linear_class() -> Any:
     """Built on first use, so importing this module does not import torch (cli.py validates settings first)."""
     import torch
 
-    class LoraLinear(torch.nn.Module):
+    class LoraLinear(torch.nn.Module):  # type: ignore[misc]  # torch is Any where mypy runs (no torch in .venv)
         """A frozen linear layer plus its trainable low-rank update."""
 
         def __init__(self, base: Any, rank: int, scale: float) -> None:
@@ -77,8 +77,12 @@ def _lora_linear_class() -> Any:
     return LoraLinear
 
 
-def attach(net: Any, spec: AdapterSpec) -> list[str]:
-    """Freeze ``net`` and wrap each attention projection in a LoRA layer; returns the wrapped modules' names."""
+def attach(net: Any, spec: AdapterSpec, seed: int) -> list[str]:
+    """Freeze ``net`` and wrap each attention projection in a LoRA layer, initialised from ``seed`` (so a run is
+    repeatable); returns the wrapped modules' names."""
+    import torch
+
+    torch.manual_seed(seed)
     for parameter in net.parameters():
         parameter.requires_grad_(False)
     lora_linear = _lora_linear_class()

@@ -124,7 +124,7 @@ def _build_adapted(config: TrainConfig, resumed: checkpoint.Resumed | None) -> t
     assert config.base_model is not None  # config.py refuses an adapter without a base model
     try:
         net, tok = _build(replace(config, adapter_rank=0), "", None)
-        wrapped = adapter.attach(net, adapter.AdapterSpec(config.adapter_rank, config.base_model))
+        wrapped = adapter.attach(net, adapter.AdapterSpec(config.adapter_rank, config.base_model), config.seed)
     except ValueError as exc:
         raise BaseModelError(f"cannot add a LoRA adapter to base model {config.base_model!r}: {exc}") from exc
     if resumed is not None:
