@@ -37,8 +37,9 @@ def test_without_lora_neither_flags_nor_environment() -> None:
     ],
 )
 def test_invalid_lora_setting_names_the_field_and_the_choices(change: dict[str, Any], field: str) -> None:
+    lora: dict[str, Any] = {"model": "org/m", "served_model_name": "m", "enable_lora": True}
     with pytest.raises(RequestError) as error:
-        VllmOptions(**({"model": "org/m", "served_model_name": "m", "enable_lora": True} | change))
+        VllmOptions(**(lora | change))
 
     assert error.value.field == field
     if field == "max_lora_rank":
