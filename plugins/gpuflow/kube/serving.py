@@ -274,9 +274,12 @@ def _adapter_sync_container(spec: EndpointSpec, uri: str, mount: dict[str, Any])
     """Mirror ``uri`` into ``ADAPTERS_DIR`` every ``adapter_sync_period_s``: a loop in the image's shell (the
     rclone image is Alpine's, with busybox ``sh``), the rclone command as the script's arguments so nothing is
     quoted. One file at a time, in descending name order, so ``adapter_model.safetensors`` is whole before
-    ``adapter_config.json`` appears: vLLM reads the config first and answers 404 until it exists."""
+    ``adapter_config.json`` appears: vLLM reads the config first and answers 404 until it exists. The shell is
+    PID 1, which ignores SIGTERM unless it traps it: without the trap every rollout would wait out the grace period."""
     copy = ("rclone", "copy", "--transfers", "1", "--order-by", "name,descending")
-    script = f'while true; do "$@" || echo "adapter sync failed, retrying"; sleep {spec.adapter_sync_period_s}; done'
+    period = spec.adapter_sync_period_s
+    loop = f"while true; do \"$@\" || echo 'adapter sync failed, retrying'; sleep {period} & wait $!; done"
+    script = f"trap 'exit 0' TERM; {loop}"
     source = _rclone_source(uri, spec.region, "adapters_uri")
     return {
         "name": ADAPTER_SYNC,

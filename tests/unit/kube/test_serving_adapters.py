@@ -61,7 +61,9 @@ def test_the_sidecar_copies_the_adapters_uri_into_the_shared_cache_in_a_loop() -
     assert sidecar["image"].startswith("rclone/rclone:")
     shell, flag, script, name, *rclone = sidecar["command"]
     assert (shell, flag, name) == ("sh", "-c", "sync-adapters")
-    assert script == 'while true; do "$@" || echo "adapter sync failed, retrying"; sleep 20; done'
+    assert script == (
+        "trap 'exit 0' TERM; while true; do \"$@\" || echo 'adapter sync failed, retrying'; sleep 20 & wait $!; done"
+    )
     assert rclone == [
         "rclone", "copy", "--transfers", "1", "--order-by", "name,descending",
         "--s3-region", "us-east-1", ":s3:bucket/runs/r1/adapters", ADAPTERS_DIR,
@@ -115,6 +117,7 @@ def test_the_sidecar_command_runs_and_copies_new_adapters_weights_before_config(
         (source / "first" / name).write_text(name)
     command = _containers(_spec(adapter_sync_period_s=1))["sync-adapters"]["command"]
     command[-4:] = [str(source), str(volume)]  # the bucket's region, its URI, and ADAPTERS_DIR
+    command.insert(command.index("copy") + 1, "-v")  # says what it copied, in order
     sidecar = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for(volume / "first" / "adapter_config.json")
@@ -122,11 +125,15 @@ def test_the_sidecar_command_runs_and_copies_new_adapters_weights_before_config(
         (source / "second" / "adapter_config.json").write_text("x")
         _wait_for(volume / "second" / "adapter_config.json")
         assert sidecar.poll() is None  # still looping
+        sidecar.terminate()  # SIGTERM to the shell alone, as the kubelet sends it to PID 1
+        assert sidecar.wait(timeout=5) == 0
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(sidecar.pid, signal.SIGKILL)
         output = sidecar.communicate(timeout=10)[0].decode()
     assert "adapter sync failed" not in output, output
+    copied = [line.split(": ")[1] for line in output.splitlines() if line.endswith(": Copied (new)")]
+    assert copied[:2] == ["first/adapter_model.safetensors", "first/adapter_config.json"], output
     assert (volume / "first" / "adapter_model.safetensors").read_text() == "adapter_model.safetensors"
 
 
