@@ -95,7 +95,8 @@ class Handler(BaseHTTPRequestHandler):
             elif refusal is None:
                 del self.server.adapters[name]
         if refusal is not None:
-            self._json({"error": {**refusal, "param": None}}, status=int(refusal["code"]))
+            code, kind, message = refusal
+            self._json({"error": {"message": message, "type": kind, "param": None, "code": code}}, status=code)
             return
         verb = "added" if load else "removed"
         self._send(200, f"Success: LoRA adapter '{name}' {verb} successfully.".encode(), "text/plain")
@@ -142,18 +143,18 @@ class Handler(BaseHTTPRequestHandler):
 StartDouble = Callable[..., Double]
 
 
-def _refusal(load: bool, name: str, path: str | None, adapters: dict[str, str]) -> dict[str, object] | None:
+def _refusal(load: bool, name: str, path: str | None, adapters: dict[str, str]) -> tuple[int, str, str] | None:
+    """(status, error type, message) of vLLM's refusal, or None when it would do it."""
     if load and name in adapters:
         message = (
             f"The lora adapter '{name}' has already been loaded. If you want to load the adapter in place, "
             "set 'load_inplace' to True."
         )
-        return {"code": 400, "type": "InvalidUserInput", "message": message}
+        return 400, "InvalidUserInput", message
     if load and not os.path.isfile(os.path.join(_local(str(path)), "adapter_config.json")):
-        missing = f"Loading lora {name} failed: No adapter found for {path}"
-        return {"code": 404, "type": "NotFoundError", "message": missing}
+        return 404, "NotFoundError", f"Loading lora {name} failed: No adapter found for {path}"
     if not load and name not in adapters:
-        return {"code": 404, "type": "NotFoundError", "message": f"The lora adapter '{name}' cannot be found."}
+        return 404, "NotFoundError", f"The lora adapter '{name}' cannot be found."
     return None
 
 
