@@ -49,6 +49,7 @@ def table() -> str:
             _set("QUANTIZATION_METHODS", list(QUANTIZATION_METHODS)),
             _set("DTYPES", choices["--dtype"]),
             _set("KV_CACHE_DTYPES", choices["--kv-cache-dtype"]),
+            _set("MAX_LORA_RANKS", choices["--max-lora-rank"]),
         ]
     )
 

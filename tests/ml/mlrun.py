@@ -28,6 +28,23 @@ SESSION_MODEL_ARGS = [
     "10",
 ]
 
+ADAPTER_RANK = 8
+# A LoRA adapter of the session's model: 10 short steps, a checkpoint at 5 and 10.
+SESSION_ADAPTER_ARGS = [
+    "--adapter-rank",
+    str(ADAPTER_RANK),
+    "--steps",
+    "10",
+    "--batch-size",
+    "8",
+    "--seq-len",
+    "64",
+    "--log-every",
+    "5",
+    "--checkpoint-every",
+    "5",
+]
+
 
 def ml_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a training subprocess: the package on PYTHONPATH, offline, 2 threads at most."""

@@ -45,6 +45,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     device: str = "auto"
     threads: int = 0  # 0 leaves torch's default
+    adapter_rank: int = 0  # > 0: train a LoRA adapter of this rank on the frozen base model (adapter.py)
 
     @property
     def head_dim(self) -> int:
@@ -67,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         dest="dataset_uri",
         help="text file or folder of .txt files: path, file://, s3://, gs://, az://, abfs:// (env DATASET_URI)",
     )
-    p.add_argument("--output", dest="output_uri", help="where checkpoints/ and model/ go (env OUTPUT_URI)")
+    p.add_argument(
+        "--output", dest="output_uri", help="where checkpoints/ and model/ (or adapter/) go (env OUTPUT_URI)"
+    )
     p.add_argument("--base-model", dest="base_model", help="HF-format model dir/URI to fine-tune (env BASE_MODEL_URI)")
     defaults = TrainConfig(dataset_uri="", output_uri="")
     for name, kind in [
@@ -91,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         ("keep_checkpoints", int),
         ("device", str),
         ("threads", int),
+        ("adapter_rank", int),
     ]:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=f"default {getattr(defaults, name)}")
     return p
@@ -149,5 +153,12 @@ def _validate(c: TrainConfig) -> None:
         raise UsageError(f"vocab_size {c.vocab_size} is too small: a byte-level BPE needs 256 byte tokens + specials")
     if not c.lr > 0:
         raise UsageError(f"lr must be positive, got {c.lr}")
+    if c.adapter_rank < 0:
+        raise UsageError(f"adapter_rank must be 0 (train the whole model) or a LoRA rank >= 1, got {c.adapter_rank}")
+    if c.adapter_rank and c.base_model is None:
+        raise UsageError(
+            f"adapter_rank {c.adapter_rank} needs a base model to adapt: pass --base-model URI (env BASE_MODEL_URI), "
+            "or set adapter_rank 0 to train a model from scratch"
+        )
     if c.device not in {"auto", "cpu", "cuda"} and not c.device.startswith("cuda:"):
         raise UsageError(f"device must be auto, cpu, cuda or cuda:N, got {c.device!r}")

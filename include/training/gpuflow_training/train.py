@@ -6,6 +6,7 @@ A SIGTERM (spot reclaim, pod deletion) finishes the current step, writes a check
 preempted node loses at most one step when the grace period allows the write, and at most N steps otherwise.
 ``progress.json`` follows every checkpoint (see progress.py), so whoever restarts the run knows where it stands.
 Under torchrun every process trains its share of each step's rows (distributed.py); rank 0 alone writes.
+With ``adapter_rank`` the base model is frozen and a LoRA adapter is trained and published instead (adapter.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import json
 import math
 import signal
 import time
+from dataclasses import replace
 from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-from . import checkpoint, data, distributed, model, storage, tokenizer
+from . import adapter, checkpoint, data, distributed, model, storage, tokenizer
 from .config import TrainConfig
 from .errors import EXIT_OK, EXIT_PREEMPTED, BaseModelError
 from .progress import ProgressFile
@@ -86,8 +88,14 @@ def _device_kind(config: TrainConfig) -> str:
     return config.device.split(":")[0]
 
 
+def _final(config: TrainConfig) -> str:
+    return adapter.FINAL if config.adapter_rank else FINAL
+
+
 def _build(config: TrainConfig, text: str, resumed: checkpoint.Resumed | None) -> tuple[Any, Any]:
     """(model, tokenizer): from the checkpoint, else the base model, else new from sizes."""
+    if config.adapter_rank:
+        return _build_adapted(config, resumed)
     if resumed is not None:
         return model.load_model(str(resumed.local_dir)), tokenizer.load_tokenizer(str(resumed.local_dir))
     if config.base_model:
@@ -104,11 +112,33 @@ def _build(config: TrainConfig, text: str, resumed: checkpoint.Resumed | None) -
     return model.new_model(config, tok), tok
 
 
+def _artefact(config: TrainConfig, net: Any) -> Any:
+    """What checkpoints and the final publish save: the model, or in adapter mode the adapter alone."""
+    if config.adapter_rank:
+        return adapter.Adapter(net, adapter.AdapterSpec(config.adapter_rank, config.base_model or ""))
+    return net
+
+
+def _build_adapted(config: TrainConfig, resumed: checkpoint.Resumed | None) -> tuple[Any, Any]:
+    """The frozen base model with LoRA layers: new ones, or the checkpoint's (which holds the adapter alone)."""
+    assert config.base_model is not None  # config.py refuses an adapter without a base model
+    try:
+        net, tok = _build(replace(config, adapter_rank=0), "", None)
+        wrapped = adapter.attach(net, adapter.AdapterSpec(config.adapter_rank, config.base_model), config.seed)
+    except ValueError as exc:
+        raise BaseModelError(f"cannot add a LoRA adapter to base model {config.base_model!r}: {exc}") from exc
+    if resumed is not None:
+        adapter.load(net, resumed.local_dir)
+    trained = sum(int(p.numel()) for p in adapter.trainable(net))
+    log(f"adapter: LoRA rank {config.adapter_rank} on {len(wrapped)} projections, {trained:,} trainable parameters")
+    return net, tok
+
+
 def _already_done(store: storage.Store, config: TrainConfig) -> bool:
-    if not store.is_complete(FINAL):
+    if not store.is_complete(_final(config)):
         return False
     try:
-        summary = json.loads(store.fs.cat_file(store.path(FINAL, SUMMARY_FILE)))
+        summary = json.loads(store.fs.cat_file(store.path(_final(config), SUMMARY_FILE)))
     except FileNotFoundError:
         return False
     return int(summary.get("step", 0)) >= config.steps
@@ -135,7 +165,7 @@ def _run(config: TrainConfig, text: str, store: storage.Store, world: distribute
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     if _already_done(store, config):
-        log(f"final model already at {store.path(FINAL)} for {config.steps} steps: nothing to do")
+        log(f"final {_final(config)} already at {store.path(_final(config))} for {config.steps} steps: nothing to do")
         return EXIT_OK
     if world.is_main:
         checkpoint.clear_staging(store)
@@ -160,7 +190,9 @@ def _run(config: TrainConfig, text: str, store: storage.Store, world: distribute
         f"device {device}, threads {torch.get_num_threads()}, {world.describe()}"
     )
 
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        adapter.trainable(net), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95)
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     step, tokens_seen, elapsed_before = 0, 0, 0.0
     if resumed is not None:
@@ -193,9 +225,9 @@ def _run(config: TrainConfig, text: str, store: storage.Store, world: distribute
     if not world.is_main:
         log(f"rank {world.rank}: done at step {step}")
         return EXIT_OK
-    target = _publish_final(store, net, tok, config, step)
+    target = _publish_final(store, _artefact(config, net), tok, config, step)
     progress.write(step, checkpoint.name_for(step), finished=True)  # the loop always checkpoints its last step
-    log(f"final model at {target} (step {step}); total {_clock(time.monotonic() - started)}")
+    log(f"final {_final(config)} at {target} (step {step}); total {_clock(time.monotonic() - started)}")
     return EXIT_OK
 
 
@@ -261,7 +293,7 @@ def _loop(
             target = checkpoint.save(
                 store,
                 step,
-                net,
+                _artefact(config, net),
                 tok,
                 optimizer,
                 scheduler,
@@ -280,10 +312,10 @@ def _loop(
 
 
 def _publish_final(store: storage.Store, net: Any, tok: Any, config: TrainConfig, step: int) -> str:
-    """The served artefact: HF-format weights (safetensors) + tokenizer with its chat template."""
-    staged = store.staging_dir(FINAL)
+    """The served artefact: HF-format weights (safetensors), or a PEFT adapter, + tokenizer with its chat template."""
+    staged = store.staging_dir(_final(config))
     net.save_pretrained(staged, safe_serialization=True)
     tokenizer.save_tokenizer(tok, staged)
     summary = {"step": step, "dataset_uri": config.dataset_uri, "settings": config.as_dict()}
     (staged / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return store.publish(staged, FINAL)
+    return store.publish(staged, _final(config))

@@ -487,3 +487,17 @@ KV_CACHE_DTYPES = frozenset(
         "ultraquant_4bit",
     }
 )
+
+MAX_LORA_RANKS = frozenset(
+    {
+        1,
+        8,
+        16,
+        32,
+        64,
+        128,
+        256,
+        320,
+        512,
+    }
+)

@@ -5,7 +5,9 @@ field. Pure data and checks, so the job request validates them in core; ``gpuflo
 them into the server's argument list. Quantization: vLLM reads the method from an AWQ or GPTQ checkpoint's
 config and picks the fast Marlin kernels by itself, so the flag is passed only when asked for, and a request
 for plain ``awq`` (or ``gptq``) becomes ``awq_marlin`` (``gptq_marlin``): the plain names force the old
-kernels, about 5x slower.
+kernels, about 5x slower. LoRA (``enable_lora``) lets the server load adapters at run time, without a restart:
+``max_lora_rank`` is the largest adapter rank it accepts (one of the pinned vLLM's choices), ``max_loras`` how many
+adapters one batch may mix.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ QUANTIZATION_ALIASES = {"awq": "awq_marlin", "gptq": "gptq_marlin"}
 # refuses would crash-loop the endpoint after training was paid for.
 QUANTIZATIONS = vllm_cli.QUANTIZATION_METHODS
 DTYPES = vllm_cli.DTYPES
+MAX_LORA_RANKS = vllm_cli.MAX_LORA_RANKS
 # Flags a caller may add; the ones above have fields, and anything else (e.g. --trust-remote-code) is refused.
 # Every one is a flag of the pinned ``vllm serve`` (a unit test holds them to it).
 EXTRA_FLAGS = frozenset(
@@ -58,6 +61,9 @@ class VllmOptions:
     quantization: str | None = None
     dtype: str = "auto"
     extra_args: Mapping[str, ExtraValue] = field(default_factory=dict)
+    enable_lora: bool = False
+    max_lora_rank: int = 16
+    max_loras: int = 1
 
     def __post_init__(self) -> None:
         for name in ("model", "served_model_name"):
@@ -75,6 +81,7 @@ class VllmOptions:
             object.__setattr__(self, "quantization", _quantization(self.quantization))
         if self.dtype not in DTYPES:
             raise RequestError("dtype", self.dtype, f"one of {', '.join(sorted(DTYPES))}")
+        _check_lora(self.enable_lora, self.max_lora_rank, self.max_loras)
         object.__setattr__(self, "extra_args", {_extra_flag(k): _extra_value(k, v) for k, v in self.extra_args.items()})
         for flag, value in self.extra_args.items():
             if flag in FLAG_CHOICES and value not in FLAG_CHOICES[flag]:
@@ -83,6 +90,20 @@ class VllmOptions:
 
 def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_lora(enable: object, max_rank: object, max_loras: object) -> None:
+    if not isinstance(enable, bool):
+        raise RequestError("enable_lora", enable, "True to load LoRA adapters at run time, else False")
+    if isinstance(max_rank, bool) or max_rank not in MAX_LORA_RANKS:
+        raise RequestError(
+            "max_lora_rank",
+            max_rank,
+            f"one of vLLM {vllm_cli.VLLM_VERSION}'s choices, at least the largest adapter rank: "
+            f"{', '.join(map(str, sorted(MAX_LORA_RANKS)))}",
+        )
+    if not _positive_int(max_loras):
+        raise RequestError("max_loras", max_loras, "how many adapters one batch may use, a whole number >= 1")
 
 
 def _quantization(value: str) -> str:

@@ -10,6 +10,9 @@ Choices that matter on GPUs:
   label, so switching revisions is one change of a selector (``front_service_manifest``).
 - Weights given as an object-storage URI (s3://, gs://, az://: ``gpuflow.core.storage``) are copied into the
   cache volume by an init container before vLLM starts, so vLLM only ever reads a local directory.
+- LoRA adapters given as an object-storage folder (``adapters_uri``) are copied into ``/models/adapters`` by a
+  sidecar, again and again, so an adapter published after the pod started can be loaded at run time
+  (``/v1/load_lora_adapter``) from ``/models/adapters/<its path under adapters_uri>``, without a restart.
 """
 
 from __future__ import annotations
@@ -34,13 +37,15 @@ from gpuflow.kube.objects import (
     shm_volume,
 )
 from gpuflow.kube.placement import Placement
-from gpuflow.serving.vllm_args import PORT, vllm_args
+from gpuflow.serving.vllm_args import PORT, vllm_args, vllm_env
 
 CONTAINER = "vllm"
 PORT_NAME = "http"
 CACHE_VOLUME = "model-cache"
 CACHE_DIR = "/models"
 WEIGHTS_DIR = f"{CACHE_DIR}/weights"  # where a URI's weights are copied
+ADAPTERS_DIR = f"{CACHE_DIR}/adapters"  # where the sidecar mirrors ``adapters_uri``
+ADAPTER_SYNC = "sync-adapters"
 HF_TOKEN_KEY = "token"
 RCLONE_IMAGE = "rclone/rclone:1.68.2"
 # Credentials come from the pod's workload identity (env auth) on every cloud.
@@ -91,6 +96,8 @@ class EndpointSpec:
     region: str = ""  # the cluster's region, where its bucket is (S3 signs requests for it)
     replicas: int = 1
     front: str = ""
+    adapters_uri: str | None = None  # an object-storage folder of LoRA adapters the sidecar mirrors (needs LoRA on)
+    adapter_sync_period_s: int = 15
 
     def __post_init__(self) -> None:
         dns1035_label("name", self.name)
@@ -109,6 +116,8 @@ class EndpointSpec:
             )
         if self.cache_claim is not None:
             dns1123_label("cache_claim", self.cache_claim)
+        if self.adapters_uri is not None:
+            _check_adapters(self)
 
     @property
     def model_uri(self) -> str | None:
@@ -135,21 +144,34 @@ class EndpointSpec:
         return f"{self.name}-hf-token"
 
 
-def rclone_downloader(uri: str, region: str = "") -> ModelDownloader:
-    """Copy ``uri`` with rclone, through the remote its object store names (rclone's on-the-fly remotes);
-    ``region`` is the bucket's (the cluster's), which S3 requests must be signed for."""
+def _check_adapters(spec: EndpointSpec) -> None:
+    if not spec.options.enable_lora:
+        raise RequestError("adapters_uri", spec.adapters_uri, "None, or enable_lora=True so vLLM can load them")
+    _rclone_source(spec.adapters_uri or "", spec.region, "adapters_uri")
+    if isinstance(spec.adapter_sync_period_s, bool) or not (
+        isinstance(spec.adapter_sync_period_s, int) and spec.adapter_sync_period_s >= 1
+    ):
+        raise RequestError("adapter_sync_period_s", spec.adapter_sync_period_s, "whole seconds between copies, >= 1")
+
+
+def _rclone_source(uri: str, region: str, field_name: str) -> tuple[str, ...]:
+    """rclone's flags and source for ``uri``, through the remote its object store names (rclone's on-the-fly
+    remotes); ``region`` is the bucket's (the cluster's), which S3 requests must be signed for."""
     parts, store = urlsplit(uri), downloadable(uri)
     if store is None or store.rclone_remote is None or not parts.netloc:
-        raise RequestError("model", uri, servable_shapes())
+        raise RequestError(field_name, uri, servable_shapes())
     remote = store.rclone_remote
-    flags: tuple[str, ...] = ()
-    source = f"{remote}{parts.netloc}{parts.path}"
-    if parts.scheme == "s3" and region:
-        flags = ("--s3-region", region)
     if parts.scheme == "az":
-        flags = ("--azureblob-account", parts.netloc)
-        source = f"{remote}{parts.path.lstrip('/')}"
-    return ModelDownloader(RCLONE_IMAGE, ("rclone", "copy", *flags, source, "$(MODEL_DIR)"), _RCLONE_ENV)
+        return ("--azureblob-account", parts.netloc, f"{remote}{parts.path.lstrip('/')}")
+    flags = ("--s3-region", region) if parts.scheme == "s3" and region else ()
+    return (*flags, f"{remote}{parts.netloc}{parts.path}")
+
+
+def rclone_downloader(uri: str, region: str = "") -> ModelDownloader:
+    """Copy ``uri`` with rclone (see ``_rclone_source``)."""
+    return ModelDownloader(
+        RCLONE_IMAGE, ("rclone", "copy", *_rclone_source(uri, region, "model"), "$(MODEL_DIR)"), _RCLONE_ENV
+    )
 
 
 def endpoint_manifests(spec: EndpointSpec, hf_token: str | None = None) -> list[dict[str, Any]]:
@@ -207,8 +229,9 @@ def deployment_manifest(spec: EndpointSpec, *, with_hf_token: bool) -> dict[str,
         shm, shm_mount = shm_volume()
         volumes.append(shm)
         mounts.append(shm_mount)
+    sidecars = [_adapter_sync_container(spec, spec.adapters_uri, cache_mount)] if spec.adapters_uri else []
     pod_spec: dict[str, Any] = {
-        "containers": [_vllm_container(spec, mounts, with_hf_token)],
+        "containers": [_vllm_container(spec, mounts, with_hf_token), *sidecars],
         "volumes": volumes,
         **spec.placement.pod_spec_fields(),
     }
@@ -234,7 +257,7 @@ def _vllm_container(spec: EndpointSpec, mounts: list[dict[str, Any]], with_hf_to
         "image": spec.image,
         "args": vllm_args(spec.options, model_path=WEIGHTS_DIR if spec.model_uri else None),
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
-        "env": env_list({"HF_HOME": f"{CACHE_DIR}/huggingface"}, secrets),
+        "env": env_list({"HF_HOME": f"{CACHE_DIR}/huggingface", **vllm_env(spec.options)}, secrets),
         "resources": spec.placement.resources,
         "volumeMounts": mounts,
         **_probes(spec.probes),
@@ -271,5 +294,25 @@ def _download_container(spec: EndpointSpec, uri: str, mount: dict[str, Any]) -> 
         "image": downloader.image,
         "command": list(downloader.command),
         "env": env_list({**downloader.env, "MODEL_URI": uri, "MODEL_DIR": WEIGHTS_DIR}, {}),
+        "volumeMounts": [mount],
+    }
+
+
+def _adapter_sync_container(spec: EndpointSpec, uri: str, mount: dict[str, Any]) -> dict[str, Any]:
+    """Mirror ``uri`` into ``ADAPTERS_DIR`` every ``adapter_sync_period_s``: a loop in the image's shell (the
+    rclone image is Alpine's, with busybox ``sh``), the rclone command as the script's arguments so nothing is
+    quoted. One file at a time, in descending name order, so ``adapter_model.safetensors`` is whole before
+    ``adapter_config.json`` appears: vLLM reads the config first and answers 404 until it exists. The shell is
+    PID 1, which ignores SIGTERM unless it traps it: without the trap every rollout would wait out the grace period."""
+    copy = ("rclone", "copy", "--transfers", "1", "--order-by", "name,descending")
+    period = spec.adapter_sync_period_s
+    loop = f"while true; do \"$@\" || echo 'adapter sync failed, retrying'; sleep {period} & wait $!; done"
+    script = f"trap 'exit 0' TERM; {loop}"
+    source = _rclone_source(uri, spec.region, "adapters_uri")
+    return {
+        "name": ADAPTER_SYNC,
+        "image": RCLONE_IMAGE,
+        "command": ["sh", "-c", script, ADAPTER_SYNC, *copy, *source, ADAPTERS_DIR],
+        "env": env_list({**_RCLONE_ENV, "ADAPTERS_URI": uri}, {}),
         "volumeMounts": [mount],
     }

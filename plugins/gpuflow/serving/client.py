@@ -18,6 +18,9 @@ from typing import Any
 import httpx
 
 DEFAULT_TIMEOUT_S = 120.0
+# vLLM's error type for an adapter with nothing at its path, or no adapter of that name (vllm/exceptions.py
+# LoRAAdapterNotFoundError, a VLLMNotFoundError; vllm/entrypoints/openai/models/serving.py).
+NOT_FOUND = "NotFoundError"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,17 @@ class Usage:
 
 class ServerError(Exception):
     """The server answered with an error status or a body that is not what the OpenAI API describes."""
+
+
+class AdapterError(ServerError):
+    """vLLM refused to load or unload a LoRA adapter; ``status`` and ``kind`` are its HTTP status and error type
+    (e.g. 404 ``NotFoundError``: nothing at the path yet, or no adapter of that name), ``message`` its words."""
+
+    def __init__(self, action: str, name: str, status: int, kind: str, message: str, fix: str) -> None:
+        self.status = status
+        self.kind = kind
+        self.message = message
+        super().__init__(f"{action} LoRA adapter {name!r}: HTTP {status} {kind}: {message}; {fix}")
 
 
 class OpenAIClient:
@@ -129,6 +143,34 @@ class OpenAIClient:
                 elif event.get("usage"):
                     yield Usage(*_usage(event["usage"]))
 
+    def load_lora_adapter(self, name: str, path: str) -> None:
+        """Load the PEFT adapter at ``path`` (a directory the server sees) as model ``name``; needs a server
+        started with ``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING``."""
+        self._adapter("load", name, {"lora_name": name, "lora_path": path})
+
+    def unload_lora_adapter(self, name: str) -> None:
+        self._adapter("unload", name, {"lora_name": name})
+
+    def wait_and_load_lora_adapter(self, name: str, path: str, *, timeout_s: float, period_s: float = 2.0) -> None:
+        """Load ``name``, retrying while vLLM finds nothing at ``path`` (404 NotFoundError), as until the sidecar has
+        copied it; any other refusal is final, and so is the 404 once ``timeout_s`` has passed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.load_lora_adapter(name, path)
+            except AdapterError as exc:
+                if exc.kind != NOT_FOUND or time.monotonic() + period_s > deadline:
+                    raise
+            time.sleep(period_s)
+
+    def _adapter(self, action: str, name: str, payload: Mapping[str, str]) -> None:
+        response = self._http.post(f"v1/{action}_lora_adapter", json=payload)
+        if response.is_success:
+            return
+        error = _error_body(response.text)
+        kind, message = str(error.get("type", "")), str(error.get("message", response.text[:500]))
+        raise AdapterError(action, name, response.status_code, kind, message, _adapter_fix(response.status_code, kind))
+
     def metrics(self) -> str:
         """The Prometheus text exposition of ``/metrics``."""
         response = self._http.get("metrics")
@@ -148,6 +190,31 @@ def _raise_for_status(response: httpx.Response, *, read: bool = False) -> None:
         response.read()
     raise ServerError(
         f"{response.request.method} {response.request.url.path}: HTTP {response.status_code}: {response.text[:500]}"
+    )
+
+
+def _error_body(text: str) -> dict[str, Any]:
+    """vLLM's ``ErrorResponse``: ``{"error": {"message", "type", "param", "code"}}``; empty if it is not one."""
+    try:
+        error = json.loads(text).get("error")
+    except (json.JSONDecodeError, AttributeError):
+        return {}
+    return error if isinstance(error, dict) else {}
+
+
+def _adapter_fix(status: int, kind: str) -> str:
+    if kind == NOT_FOUND:
+        return (
+            "for a load, the path must be a directory the server sees, holding adapter_config.json and "
+            "adapter_model.safetensors (is the sync sidecar done copying?); for an unload, the name must be loaded"
+        )
+    if status == HTTPStatus.NOT_FOUND:  # FastAPI's own 404: the route is not there
+        return "start the server with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora (enable_lora=True)"
+    if status == HTTPStatus.BAD_REQUEST:
+        return "give a name that is neither the base model's nor an adapter already loaded, and a path"
+    return (
+        "check the adapter against the server: its rank at most --max-lora-rank, its target modules the model's, "
+        "and its base model the one served"
     )
 
 

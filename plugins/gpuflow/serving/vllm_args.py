@@ -1,10 +1,14 @@
-"""The vLLM server's argument list, built from validated ``VllmOptions`` (``gpuflow.core.vllm_options``)."""
+"""The vLLM server's argument list and environment, built from validated ``VllmOptions``
+(``gpuflow.core.vllm_options``)."""
 
 from __future__ import annotations
 
 from gpuflow.core.vllm_options import VllmOptions
 
 PORT = 8000
+# Adds /v1/load_lora_adapter and /v1/unload_lora_adapter to the server (vllm/entrypoints/serve/lora/api_router.py);
+# vllm/envs.py reads "1" or "true", in any case.
+RUNTIME_LORA_ENV = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
 
 
 def vllm_args(options: VllmOptions, *, model_path: str | None = None) -> list[str]:
@@ -18,6 +22,13 @@ def vllm_args(options: VllmOptions, *, model_path: str | None = None) -> list[st
         args += ["--quantization", options.quantization]
     if options.dtype != "auto":
         args += ["--dtype", options.dtype]
+    if options.enable_lora:
+        args += ["--enable-lora", "--max-lora-rank", str(options.max_lora_rank), "--max-loras", str(options.max_loras)]
     for flag, value in options.extra_args.items():
         args += [f"--{flag}"] if value is True else [f"--{flag}", str(value)]
     return [*args, "--host", "0.0.0.0", "--port", str(PORT)]
+
+
+def vllm_env(options: VllmOptions) -> dict[str, str]:
+    """The server's own environment variables: run-time adapter loading when LoRA is on."""
+    return dict(RUNTIME_LORA_ENV) if options.enable_lora else {}

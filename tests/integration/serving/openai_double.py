@@ -4,6 +4,10 @@ word per SSE chunk with a final usage chunk and ``data: [DONE]``, and exposes vL
 
 Run as a script it is what the emulator's container runs: it binds ``GPUFLOW_EMULATOR_PORT_8000`` when set.
 A prompt containing ``FAIL`` is answered with HTTP 500, so tests can count failures.
+With ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` set it loads and unloads LoRA adapters as vLLM does (the same routes,
+status codes, error types and messages; tests/ml prove those against real vLLM), checking only that the path holds
+``adapter_config.json``. A path under ``/models`` is read from the cache volume, which the emulator gives a
+container as a local folder: the parent of ``HF_HOME`` (``/models/huggingface`` in the endpoint's manifest).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class Double(ThreadingHTTPServer):
         self.metrics = metrics
         self.generated = 0
         self.lock = threading.Lock()
+        self.adapters: dict[str, str] = {}
+        self.runtime_lora = os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "").lower() in ("1", "true")
 
     @property
     def url(self) -> str:
@@ -45,7 +51,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/v1/models":
-            self._json({"object": "list", "data": [{"id": self.server.served_model_name, "object": "model"}]})
+            names = [self.server.served_model_name, *self.server.adapters]
+            self._json({"object": "list", "data": [{"id": name, "object": "model"} for name in names]})
         elif self.path == "/health":
             self._send(200, b"", "text/plain")
         elif self.path == "/metrics" and self.server.metrics:
@@ -55,7 +62,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        if body.get("model") != self.server.served_model_name:
+        if self.server.runtime_lora and self.path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter"):
+            self._adapter(self.path == "/v1/load_lora_adapter", str(body.get("lora_name", "")), body.get("lora_path"))
+            return
+        if body.get("model") not in (self.server.served_model_name, *self.server.adapters):
             self._json({"error": {"message": f"model {body.get('model')!r} does not exist"}}, status=404)
             return
         prompt = body.get("prompt") or " ".join(m["content"] for m in body.get("messages", []))
@@ -75,6 +85,21 @@ class Handler(BaseHTTPRequestHandler):
             self._json(
                 {"object": "text_completion", "choices": [{"index": 0, "text": " ".join(words)}], "usage": usage}
             )
+
+    def _adapter(self, load: bool, name: str, path: str | None) -> None:
+        """vLLM's answers (vllm/entrypoints/openai/models/serving.py): 200 text, else an ErrorResponse."""
+        with self.server.lock:
+            refusal = _refusal(load, name, path, self.server.adapters)
+            if refusal is None and load:
+                self.server.adapters[name] = str(path)
+            elif refusal is None:
+                del self.server.adapters[name]
+        if refusal is not None:
+            code, kind, message = refusal
+            self._json({"error": {"message": message, "type": kind, "param": None, "code": code}}, status=code)
+            return
+        verb = "added" if load else "removed"
+        self._send(200, f"Success: LoRA adapter '{name}' {verb} successfully.".encode(), "text/plain")
 
     def _stream(self, words: Sequence[str], usage: dict[str, int] | None) -> None:
         """HTTP/1.0-style: no length, the connection closes after ``data: [DONE]``, as SSE over a proxy allows."""
@@ -116,6 +141,29 @@ class Handler(BaseHTTPRequestHandler):
 
 
 StartDouble = Callable[..., Double]
+
+
+def _refusal(load: bool, name: str, path: str | None, adapters: dict[str, str]) -> tuple[int, str, str] | None:
+    """(status, error type, message) of vLLM's refusal, or None when it would do it."""
+    if load and name in adapters:
+        message = (
+            f"The lora adapter '{name}' has already been loaded. If you want to load the adapter in place, "
+            "set 'load_inplace' to True."
+        )
+        return 400, "InvalidUserInput", message
+    if load and not os.path.isfile(os.path.join(_local(str(path)), "adapter_config.json")):
+        return 404, "NotFoundError", f"Loading lora {name} failed: No adapter found for {path}"
+    if not load and name not in adapters:
+        return 404, "NotFoundError", f"The lora adapter '{name}' cannot be found."
+    return None
+
+
+def _local(path: str) -> str:
+    """Where a path of the container's cache volume is here (see the module docstring)."""
+    cache = os.path.dirname(os.environ.get("HF_HOME", ""))
+    if cache and (path == "/models" or path.startswith("/models/")):
+        return cache + path[len("/models") :]
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> None:
