@@ -156,7 +156,7 @@ def test_a_named_endpoint_is_created_swapped_under_load_kept_on_a_failed_gate_an
     swap: Swap, object_stores: StoresConfig
 ) -> None:
     # 1. The endpoint does not exist: the run trains, serves, benchmarks, and creates it.
-    first = swap.run(training_command=training(seed=1, steps=40), benchmark_requests=8)
+    first = swap.run(training_command=training(seed=1, steps=30), benchmark_requests=8)
     assert first.state == "success", states(first)
     smoke = xcom(first, "smoke_test")
     assert smoke["completion_text"].strip()
@@ -180,7 +180,7 @@ def test_a_named_endpoint_is_created_swapped_under_load_kept_on_a_failed_gate_an
     # 2. A retrained model takes the endpoint over, with a steady load through it for the whole promotion.
     through = LoadThroughPromotion(swap)
     through.start()
-    second = swap.run(training_command=training(seed=2, steps=40))
+    second = swap.run(training_command=training(seed=2, steps=20))
     load = through.stop()
     assert second.state == "success", states(second)
     assert (load.failed, load.sent > 20) == (0, True), f"{load.failed} of {load.sent} requests failed"
@@ -195,7 +195,7 @@ def test_a_named_endpoint_is_created_swapped_under_load_kept_on_a_failed_gate_an
 
     # 3. A model that fails the gate: the run fails naming it, the live model keeps serving, nothing is left of it.
     second_answer = swap.answer()
-    third = swap.run(training_command=training(seed=3, steps=20), gate_throughput_ratio=100)
+    third = swap.run(training_command=training(seed=3, steps=10), gate_throughput_ratio=100)
     assert third.state == "failed"
     assert states(third)["promote"] == "failed"
     gate = xcom(third, "promote", key="gate")

