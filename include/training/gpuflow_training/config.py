@@ -45,6 +45,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     device: str = "auto"
     threads: int = 0  # 0 leaves torch's default
+    parallel: str = "auto"  # auto, ddp or fsdp under torchrun: whether the model is sharded (fsdp.py)
 
     @property
     def head_dim(self) -> int:
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         ("keep_checkpoints", int),
         ("device", str),
         ("threads", int),
+        ("parallel", str),
     ]:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=f"default {getattr(defaults, name)}")
     return p
@@ -149,5 +151,7 @@ def _validate(c: TrainConfig) -> None:
         raise UsageError(f"vocab_size {c.vocab_size} is too small: a byte-level BPE needs 256 byte tokens + specials")
     if not c.lr > 0:
         raise UsageError(f"lr must be positive, got {c.lr}")
+    if c.parallel not in ("auto", "ddp", "fsdp"):
+        raise UsageError(f"parallel must be auto, ddp or fsdp, got {c.parallel!r}")
     if c.device not in {"auto", "cpu", "cuda"} and not c.device.startswith("cuda:"):
         raise UsageError(f"device must be auto, cpu, cuda or cuda:N, got {c.device!r}")
