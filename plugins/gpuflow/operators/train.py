@@ -28,6 +28,7 @@ from gpuflow.core import naming
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.deadline import lost_work_for, next_capacity, overheads_for, progress_from
 from gpuflow.core.handoffs import PlanHandoff, PoolHandoff, cluster_fields
+from gpuflow.core.job import training_env
 from gpuflow.core.progress import TrainingProgress, parse_progress, progress_uri
 from gpuflow.core.recovery import RECOVERING, Phase, PodView, TrainingState, steps_lost, where
 from gpuflow.core.settings import poll_interval_s
@@ -192,7 +193,7 @@ class TrainOperator(KubernetesPodOperator):
             "labels": naming.ownership_labels(run.dag_id, run.run_id),
             "output_uri": run_output_uri(context, job, self.pool_task_id),
             "command": job["training_command"],
-            "env": {"DATASET_URI": job["dataset_uri"]} if job["dataset_uri"] else {},
+            "env": training_env(job),
         }
 
     def _node_loss(self, pool: PoolHandoff, namespace: str, pod_name: str) -> str | None:
