@@ -12,7 +12,7 @@ from typing import Any
 
 from gpuflow.core import torchrun
 from gpuflow.core.errors import RequestError
-from gpuflow.core.request import CapacityPreference, PlanRequest
+from gpuflow.core.request import PlanRequest
 from gpuflow.core.storage import known_schemes, require_servable
 from gpuflow.core.vllm_options import VllmOptions
 
@@ -60,13 +60,6 @@ class JobRequest:
     benchmark_rate: float = 4.0
 
     def __post_init__(self) -> None:
-        if self.plan.nodes > 1 and self.plan.capacity is not CapacityPreference.ON_DEMAND:
-            raise RequestError(
-                "capacity",
-                self.plan.capacity.value,
-                f"on-demand for nodes={self.plan.nodes}: a node lost by a multi-node training fails the run (only "
-                "one-node training recovers after a spot preemption); or nodes=1 with more accelerators in count",
-            )
         if not _DNS_LABEL.match(self.job_name):
             raise RequestError(
                 "job_name", self.job_name, "1-40 lowercase letters, digits and '-', starting with a letter"

@@ -44,8 +44,6 @@ def test_a_bad_field_is_refused_with_its_name_value_and_fix(field: str, value: A
 @pytest.mark.parametrize(
     ("conf", "field", "expected"),
     [
-        ({"nodes": 2, "capacity": "spot"}, "capacity", "on-demand for nodes=2"),
-        ({"nodes": 2, "capacity": "spot-then-on-demand"}, "capacity", "on-demand for nodes=2"),
         ({"nodes": 2, "training_command": ["python", "-c", "pass"]}, "training_command", "torchrun can start"),
         ({"count": 2, "training_command": ["bash", "train.sh"]}, "training_command", "torchrun can start"),
         ({"training_parallel": "fsdp"}, "training_parallel", "auto or ddp for one accelerator (nodes=1, count=1)"),
@@ -62,6 +60,8 @@ def test_a_shape_that_cannot_use_its_accelerators_is_refused(conf: dict[str, Any
     "conf",
     [
         {"nodes": 2, "capacity": "on-demand"},
+        {"nodes": 2, "capacity": "spot"},  # a lost node is recovered: a new Job resumes from the checkpoint
+        {"nodes": 2, "capacity": "spot-then-on-demand"},
         {"nodes": 4, "count": 8, "capacity": "on-demand"},
         {"count": 4, "capacity": "spot"},
         {"training_command": ["python", "-c", "pass"]},  # one process: the command runs as it is
