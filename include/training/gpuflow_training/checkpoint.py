@@ -13,6 +13,7 @@ import json
 import random
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,16 +71,21 @@ def save(
     elapsed_s: float,
     settings: dict[str, Any],
     keep: int,
+    full_states: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
 ) -> str:
-    """Write and publish the checkpoint of ``step``, then drop all but the newest ``keep``."""
+    """Write and publish the checkpoint of ``step``, then drop all but the newest ``keep``. ``full_states``: the
+    whole weights and optimizer state of a sharded model (``fsdp.full_states``); None takes the model's own."""
     import torch
 
     name = name_for(step)
     staged = store.staging_dir(name)
     try:
-        model.save_pretrained(staged, safe_serialization=True)
+        weights, optimizer_state = full_states
+        model.save_pretrained(staged, safe_serialization=True, state_dict=weights)
         save_tokenizer(tokenizer, staged)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staged / "optimizer.pt")
+        if optimizer_state is None:
+            optimizer_state = optimizer.state_dict()
+        torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, staged / "optimizer.pt")
         rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -112,12 +118,15 @@ def latest(store: Store) -> Resumed | None:
     )
 
 
-def restore_training_state(resumed: Resumed, optimizer: Any, scheduler: Any) -> None:
-    """Optimizer, LR schedule and RNG as they were when the checkpoint was written."""
+def restore_training_state(
+    resumed: Resumed, optimizer: Any, scheduler: Any, load_optimizer: Callable[[Any], None] | None = None
+) -> None:
+    """Optimizer, LR schedule and RNG as they were when the checkpoint was written; ``load_optimizer`` loads the
+    optimizer's state when ``optimizer.load_state_dict`` cannot (a sharded model: ``fsdp.optimizer_loader``)."""
     import torch
 
     opt = torch.load(resumed.local_dir / "optimizer.pt", map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(opt["optimizer"])
+    (load_optimizer or optimizer.load_state_dict)(opt["optimizer"])
     scheduler.load_state_dict(opt["scheduler"])
     rng = torch.load(resumed.local_dir / "rng.pt", map_location="cpu", weights_only=False)
     torch.set_rng_state(rng["torch"])

@@ -46,6 +46,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0  # 0 leaves torch's default
     adapter_rank: int = 0  # > 0: train a LoRA adapter of this rank on the frozen base model (adapter.py)
+    parallel: str = "auto"  # auto, ddp or fsdp under torchrun: whether the model is sharded (fsdp.py)
 
     @property
     def head_dim(self) -> int:
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         ("device", str),
         ("threads", int),
         ("adapter_rank", int),
+        ("parallel", str),
     ]:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=f"default {getattr(defaults, name)}")
     return p
@@ -160,5 +162,9 @@ def _validate(c: TrainConfig) -> None:
             f"adapter_rank {c.adapter_rank} needs a base model to adapt: pass --base-model URI (env BASE_MODEL_URI), "
             "or set adapter_rank 0 to train a model from scratch"
         )
+    if c.parallel not in ("auto", "ddp", "fsdp"):
+        raise UsageError(f"parallel must be auto, ddp or fsdp, got {c.parallel!r}")
+    if c.adapter_rank and c.parallel == "fsdp":
+        raise UsageError("parallel fsdp shards a whole model: an adapter (adapter_rank > 0) trains with auto or ddp")
     if c.device not in {"auto", "cpu", "cuda"} and not c.device.startswith("cuda:"):
         raise UsageError(f"device must be auto, cpu, cuda or cuda:N, got {c.device!r}")

@@ -55,10 +55,15 @@ def leave(world: World) -> None:
 
 
 def wrap(world: World, net: Any, device: Any) -> Any:
-    """The module the loop calls: DDP (which copies rank 0's weights to every rank at once) or the model itself."""
+    """The module the loop calls: DDP (which copies rank 0's weights to every rank at once) or the model itself
+    (one process, or a model FSDP sharded: it gathers and reduces on its own)."""
     if world.size == 1:
         return net
+    from torch.distributed.fsdp import FSDPModule
     from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(net, FSDPModule):
+        return net
 
     return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 

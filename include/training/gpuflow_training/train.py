@@ -20,7 +20,7 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-from . import adapter, checkpoint, data, distributed, model, storage, tokenizer
+from . import adapter, checkpoint, data, distributed, fsdp, model, storage, tokenizer
 from .config import TrainConfig
 from .errors import EXIT_OK, EXIT_PREEMPTED, BaseModelError
 from .progress import ProgressFile
@@ -181,13 +181,14 @@ def _run(config: TrainConfig, text: str, store: storage.Store, world: distribute
     global_batch = config.batch_size * world.size
     blocks = data.make_blocks(text, tok, config.seq_len, config.seed, global_batch, config.dataset_uri)
     device = _device(config, world)
-    net.to(device)
+    layout = fsdp.choose(config.parallel, world, model.count_parameters(net), device)
+    fsdp.place(layout, world, net, device)
     net.train()
     log(
         f"model: llama, {model.count_parameters(net):,} parameters, hidden {net.config.hidden_size}, "
         f"layers {net.config.num_hidden_layers}, heads {net.config.num_attention_heads}, vocab {len(tok)}; "
         f"data: {blocks.count} blocks of {config.seq_len} tokens, {global_batch} per step; "
-        f"device {device}, threads {torch.get_num_threads()}, {world.describe()}"
+        f"device {device}, threads {torch.get_num_threads()}, {world.describe()}, {layout.describe()}"
     )
 
     optimizer = torch.optim.AdamW(
@@ -196,7 +197,7 @@ def _run(config: TrainConfig, text: str, store: storage.Store, world: distribute
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     step, tokens_seen, elapsed_before = 0, 0, 0.0
     if resumed is not None:
-        checkpoint.restore_training_state(resumed, optimizer, scheduler)
+        checkpoint.restore_training_state(resumed, optimizer, scheduler, fsdp.optimizer_loader(net, optimizer))
         step, tokens_seen, elapsed_before = resumed.step, resumed.tokens_seen, resumed.elapsed_s
 
     stop = _StopFlag()
@@ -220,12 +221,14 @@ def _run(config: TrainConfig, text: str, store: storage.Store, world: distribute
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if stop.stop or step < config.steps:  # a signal here or on another rank
+    # Decided together: a rank that stopped alone would leave the others waiting in the gather below.
+    if distributed.any_rank(world, stop.stop, device) or step < config.steps:  # a signal here or on another rank
         return EXIT_PREEMPTED
+    weights, _ = fsdp.full_states(net)  # every rank, for a sharded model
     if not world.is_main:
         log(f"rank {world.rank}: done at step {step}")
         return EXIT_OK
-    target = _publish_final(store, _artefact(config, net), tok, config, step)
+    target = _publish_final(store, _artefact(config, net), tok, config, step, weights)
     progress.write(step, checkpoint.name_for(step), finished=True)  # the loop always checkpoints its last step
     log(f"final {_final(config)} at {target} (step {step}); total {_clock(time.monotonic() - started)}")
     return EXIT_OK
@@ -288,6 +291,7 @@ def _loop(
         progress.clock.add(time.monotonic() - step_start)
         stopping = distributed.any_rank(world, stop.stop, device)
         checkpointing = step % config.checkpoint_every == 0 or step == config.steps or stopping
+        states = fsdp.full_states(net, optimizer) if checkpointing else (None, None)  # every rank, when sharded
         if checkpointing and world.is_main:
             elapsed = elapsed_before + time.monotonic() - run_start
             target = checkpoint.save(
@@ -301,6 +305,7 @@ def _loop(
                 elapsed,
                 config.as_dict(),
                 config.keep_checkpoints,
+                states,
             )
             log(f"checkpoint step {step} -> {target}")
             progress.write(step, checkpoint.name_for(step))
@@ -311,10 +316,13 @@ def _loop(
     return step
 
 
-def _publish_final(store: storage.Store, net: Any, tok: Any, config: TrainConfig, step: int) -> str:
-    """The served artefact: HF-format weights (safetensors), or a PEFT adapter, + tokenizer with its chat template."""
+def _publish_final(
+    store: storage.Store, net: Any, tok: Any, config: TrainConfig, step: int, weights: dict[str, Any] | None
+) -> str:
+    """The served artefact: HF-format weights (safetensors), or a PEFT adapter, + tokenizer with its chat template;
+    ``weights``: a sharded model's, gathered whole (None: the model's own)."""
     staged = store.staging_dir(_final(config))
-    net.save_pretrained(staged, safe_serialization=True)
+    net.save_pretrained(staged, safe_serialization=True, state_dict=weights)
     tokenizer.save_tokenizer(tok, staged)
     summary = {"step": step, "dataset_uri": config.dataset_uri, "settings": config.as_dict()}
     (staged / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")

@@ -12,7 +12,7 @@ from typing import Any
 
 from gpuflow.core import torchrun
 from gpuflow.core.errors import RequestError
-from gpuflow.core.request import CapacityPreference, PlanRequest
+from gpuflow.core.request import PlanRequest
 from gpuflow.core.storage import known_schemes, require_servable
 from gpuflow.core.vllm_options import VllmOptions
 
@@ -37,6 +37,9 @@ DEFAULT_RECOVERIES = 3
 # this many times the live model's and its output tokens/s at least this fraction of them (and no request failed).
 DEFAULT_GATE_TTFT_P99_RATIO = 1.5
 DEFAULT_GATE_THROUGHPUT_RATIO = 0.67
+# The trainer's --parallel under torchrun (include/training/gpuflow_training/fsdp.py), given as its env variable.
+TRAINING_PARALLEL = ("auto", "ddp", "fsdp")
+PARALLEL_ENV = "GPUFLOW_TRAIN_PARALLEL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class JobRequest:
     job_name: str = "gpuflow-job"
     training_image: str = "ghcr.io/gpuflow/train:0.1.0"
     training_command: tuple[str, ...] = ("python", "-m", "gpuflow_training")
+    training_parallel: str = "auto"  # replicate (ddp) or shard (fsdp) the model; auto: the trainer decides
     dataset_uri: str = ""
     output_uri: str = ""
     keep_endpoint_minutes: int = 0
@@ -65,13 +69,6 @@ class JobRequest:
     swap_load: bool = True  # one request at a time through the endpoint for the whole swap, measured
 
     def __post_init__(self) -> None:
-        if self.plan.nodes > 1 and self.plan.capacity is not CapacityPreference.ON_DEMAND:
-            raise RequestError(
-                "capacity",
-                self.plan.capacity.value,
-                f"on-demand for nodes={self.plan.nodes}: a node lost by a multi-node training fails the run (only "
-                "one-node training recovers after a spot preemption); or nodes=1 with more accelerators in count",
-            )
         if not _DNS_LABEL.match(self.job_name):
             raise RequestError("job_name", self.job_name, _DNS_LABEL_HINT)
         if len(self.training_image) > 255 or not _IMAGE.match(self.training_image):
@@ -80,6 +77,7 @@ class JobRequest:
             raise RequestError("training_command", list(self.training_command), "a non-empty list of arguments")
         if torchrun.needed(self.plan.nodes, self.plan.count):
             torchrun.torchrun_command(self.training_command)  # one process per accelerator, or refused here
+        self._check_parallel()
         for name in ("dataset_uri", "output_uri"):
             value = getattr(self, name)
             if value and not _URI.match(value):
@@ -142,6 +140,21 @@ class JobRequest:
         if not isinstance(self.swap_load, bool):
             raise RequestError("swap_load", self.swap_load, "true or false")
 
+    def _check_parallel(self) -> None:
+        if self.training_parallel not in TRAINING_PARALLEL:
+            raise RequestError(
+                "training_parallel",
+                self.training_parallel,
+                "auto (shard only a model whose training state exceeds one GPU), ddp (replicate) or fsdp (shard)",
+            )
+        if self.training_parallel == "fsdp" and not torchrun.needed(self.plan.nodes, self.plan.count):
+            raise RequestError(
+                "training_parallel",
+                self.training_parallel,
+                "auto or ddp for one accelerator (nodes=1, count=1): FSDP shards the model across the processes of "
+                "several accelerators; or count > 1 or nodes > 1 to shard it",
+            )
+
     def fields(self) -> dict[str, Any]:
         """The job's own fields (not the plan's) as plain data, for XCom."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "plan"}
@@ -167,6 +180,7 @@ class JobRequest:
         for name in (
             "job_name",
             "training_image",
+            "training_parallel",
             "dataset_uri",
             "output_uri",
             "serving_image",
@@ -186,6 +200,17 @@ def _command(value: Any) -> tuple[str, ...]:
     if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise RequestError("training_command", value, "a list of strings (or one space-separated string)")
+
+
+def training_env(job: Mapping[str, Any]) -> dict[str, str]:
+    """What the training pod gets in its env from the job (the output URI comes with the pool): the dataset, and the
+    parallel mode when the request chose one (``auto`` is the trainer's own default; a job from before the field
+    has none)."""
+    env = {"DATASET_URI": job["dataset_uri"]} if job["dataset_uri"] else {}
+    parallel = job.get("training_parallel", "auto")
+    if parallel != "auto":
+        env[PARALLEL_ENV] = parallel
+    return env
 
 
 def serving_options(job: Mapping[str, Any], model: str, tensor_parallel_size: int) -> VllmOptions:

@@ -65,6 +65,18 @@ def current_pool(context: Context, first_pool_task_id: str) -> PoolHandoff:
     return PoolHandoff.from_xcom(run_state(context, first_pool_task_id).pool)
 
 
+def pod_view(pod: Any | None) -> PodView:
+    """What is left to see of a pod (a ``V1Pod`` read after it ended; None: deleted, as an eviction does), as
+    ``core.recovery.node_loss`` reads it."""
+    status = pod.status if pod is not None else None
+    if status is None:
+        return PodView(gone=pod is None)
+    disruption = next(
+        (c.reason or "DisruptionTarget" for c in (status.conditions or []) if c.type == "DisruptionTarget"), None
+    )
+    return PodView(gone=False, reason=status.reason, message=status.message, disruption=disruption)
+
+
 def pool_loss(pool: PoolHandoff, pod: PodView, placed: tuple[str, str] | None = None) -> str | None:
     """Why work on ``pool`` stopped because of its nodes (``core.recovery.node_loss``), from the pool's nodes now and,
     for a pod (``placed``: its namespace and name), the node it ran on; None when the nodes are not to blame."""

@@ -1,7 +1,8 @@
 """``TrainOperator``: the training pod on the run's GPU pool, through KubernetesPodOperator (deferrable), and the
 supervisor that gets capacity again when a spot preemption or a node loss takes the pod away. A pool of several
 nodes trains as one Indexed Job instead (``training_job``: why not the provider's KubernetesJobOperator is said
-there), sharing the pod's fields, the finished-training check and the run state; a failed rank fails the task.
+there), sharing the pod's fields, the finished-training check, the run state and the recovery from a lost node (a new
+Job on the pool got back); a rank that fails on healthy nodes fails the task.
 
 Everything that depends on the pool (kubeconfig, node selector, tolerations, accelerator limits) is only
 known at run time, so it is filled in just before the provider's own ``execute`` and again when the task
@@ -28,8 +29,9 @@ from gpuflow.core import naming
 from gpuflow.core.catalog import CapacityType
 from gpuflow.core.deadline import lost_work_for, next_capacity, overheads_for, progress_from
 from gpuflow.core.handoffs import PlanHandoff, PoolHandoff, cluster_fields
+from gpuflow.core.job import training_env
 from gpuflow.core.progress import TrainingProgress, parse_progress, progress_uri
-from gpuflow.core.recovery import RECOVERING, Phase, PodView, TrainingState, steps_lost, where
+from gpuflow.core.recovery import RECOVERING, Phase, TrainingState, steps_lost, where
 from gpuflow.core.settings import poll_interval_s
 from gpuflow.kube.cluster import api_client
 from gpuflow.kube.multinode import rendezvous_service
@@ -37,7 +39,7 @@ from gpuflow.kube.multinode import training_job as training_job_manifest
 from gpuflow.kube.training import one_node_training_pod
 from gpuflow.operators import training_job
 from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S
-from gpuflow.operators.recovering import Recoverer, pool_loss, run_state
+from gpuflow.operators.recovering import Recoverer, pod_view, pool_loss, run_state
 from gpuflow.operators.runtime import JOB_NAMESPACE, placement_on, provisioned_pool, run_of, run_output_uri
 from gpuflow.storage_io import read_text
 from gpuflow.triggers.training_job import TrainingJobTrigger
@@ -144,16 +146,19 @@ class TrainOperator(KubernetesPodOperator):
         )
 
     def job_event(self, context: Context, event: dict[str, Any]) -> Any:
-        """The training Job ended: every rank's log into the task's, the Job and its Service removed, and the
-        task failed with the Job's reason unless it completed. A lost node is not recovered across nodes: the
-        plan offers several nodes on on-demand capacity only."""
+        """The training Job ended: every rank's log into the task's, the Job and its Service removed; then, if a
+        node of the pool was lost (a spot preemption), the recovery a one-pod training gets, after which a new Job
+        resumes from the last checkpoint; else the task fails with the Job's reason unless it completed."""
         state = self._state(context)
-        cluster = PoolHandoff.from_xcom(state.pool).cluster
-        failure = training_job.finish(
-            api_client(kube_config(cluster)), event["namespace"], event["name"], event, self.log.info
-        )
+        pool = PoolHandoff.from_xcom(state.pool)
+        namespace, name = event["namespace"], event["name"]
+        lost = None if event.get("status") == "success" else training_job.node_loss(pool, namespace, name)
+        failure = training_job.finish(api_client(kube_config(pool.cluster)), namespace, name, event, self.log.info)
+        if failure is not None and lost is not None:
+            self.log.warning("training Job %s failed: %s", name, failure)
+            self._recover(context, state, lost)
         if failure is not None:
-            raise AirflowException(f"training Job {event['name']} failed: {failure}")
+            raise AirflowException(f"training Job {name} failed: {failure}")
         return self._finished(context, state)
 
     def _finished(self, context: Context, state: TrainingState) -> dict[str, Any]:
@@ -192,29 +197,13 @@ class TrainOperator(KubernetesPodOperator):
             "labels": naming.ownership_labels(run.dag_id, run.run_id),
             "output_uri": run_output_uri(context, job, self.pool_task_id),
             "command": job["training_command"],
-            "env": {"DATASET_URI": job["dataset_uri"]} if job["dataset_uri"] else {},
+            "env": training_env(job),
         }
 
     def _node_loss(self, pool: PoolHandoff, namespace: str, pod_name: str) -> str | None:
         """Why the pod's end was its node's doing, from what is left of the pod, the node it ran on and the pool's
         nodes (``recovering.pool_loss``); None if it was not."""
-        pod = self.pod
-        status = pod.status if pod is not None else None
-        disruption = (
-            next(
-                (c.reason or "DisruptionTarget" for c in (status.conditions or []) if c.type == "DisruptionTarget"),
-                None,
-            )
-            if status is not None
-            else None
-        )
-        view = PodView(
-            gone=pod is None,
-            reason=status.reason if status is not None else None,
-            message=status.message if status is not None else None,
-            disruption=disruption,
-        )
-        return pool_loss(pool, view, (namespace, pod_name))
+        return pool_loss(pool, pod_view(self.pod), (namespace, pod_name))
 
     # ---- recovery ----
 

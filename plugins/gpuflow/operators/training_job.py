@@ -1,6 +1,7 @@
 """Training across nodes as it runs: the Indexed Job and headless Service of ``kube/multinode.py`` created on the
 pool, waited for on the triggerer (``TrainingJobTrigger``), and removed, with every rank's log and the Job's reason
-when it fails.
+when it fails, and whether a lost node (a spot preemption) failed it, which ``TrainOperator`` recovers from as it does
+for one pod: a new Job on the pool it gets back resumes from the last checkpoint.
 
 Why not the provider's ``KubernetesJobOperator``: it renames the Job (a ``job-`` prefix, a random suffix) while the
 ranks find rank 0 by the Job's own name (``NAME-0.NAME``), it makes no headless Service and leaves the finished
@@ -15,9 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gpuflow.kube.cluster import KubeObject, delete_objects
+from gpuflow.clouds.access import kube_config
+from gpuflow.core.handoffs import PoolHandoff
+from gpuflow.core.recovery import PodView
+from gpuflow.kube.cluster import KubeObject, api_client, delete_objects
 from gpuflow.kube.multinode import JOB_NAME_LABEL, index_of
 from gpuflow.kube.training import KPO_CONTAINER
+from gpuflow.operators.recovering import pod_view, pool_loss
 
 # How many of a failed rank's last log lines go into the task's error.
 FAILED_LOG_LINES = 10
@@ -48,6 +53,17 @@ def finish(
         return None
     condition = f"{event.get('reason') or 'Failed'} ({event.get('message') or 'no message'})"
     return "; ".join([condition, *(report for report in failed_ranks if report)])
+
+
+def node_loss(pool: PoolHandoff, namespace: str, name: str) -> str | None:
+    """Why the failed Job's end was its nodes' doing, read before the Job is removed: the first of its pods whose
+    end a node caused (the pod's own status, or the node it ran on gone, recreated, cordoned or not Ready:
+    ``recovering.pool_loss``), or the pool's nodes alone when every pod is gone (evicted); None when the nodes are
+    not to blame (a rank failed by itself: the run fails, as a one-pod training's own failure does)."""
+    pods = _pods(api_client(kube_config(pool.cluster)), namespace, name)
+    if not pods:
+        return pool_loss(pool, PodView(gone=True))
+    return next((why for pod in pods if (why := pool_loss(pool, pod_view(pod), (namespace, pod.metadata.name)))), None)
 
 
 def remove(client: Any, namespace: str, name: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gpuflow.core.errors import RequestError
-from gpuflow.core.job import JobRequest
+from gpuflow.core.job import JobRequest, training_env
 
 BASE: dict[str, Any] = {"accelerator": "L4"}
 
@@ -28,6 +28,8 @@ BASE: dict[str, Any] = {"accelerator": "L4"}
         ("hf_token_conn_id", "gpuflow_azure", "starting with 'hf_'"),
         ("hf_token_conn_id", "hf_has space", "starting with 'hf_'"),
         ("served_model_name", 7, "a string"),
+        ("training_parallel", "zero3", "auto (shard only a model whose training state exceeds one GPU), ddp"),
+        ("training_parallel", 2, "a string"),
         ("jobname", "x", "not a job field"),
         ("endpoint_name", "Chat_Bot", "1-40 lowercase letters"),
         ("endpoint_name", 3, "a string"),
@@ -48,10 +50,9 @@ def test_a_bad_field_is_refused_with_its_name_value_and_fix(field: str, value: A
 @pytest.mark.parametrize(
     ("conf", "field", "expected"),
     [
-        ({"nodes": 2, "capacity": "spot"}, "capacity", "on-demand for nodes=2"),
-        ({"nodes": 2, "capacity": "spot-then-on-demand"}, "capacity", "on-demand for nodes=2"),
         ({"nodes": 2, "training_command": ["python", "-c", "pass"]}, "training_command", "torchrun can start"),
         ({"count": 2, "training_command": ["bash", "train.sh"]}, "training_command", "torchrun can start"),
+        ({"training_parallel": "fsdp"}, "training_parallel", "auto or ddp for one accelerator (nodes=1, count=1)"),
     ],
 )
 def test_a_shape_that_cannot_use_its_accelerators_is_refused(conf: dict[str, Any], field: str, expected: str) -> None:
@@ -65,9 +66,13 @@ def test_a_shape_that_cannot_use_its_accelerators_is_refused(conf: dict[str, Any
     "conf",
     [
         {"nodes": 2, "capacity": "on-demand"},
+        {"nodes": 2, "capacity": "spot"},  # a lost node is recovered: a new Job resumes from the checkpoint
+        {"nodes": 2, "capacity": "spot-then-on-demand"},
         {"nodes": 4, "count": 8, "capacity": "on-demand"},
         {"count": 4, "capacity": "spot"},
         {"training_command": ["python", "-c", "pass"]},  # one process: the command runs as it is
+        {"count": 2, "training_parallel": "fsdp"},
+        {"nodes": 2, "count": 1, "capacity": "on-demand", "training_parallel": "fsdp"},
     ],
 )
 def test_every_accelerator_shape_with_a_torchrun_program_is_accepted(conf: dict[str, Any]) -> None:
@@ -108,3 +113,19 @@ def test_a_named_endpoint_is_gated_and_measured_by_default() -> None:
     job = JobRequest.from_mapping({**BASE, "endpoint_name": "chat"})
     assert (job.gate_ttft_p99_ratio, job.gate_throughput_ratio, job.swap_load) == (1.5, 0.67, True)
     assert JobRequest.from_mapping(BASE).endpoint_name == ""
+
+
+def test_the_training_pod_gets_the_parallel_mode_the_request_chose() -> None:
+    sharded = JobRequest.from_mapping({**BASE, "count": 8, "training_parallel": "fsdp", "dataset_uri": "s3://b/d"})
+    assert training_env(sharded.fields()) == {"DATASET_URI": "s3://b/d", "GPUFLOW_TRAIN_PARALLEL": "fsdp"}
+    assert training_env(JobRequest.from_mapping({**BASE, "training_parallel": "ddp"}).fields()) == {
+        "GPUFLOW_TRAIN_PARALLEL": "ddp"
+    }
+
+
+def test_auto_and_a_job_from_before_the_field_leave_the_choice_to_the_trainer() -> None:
+    fields = JobRequest.from_mapping(BASE).fields()
+    assert fields["training_parallel"] == "auto"
+    assert training_env(fields) == {}
+    del fields["training_parallel"]  # an in-flight run's XCom written by the previous version
+    assert training_env(fields) == {}
