@@ -19,11 +19,11 @@ import pytest
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from gpuflow.core import naming
-from gpuflow.params import COST, SERVING, TRAINING, WHAT, WHERE
+from gpuflow.params import COST, PROMOTION, SERVING, TRAINING, WHAT, WHERE
 from tests.live.conftest import FAST_CONF, Live
 
 DAG_ID = "gpu_train_and_serve"
-SECTIONS = [WHAT, WHERE, COST, TRAINING, SERVING]
+SECTIONS = [WHAT, WHERE, COST, TRAINING, SERVING, PROMOTION]
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts" / "ui"
 # This machine reaches nothing but package registries: without the background-networking flags Chromium keeps
 # dialling Google's hosts at every start (shared/notes/airflow-on-this-machine.md). A fresh profile per launch is
@@ -87,19 +87,19 @@ def test_the_trigger_form_shows_its_sections_and_runs_a_fast_job_to_success(live
                 fill(content, name, param, FAST_CONF[name])
         dialog.screenshot(path=ARTIFACTS / f"{number:02d}-form-{slug(section)}.png")
     open_section(dialog, "Advanced Options").locator("[name=dagRunId]").fill(run_id)
-    dialog.screenshot(path=ARTIFACTS / "08-form-advanced-options.png")
+    dialog.screenshot(path=ARTIFACTS / f"{len(SECTIONS) + 3:02d}-form-advanced-options.png")
     dialog.get_by_role("button", name="Trigger", exact=True).click()
 
     run_state = run_page_state(page, run_id)
     expect(run_state).to_be_visible()
-    page.screenshot(path=ARTIFACTS / "09-run-started.png")
+    page.screenshot(path=ARTIFACTS / f"{len(SECTIONS) + 4:02d}-run-started.png")
     started = time.monotonic()
     state = airflow.follow(
         DAG_ID, run_id, on_change=lambda ti: print(f"{time.monotonic() - started:6.1f}s {ti['task_id']} {ti['state']}")
     )
     page.reload()
     expect(run_state).to_have_text(state.capitalize())
-    page.screenshot(path=ARTIFACTS / "10-run-ended.png")
+    page.screenshot(path=ARTIFACTS / f"{len(SECTIONS) + 5:02d}-run-ended.png")
 
     conf = airflow.call("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["conf"]
     assert {name: conf[name] for name in FAST_CONF} == FAST_CONF
