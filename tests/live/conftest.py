@@ -2,7 +2,7 @@
 this folder: starting it costs about a minute on two cores, so it is started once per session.
 
 The vLLM image runs the OpenAI-compatible double and training a one-line script, so a whole pipeline run takes
-about a minute; the real model is exercised by ``make demo`` and ``tests/e2e/test_real_training_and_serving.py``.
+about a minute; the real model is exercised by ``make demo`` and ``tests/e2e/test_model_swap_on_emulator.py``.
 """
 
 from __future__ import annotations
