@@ -7,7 +7,7 @@ imported lazily (it takes seconds) and built from a kubeconfig dict, as the clou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -82,14 +82,28 @@ class NodeSeen:
 def pod_placement(client: Any, namespace: str, pod: str) -> tuple[str, datetime] | None:
     """The node pod ``pod`` was bound to and when, from the scheduler's ``Scheduled`` event, which outlives the pod
     (an evicted pod is deleted; its events stay for an hour)."""
+    return next(((node, at) for name, node, at in _scheduled(client, namespace) if name == pod), None)
+
+
+def scheduled_pods(client: Any, namespace: str, prefix: str, since: datetime | None) -> list[str]:
+    """The pods named ``prefix...`` that the scheduler placed at or after ``since``, deleted ones included (their
+    ``Scheduled`` events outlive them)."""
+    return [
+        name
+        for name, _, at in _scheduled(client, namespace)
+        if name.startswith(prefix) and (since is None or at is None or at >= since)
+    ]
+
+
+def _scheduled(client: Any, namespace: str) -> Iterator[tuple[str, str, Any]]:
+    """(pod, node, when) of each ``Scheduled`` event in the namespace."""
     from kubernetes import client as k8s
 
     for event in k8s.CoreV1Api(client).list_namespaced_event(namespace).items:
         involved = event.involved_object
-        if event.reason == "Scheduled" and involved.kind == "Pod" and involved.name == pod and " to " in event.message:
+        if event.reason == "Scheduled" and involved.kind == "Pod" and " to " in event.message:
             at = event.last_timestamp or event.first_timestamp or event.metadata.creation_timestamp
-            return event.message.rsplit(" to ", 1)[1].strip(), at
-    return None
+            yield involved.name, event.message.rsplit(" to ", 1)[1].strip(), at
 
 
 def node_now(client: Any, name: str, resource: str) -> NodeSeen:

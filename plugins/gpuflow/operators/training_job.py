@@ -19,7 +19,7 @@ from typing import Any
 from gpuflow.clouds.access import kube_config
 from gpuflow.core.handoffs import PoolHandoff
 from gpuflow.core.recovery import PodView
-from gpuflow.kube.cluster import KubeObject, api_client, delete_objects
+from gpuflow.kube.cluster import KubeObject, api_client, delete_objects, scheduled_pods
 from gpuflow.kube.multinode import JOB_NAME_LABEL, index_of
 from gpuflow.kube.training import KPO_CONTAINER
 from gpuflow.operators.recovering import pod_view, pool_loss
@@ -60,10 +60,30 @@ def node_loss(pool: PoolHandoff, namespace: str, name: str) -> str | None:
     end a node caused (the pod's own status, or the node it ran on gone, recreated, cordoned or not Ready:
     ``recovering.pool_loss``), or the pool's nodes alone when every pod is gone (evicted); None when the nodes are
     not to blame (a rank failed by itself: the run fails, as a one-pod training's own failure does)."""
-    pods = _pods(api_client(kube_config(pool.cluster)), namespace, name)
+    client = api_client(kube_config(pool.cluster))
+    pods = _pods(client, namespace, name)
     if not pods:
         return pool_loss(pool, PodView(gone=True))
-    return next((why for pod in pods if (why := pool_loss(pool, pod_view(pod), (namespace, pod.metadata.name)))), None)
+    found = (why for pod in pods if (why := pool_loss(pool, pod_view(pod), (namespace, pod.metadata.name))))
+    return next(found, None) or _deleted_pods_loss(client, pool, namespace, name, {p.metadata.name for p in pods})
+
+
+def _deleted_pods_loss(client: Any, pool: PoolHandoff, namespace: str, name: str, present: set[str]) -> str | None:
+    """A failed Job deletes its active pods: when a rank on a healthy node fails first (its peer vanished), the pod
+    of the lost node is gone before anything reads it, and the cloud may have recreated that node already. Each
+    such pod of this Job still has its scheduler event: the node it was placed on, gone or recreated since, is the
+    loss."""
+    since = _created_at(client, namespace, name)
+    for pod in sorted(set(scheduled_pods(client, namespace, f"{name}-", since)) - present):
+        if why := pool_loss(pool, PodView(gone=True), (namespace, pod)):
+            return why
+    return None
+
+
+def _created_at(client: Any, namespace: str, name: str) -> Any:
+    from kubernetes import client as k8s
+
+    return k8s.BatchV1Api(client).read_namespaced_job(name, namespace).metadata.creation_timestamp
 
 
 def remove(client: Any, namespace: str, name: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 from gpuflow_emulator.testing import EmulatorProcess, eventually
 
-from gpuflow.kube.cluster import api_client, apply, delete_objects, labelled_objects
+from gpuflow.kube.cluster import api_client, apply, delete_objects, labelled_objects, pod_placement, scheduled_pods
 from gpuflow.kube.multinode import rendezvous_service, training_job
 from gpuflow.kube.placement import placement
 
@@ -62,3 +63,11 @@ def test_the_run_label_finds_the_job_and_its_service_and_deleting_them_leaves_no
     delete_objects(client, "default", judged)
 
     eventually(lambda: not labelled_objects(client, "default", selector), what="nothing left")
+    # The deleted ranks' placements outlive them (a node lost under a failed Job is judged from them).
+    ranks = scheduled_pods(client, "default", "train-mn-", since=None)
+    assert len(ranks) == 2
+    assert {placement_of[0] for rank in ranks if (placement_of := pod_placement(client, "default", rank))} == {
+        "gpu-0",
+        "gpu-1",
+    }
+    assert scheduled_pods(client, "default", "train-mn-", since=datetime.now(UTC) + timedelta(hours=1)) == []
