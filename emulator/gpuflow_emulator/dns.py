@@ -2,7 +2,8 @@
 
 Kubernetes gives a pod whose `spec.hostname` and `spec.subdomain` are set, and whose subdomain names a headless
 Service (clusterIP None) in its namespace that selects it, the A record `HOSTNAME.SUBDOMAIN.NS.svc.cluster.local`
-once the Service's endpoints list it: when it is ready, or at once with `publishNotReadyAddresses`
+once the Service's endpoints list it: when it is ready, or at once with `publishNotReadyAddresses` (which also keeps
+a terminating pod's name until the pod is gone)
 (kubernetes.io, "DNS for Services and Pods", "A/AAAA records" and "Pod's hostname and subdomain fields"; the Job
 task "Job with Pod-to-Pod Communication" builds on exactly this). Here pods are processes on one machine, so such
 a pod gets its own loopback address (all of 127.0.0.0/8 reaches this host) and sees the records through a hosts
@@ -50,8 +51,13 @@ class Record:
 
 
 def _published(pod: Obj, service: Obj) -> bool:
+    """Whether the pod's name resolves: its endpoint is `ready`, which a Service that publishes not-ready addresses
+    makes true even for a terminating pod (kubernetes staging/src/k8s.io/endpointslice/utils.go, podToEndpoint:
+    `ready := service.Spec.PublishNotReadyAddresses || (serving && !terminating)`), until the pod is gone."""
     spec, status = pod["spec"], pod.get("status") or {}
     selector = service["spec"].get("selector")
+    terminating = "deletionTimestamp" in pod["metadata"]
+    ready = service["spec"].get("publishNotReadyAddresses") or (condition_true(pod, "Ready") and not terminating)
     return bool(
         spec.get("hostname")
         and spec.get("subdomain") == service["metadata"]["name"]
@@ -59,8 +65,7 @@ def _published(pod: Obj, service: Obj) -> bool:
         and all((pod["metadata"].get("labels") or {}).get(key) == value for key, value in selector.items())
         and status.get("podIP")
         and status.get("phase") not in TERMINAL_PHASES
-        and "deletionTimestamp" not in pod["metadata"]
-        and (service["spec"].get("publishNotReadyAddresses") or condition_true(pod, "Ready"))
+        and ready
     )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
 from gpuflow_emulator.process import namespaces_available
-from gpuflow_emulator.testing import eventually
+from gpuflow_emulator.testing import eventually, python_pod
 from kubernetes.client import BatchV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
@@ -153,3 +154,44 @@ def test_deleting_a_job_in_the_background_deletes_its_pods_and_by_default_orphan
     (orphan,) = _pods(core_v1, "kept")
     assert orphan.status.phase == "Running"
     assert not orphan.metadata.owner_references
+
+
+# Asks for `old.named` every 0.2 s and prints the address, or `unresolved`.
+RESOLVER = """
+import socket, time
+while True:
+    try:
+        print(socket.gethostbyname("old.named"), flush=True)
+    except OSError:
+        print("unresolved", flush=True)
+    time.sleep(0.2)
+"""
+
+
+@pytest.mark.skipif(not namespaces_available(), reason="pod names resolve through a bound /etc/hosts (unshare)")
+def test_a_terminating_pod_keeps_its_name_under_publish_not_ready_addresses_until_it_is_gone(
+    core_v1: CoreV1Api,
+) -> None:
+    """The EndpointSlice controller marks a terminating pod's endpoint ready when its Service publishes not-ready
+    addresses (kubernetes staging/src/k8s.io/endpointslice/utils.go, podToEndpoint: `ready :=
+    service.Spec.PublishNotReadyAddresses || (serving && !terminating)`), so cluster DNS keeps its name until the pod
+    is gone: a new pod of the same hostname can meet the old one."""
+    core_v1.create_namespaced_service("default", _headless("named"))
+    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(600)"
+    old = python_pod("old", stubborn, hostname="old", subdomain="named", terminationGracePeriodSeconds=6)
+    old["metadata"]["labels"] = {"app": "named"}
+    core_v1.create_namespaced_pod("default", old)
+    core_v1.create_namespaced_pod("default", python_pod("peer", RESOLVER, hostname="peer", subdomain="named"))
+
+    def last_answer() -> str:
+        log = core_v1.read_namespaced_pod_log("peer", "default", _preload_content=False).data.decode()
+        lines = log.split()
+        return lines[-1] if lines else ""
+
+    address = eventually(lambda: core_v1.read_namespaced_pod("old", "default").status.pod_ip, what="old's address")
+    eventually(lambda: last_answer() == address, what="old.named resolves")
+    core_v1.delete_namespaced_pod("old", "default")
+    time.sleep(1.5)  # the kubelet rewrites hosts files as pods change; give it a round
+    assert core_v1.read_namespaced_pod("old", "default").metadata.deletion_timestamp is not None
+    assert last_answer() == address
+    eventually(lambda: last_answer() == "unresolved", timeout=30, what="old.named gone with the pod")

@@ -138,7 +138,7 @@ class TrainOperator(KubernetesPodOperator):
         pool = PoolHandoff.from_xcom(state.pool)
         job, service = self._job_manifests(context, pool)
         name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
-        training_job.start(api_client(kube_config(pool.cluster)), job, service)
+        training_job.start(api_client(kube_config(pool.cluster)), job, service, self.log.info)
         self.log.info("training on %d nodes as Job %s", _nodes(state), name)
         self.defer(
             trigger=TrainingJobTrigger(cluster_fields(pool.cluster), namespace, name, poll_interval_s()),

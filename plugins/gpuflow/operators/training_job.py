@@ -13,6 +13,8 @@ would have to repeat. So the manifests are applied here as they are, and a small
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,18 +28,44 @@ from gpuflow.operators.recovering import pod_view, pool_loss
 
 # How many of a failed rank's last log lines go into the task's error.
 FAILED_LOG_LINES = 10
+# A pod's terminationGracePeriodSeconds when it sets none, and how long past it an earlier try's rank may take to end.
+DEFAULT_GRACE_S = 30
+GRACE_MARGIN_S = 30
 
 
-def start(client: Any, job: Mapping[str, Any], service: Mapping[str, Any]) -> None:
-    """Create the Service, then the Job; a Job of the same name left by an earlier try goes first (its pod
-    template cannot be replaced, and its ranks would join the new ones)."""
+def start(client: Any, job: Mapping[str, Any], service: Mapping[str, Any], write: Callable[[str], object]) -> None:
+    """Create the Service, then the Job; a Job of the same name left by an earlier try goes first, and its pods too
+    (``_wait_gone``): its pod template cannot be replaced, and its ranks would join the new ones."""
     from kubernetes import client as k8s
     from kubernetes import utils
 
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     remove(client, namespace, name)
+    _wait_gone(client, namespace, name, write)
     utils.create_from_dict(client, dict(service))
     k8s.BatchV1Api(client).create_namespaced_job(namespace, dict(job))
+
+
+def _wait_gone(client: Any, namespace: str, name: str, write: Callable[[str], object]) -> None:
+    """Wait until an earlier try's ranks have ended. A terminating rank keeps its name, since the headless Service
+    publishes not-ready addresses (its EndpointSlice endpoint stays ``ready``: kubernetes
+    staging/src/k8s.io/endpointslice/utils.go, ``podToEndpoint``), and its node's accelerators, so a new rank could
+    meet the old rank 0. A rank still there after its grace period and a margin (a node that no longer answers
+    cannot confirm its end) is force-deleted, as kubernetes.io's "Force Delete StatefulSet Pods" says to."""
+    from kubernetes import client as k8s
+
+    pods = _pods(client, namespace, name)
+    if not pods:
+        return
+    grace = max(pod.spec.termination_grace_period_seconds or DEFAULT_GRACE_S for pod in pods)
+    write(f"waiting up to {grace + GRACE_MARGIN_S}s for {len(pods)} pod(s) of the earlier try of Job {name} to end")
+    deadline = time.monotonic() + grace + GRACE_MARGIN_S
+    while (pods := _pods(client, namespace, name)) and time.monotonic() < deadline:
+        time.sleep(1)
+    for pod in pods:
+        write(f"pod {pod.metadata.name} did not end within its grace period: force-deleting it")
+        with contextlib.suppress(k8s.ApiException):
+            k8s.CoreV1Api(client).delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
 
 
 def finish(

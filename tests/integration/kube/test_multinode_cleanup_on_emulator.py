@@ -1,4 +1,5 @@
-"""A multi-node training's Job, its pods and its headless Service are all found by the run label and all deleted."""
+"""A multi-node training's Job, its pods and its headless Service: found by the run label, all deleted, and a new try
+started only once the earlier one's ranks are gone."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import yaml
 from gpuflow_emulator.testing import EmulatorProcess, eventually
 
 from gpuflow.kube.cluster import api_client, apply, delete_objects, labelled_objects, pod_placement, scheduled_pods
-from gpuflow.kube.multinode import rendezvous_service, training_job
+from gpuflow.kube.multinode import JOB_NAME_LABEL, rendezvous_service, training_job
 from gpuflow.kube.placement import placement
+from gpuflow.operators import training_job as training_job_run
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,10 +37,8 @@ def client(tmp_path: Path) -> Iterator[Any]:
         yield api_client(yaml.safe_load(running.kubeconfig().read_text()))
 
 
-def test_the_run_label_finds_the_job_and_its_service_and_deleting_them_leaves_no_pod(client: Any) -> None:
-    from kubernetes.client import CoreV1Api
-
-    job = training_job(
+def _job(command: list[str]) -> dict[str, Any]:
+    return training_job(
         name="train-mn",
         namespace="default",
         image="python:3.11",
@@ -46,8 +46,14 @@ def test_the_run_label_finds_the_job_and_its_service_and_deleting_them_leaves_no
         labels=LABELS,
         output_uri="/tmp/unused",
         nodes=2,
-        command=["python", "-m", "gpuflow_training"],
+        command=command,
     )
+
+
+def test_the_run_label_finds_the_job_and_its_service_and_deleting_them_leaves_no_pod(client: Any) -> None:
+    from kubernetes.client import CoreV1Api
+
+    job = _job(["python", "-m", "gpuflow_training"])
     apply(client, [rendezvous_service(name="train-mn", namespace="default", labels=LABELS), job])
     core = CoreV1Api(client)
     selector = "gpuflow.io/run=multinode0001"
@@ -71,3 +77,29 @@ def test_the_run_label_finds_the_job_and_its_service_and_deleting_them_leaves_no
         "gpu-1",
     }
     assert scheduled_pods(client, "default", "train-mn-", since=datetime.now(UTC) + timedelta(hours=1)) == []
+
+
+def test_a_new_try_starts_only_once_the_earlier_tries_ranks_are_gone(client: Any) -> None:
+    """A terminating rank keeps its name (the headless Service publishes not-ready addresses) and its node's
+    accelerators: a new try's ranks would meet the old rank 0. So ``start`` waits for the earlier try's pods."""
+    from kubernetes.client import CoreV1Api
+
+    core = CoreV1Api(client)
+    service = rendezvous_service(name="train-mn", namespace="default", labels=LABELS)
+
+    def ranks() -> list[Any]:
+        return core.list_namespaced_pod("default", label_selector=f"{JOB_NAME_LABEL}=train-mn").items
+
+    def try_running(code: str) -> dict[str, Any]:
+        job = _job(["python", "-m", "gpuflow_training"])
+        job["spec"]["template"]["spec"]["containers"][0]["command"] = ["python", "-c", code]
+        job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 4
+        return job
+
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    training_job_run.start(client, try_running(stubborn), service, print)
+    eventually(lambda: len([p for p in ranks() if p.status.phase == "Running"]) == 2, what="2 ranks running")
+    old = {p.metadata.uid for p in ranks()}
+
+    training_job_run.start(client, try_running("pass"), service, print)
+    assert not old & {p.metadata.uid for p in ranks()}
