@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import re
@@ -117,6 +118,29 @@ class PodWorker:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"pod {self.namespace}/{self.name}")
+
+    def translate_request(self, local_port: int, body: bytes) -> bytes:
+        """A JSON request body for the container listening on `local_port`, with the paths under its volumes'
+        mountPaths as the local directories standing in for them (as `_remap` does for command, args and env): a
+        client may name a file the container sees at its mountPath (vLLM's `lora_path`). Other bodies as they are."""
+        container = next(
+            (
+                c
+                for c in self._containers
+                for p in c.get("ports") or []
+                if self.ports.get(p["containerPort"]) == local_port
+            ),
+            None,
+        )
+        if container is None or not body.lstrip().startswith(b"{"):
+            return body
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return body
+        mounts = self._mounts(container)
+        translated = {k: _remap(v, mounts) if isinstance(v, str) else v for k, v in document.items()}
+        return body if translated == document else json.dumps(translated).encode()
 
     def host_port(self, port: int | str) -> int | None:
         """The local port a containerPort (number or name) is mapped to."""

@@ -2,7 +2,8 @@
 
 `/api/v1/namespaces/NS/services/NAME[:PORT]/proxy/PATH` picks a ready pod matching the Service's
 selector (round robin) and its targetPort; `/api/v1/namespaces/NS/pods/NAME[:PORT]/proxy/PATH`
-goes to that pod. Responses are streamed, so server-sent events pass through as they are produced.
+goes to that pod. Responses are streamed, so server-sent events pass through as they are produced. A JSON body's
+paths under the container's volumes are translated on the way (`PodWorker.translate_request`).
 """
 
 from __future__ import annotations
@@ -91,10 +92,12 @@ async def forward(
     port, pod = target(cluster, namespace, name_port)
     url = f"http://127.0.0.1:{port}/{tail}"
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    body = await request.read()
+    worker = cluster.kubelet.worker(cluster.store.get(PODS, namespace, pod)["metadata"]["uid"])
+    if worker is not None:
+        body = worker.translate_request(port, body)
     try:
-        upstream_cm = session.request(
-            request.method, url, params=request.rel_url.query, headers=headers, data=await request.read()
-        )
+        upstream_cm = session.request(request.method, url, params=request.rel_url.query, headers=headers, data=body)
         async with upstream_cm as upstream:
             response = web.StreamResponse(
                 status=upstream.status,

@@ -120,3 +120,66 @@ def test_stopping_the_emulator_ends_every_process_it_started(stop: signal.Signal
     assert exit_code == 0
     assert processes_with_marker(emulator.process.pid) == []
     assert "stopped" in emulator.log()
+
+
+# Answers a POST {"path": P} with the text of the file at P, as vLLM opens the `lora_path` a client sends it.
+FILE_SERVER = """
+import http.server, json, os
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["path"]
+        try:
+            body, status = open(asked, "rb").read(), 200
+        except OSError as error:
+            body, status = str(error).encode(), 404
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", int(os.environ["GPUFLOW_EMULATOR_PORT_8000"])), Handler).serve_forever()
+"""
+
+
+def test_a_path_of_the_pods_volume_sent_in_a_request_opens_the_same_file(
+    core_v1: CoreV1Api, api_client: kubernetes.client.ApiClient
+) -> None:
+    """On a cluster a volume is at its mountPath inside the pod, so a client may name a file there (vLLM's
+    `/v1/load_lora_adapter` takes the adapter's `lora_path`); here the container is a local process, so the proxy
+    gives it the local directory standing in for the volume, as command, args and env get it."""
+    write = "import sys, pathlib; p = pathlib.Path(sys.argv[1]); p.parent.mkdir(); p.write_text('adapter config')"
+    pod = python_pod(
+        "files",
+        FILE_SERVER,
+        restart_policy="Always",
+        volumes=[{"name": "models", "emptyDir": {}}],
+        initContainers=[
+            {
+                "name": "put",
+                "image": "python:3.11",
+                "command": ["python", "-c", write, "/models/adapters/config.json"],
+                "volumeMounts": [{"name": "models", "mountPath": "/models"}],
+            }
+        ],
+    )
+    pod["spec"]["containers"][0]["ports"] = [{"containerPort": 8000}]
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "models", "mountPath": "/models"}]
+    core_v1.create_namespaced_pod("default", pod)
+    eventually(lambda: _phase(core_v1, "files") == "Running", what="the file server running")
+
+    def ask(path: str) -> tuple[int, bytes]:
+        try:
+            response = api_client.call_api(
+                "/api/v1/namespaces/default/pods/files:8000/proxy/read",
+                "POST",
+                header_params={"Content-Type": "application/json"},
+                body={"path": path},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+            )
+        except ApiException as error:
+            return error.status, error.body
+        return response.status, response.data
+
+    assert eventually(lambda: ask("/models/adapters/config.json") == (200, b"adapter config"), what="the file")
+    status, _ = ask("/elsewhere/config.json")
+    assert status == 404
