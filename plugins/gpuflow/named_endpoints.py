@@ -18,6 +18,7 @@ from gpuflow.core.clusters import Cluster
 from gpuflow.core.errors import describe
 from gpuflow.core.janitor import NODE_POOL
 from gpuflow.kube.cluster import api_client, read_service
+from gpuflow.kube.serving import ServedFacts, served_facts
 from gpuflow.sweep import Decision, Key, Swept, survey, sweep, wait_until_gone
 
 
@@ -60,6 +61,15 @@ def live_endpoint(name: str, cluster: Cluster, namespace: str) -> LiveEndpoint |
         return None
     revision = service["selector"].get(naming.REVISION_LABEL, "")
     return LiveEndpoint(name, cluster, revision, service["labels"].get(naming.RUN_LABEL, ""))
+
+
+def live_serving(live: LiveEndpoint, namespace: str) -> ServedFacts:
+    """What the live revision serves (its model's URI, its adapters folder and rank), from its Deployment."""
+    from kubernetes import client as k8s
+
+    client = api_client(kube_config(live.cluster))
+    deployment = k8s.AppsV1Api(client).read_namespaced_deployment(live.revision, namespace)
+    return served_facts(client.sanitize_for_serialization(deployment))
 
 
 def find_live_endpoint(name: str, clusters: Iterable[Cluster], namespace: str) -> LiveEndpoint | None:

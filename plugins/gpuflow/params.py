@@ -21,6 +21,7 @@ from gpuflow.core.job import (
     TRAINING_PARALLEL,
 )
 from gpuflow.core.request import DEFAULT_SPOT_ALLOWANCE, MAX_ACCELERATORS_PER_NODE, MAX_NODES, CapacityPreference
+from gpuflow.core.vllm_options import MAX_LORA_RANKS
 
 WHAT, WHERE, COST, TRAINING, SERVING = "What to run on", "Where", "Cost", "Training", "Serving"
 PROMOTION = "Named endpoint (live model swap)"
@@ -255,6 +256,27 @@ def job_params(*, training_image: str, training_command: list[str]) -> dict[str,
             title="Measure the swap",
             description="Send one request at a time through the endpoint for the whole swap and report failed "
             "requests and latency.",
+            section=PROMOTION,
+        ),
+        "enable_lora": Param(
+            False,
+            type="boolean",
+            title="Load LoRA adapters at run time",
+            description="Start the endpoint able to load LoRA adapters without a restart; a named endpoint also "
+            "mirrors its adapters folder. Needed by the adapter runs below.",
+            section=PROMOTION,
+        ),
+        "max_lora_rank": Param(
+            16, type="integer", enum=sorted(MAX_LORA_RANKS), title="Largest adapter rank served", section=PROMOTION
+        ),
+        "adapter_rank": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=max(MAX_LORA_RANKS),
+            title="Train an adapter (LoRA rank; 0: a whole model)",
+            description="Above 0: train a LoRA adapter on the named endpoint's live model and load it there, served "
+            "as the job name: no new revision, no restart. The endpoint must serve with LoRA on.",
             section=PROMOTION,
         ),
     }

@@ -1,4 +1,5 @@
-"""One object of a run's outputs, read or written from the Airflow worker: a training's progress, a benchmark report.
+"""A run's outputs, read or written from the Airflow worker: a training's progress, a benchmark report, an adapter
+published to its endpoint.
 
 Why not fsspec alone: s3fs cannot be installed beside the amazon provider (aiobotocore pins another botocore
 range than the provider), so S3 goes through the provider's own client, with the cluster's AWS connection, as the
@@ -58,6 +59,30 @@ def write_bytes(uri: str, data: bytes, cluster: Cluster | None = None) -> None:
     if isinstance(fs, LocalFileSystem):  # object stores have no folders to make
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
     fs.pipe_file(path, data)
+
+
+def copy_folder(source: str, target: str, cluster: Cluster | None = None) -> list[str]:
+    """Copy every object under the folder ``source`` to the same names under ``target`` (one bucket's, small files:
+    an adapter), in descending name order as the endpoint's adapter sync does, so a PEFT adapter's config comes
+    last, once its weights are whole. Returns the names copied; raises FileNotFoundError when there are none."""
+    _require_own_cloud(source, cluster)
+    _require_own_cloud(target, cluster)
+    names = sorted(_names_under(source.rstrip("/"), cluster), reverse=True)
+    if not names:
+        raise FileNotFoundError(f"nothing under {source}")
+    for name in names:
+        write_bytes(f"{target.rstrip('/')}/{name}", _read(f"{source.rstrip('/')}/{name}", cluster), cluster)
+    return names
+
+
+def _names_under(folder: str, cluster: Cluster | None) -> list[str]:
+    """The objects under ``folder``, as paths relative to it."""
+    if urlsplit(folder).scheme == "s3":
+        bucket, prefix = _bucket_and_key(folder)
+        pages = _s3(cluster).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
+        return [obj["Key"][len(prefix) + 1 :] for page in pages for obj in page.get("Contents") or []]
+    fs, path = _filesystem(folder, cluster)
+    return [posixpath.relpath(found, path.rstrip("/")) for found in fs.find(path)]
 
 
 def _require_own_cloud(uri: str, cluster: Cluster | None) -> None:

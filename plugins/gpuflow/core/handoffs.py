@@ -37,20 +37,23 @@ def cluster_fields(cluster: Cluster) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class PlanHandoff:
-    """``plan``'s XCom: the ranked plan (``Plan.to_dict()``) and, when planned for provisioning, the job's fields."""
+    """``plan``'s XCom: the ranked plan (``Plan.to_dict()``) and, when planned for provisioning, the job's fields;
+    for an adapter run, what it adapts (``revision``, ``model_uri``, ``adapters_uri`` of the named endpoint's live
+    revision when planned)."""
 
     plan: dict[str, Any]
     job: dict[str, Any] | None = None
+    adapter_base: dict[str, str] | None = None  # an adapter run's: the live revision, its model and adapters folder
 
     def to_xcom(self) -> dict[str, Any]:
-        return {"plan": self.plan, "job": self.job}
+        return {"plan": self.plan, "job": self.job, "adapter_base": self.adapter_base}
 
     @classmethod
     def from_xcom(cls, data: Mapping[str, Any]) -> PlanHandoff:
         plan = _get(data, "plan", "plan")
         for key in ("chosen", "fallbacks"):
             _get(plan, key, "plan's plan")
-        return cls(plan=dict(plan), job=data.get("job"))
+        return cls(plan=dict(plan), job=data.get("job"), adapter_base=data.get("adapter_base"))
 
     @property
     def choices(self) -> list[dict[str, Any]]:

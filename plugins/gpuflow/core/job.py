@@ -40,6 +40,9 @@ DEFAULT_GATE_THROUGHPUT_RATIO = 0.67
 # The trainer's --parallel under torchrun (include/training/gpuflow_training/fsdp.py), given as its env variable.
 TRAINING_PARALLEL = ("auto", "ddp", "fsdp")
 PARALLEL_ENV = "GPUFLOW_TRAIN_PARALLEL"
+# The trainer's --adapter-rank and --base-model (include/training/gpuflow_training/config.py), as env variables.
+ADAPTER_RANK_ENV = "GPUFLOW_TRAIN_ADAPTER_RANK"
+BASE_MODEL_ENV = "BASE_MODEL_URI"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,9 @@ class JobRequest:
     gate_ttft_p99_ratio: float = DEFAULT_GATE_TTFT_P99_RATIO
     gate_throughput_ratio: float = DEFAULT_GATE_THROUGHPUT_RATIO
     swap_load: bool = True  # one request at a time through the endpoint for the whole swap, measured
+    enable_lora: bool = False  # the endpoint loads LoRA adapters at run time (a named one: from its adapters folder)
+    max_lora_rank: int = 16  # the largest adapter rank the endpoint accepts
+    adapter_rank: int = 0  # > 0: train a LoRA adapter on the named endpoint's live model and load it there
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.job_name):
@@ -139,6 +145,31 @@ class JobRequest:
             )
         if not isinstance(self.swap_load, bool):
             raise RequestError("swap_load", self.swap_load, "true or false")
+        self._check_adapter()
+
+    def _check_adapter(self) -> None:
+        """An adapter rides on a named endpoint's live model and is served under the job's name."""
+        rank = self.adapter_rank
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+            raise RequestError("adapter_rank", rank, "0 (train and serve a whole model) or a LoRA rank >= 1")
+        if not rank:
+            return
+        if not self.endpoint_name:
+            raise RequestError(
+                "adapter_rank",
+                rank,
+                "0 without endpoint_name: an adapter is trained on a named endpoint's live model and loaded into it "
+                "(set endpoint_name)",
+            )
+        if self.training_parallel == "fsdp":
+            raise RequestError("training_parallel", self.training_parallel, "auto or ddp for an adapter (adapter_rank)")
+        if self.job_name == self.served_model_name:
+            raise RequestError(
+                "job_name",
+                self.job_name,
+                f"a name other than served_model_name ({self.served_model_name}): the adapter is served under the "
+                "job's name",
+            )
 
     def _check_parallel(self) -> None:
         if self.training_parallel not in TRAINING_PARALLEL:
@@ -171,7 +202,14 @@ class JobRequest:
         given = {k: v for k, v in data.items() if k in job_fields and v is not None}
         if "training_command" in given:
             given["training_command"] = _command(given["training_command"])
-        for name in ("keep_endpoint_minutes", "max_recoveries", "max_model_len", "benchmark_requests"):
+        for name in (
+            "keep_endpoint_minutes",
+            "max_recoveries",
+            "max_model_len",
+            "benchmark_requests",
+            "max_lora_rank",
+            "adapter_rank",
+        ):
             if name in given:
                 given[name] = _integer(name, given[name])
         for name in ("gpu_memory_utilization", "benchmark_rate", "gate_ttft_p99_ratio", "gate_throughput_ratio"):
@@ -202,14 +240,18 @@ def _command(value: Any) -> tuple[str, ...]:
     raise RequestError("training_command", value, "a list of strings (or one space-separated string)")
 
 
-def training_env(job: Mapping[str, Any]) -> dict[str, str]:
-    """What the training pod gets in its env from the job (the output URI comes with the pool): the dataset, and the
+def training_env(job: Mapping[str, Any], base_model_uri: str | None = None) -> dict[str, str]:
+    """What the training pod gets in its env from the job (the output URI comes with the pool): the dataset, the
     parallel mode when the request chose one (``auto`` is the trainer's own default; a job from before the field
-    has none)."""
+    has none), and for an adapter its rank and the model it adapts (the named endpoint's live one)."""
     env = {"DATASET_URI": job["dataset_uri"]} if job["dataset_uri"] else {}
     parallel = job.get("training_parallel", "auto")
     if parallel != "auto":
         env[PARALLEL_ENV] = parallel
+    if job.get("adapter_rank"):
+        if not base_model_uri:
+            raise ValueError("an adapter run needs the base model's URI (the plan's adapter_base)")
+        env.update({ADAPTER_RANK_ENV: str(job["adapter_rank"]), BASE_MODEL_ENV: base_model_uri})
     return env
 
 
@@ -222,6 +264,8 @@ def serving_options(job: Mapping[str, Any], model: str, tensor_parallel_size: in
         gpu_memory_utilization=job["gpu_memory_utilization"],
         tensor_parallel_size=tensor_parallel_size,
         quantization=job["quantization"],
+        enable_lora=job.get("enable_lora", False),
+        max_lora_rank=job.get("max_lora_rank", 16),
     )
 
 

@@ -271,3 +271,16 @@ def read_service(client: Any, namespace: str, name: str) -> dict[str, Any] | Non
     if service is None:
         return None
     return {"labels": dict(service.metadata.labels or {}), "selector": dict(service.spec.selector or {})}
+
+
+def serving_pods(client: Any, namespace: str, selector: str) -> dict[str, tuple[str, int]]:
+    """The selected pods that are not being deleted: name -> (uid, restarts of its containers); the same answer
+    before and after some act means no pod was restarted or replaced meanwhile."""
+    from kubernetes import client as k8s
+
+    pods = k8s.CoreV1Api(client).list_namespaced_pod(namespace, label_selector=selector).items
+    return {
+        pod.metadata.name: (pod.metadata.uid, sum(s.restart_count for s in (pod.status.container_statuses or [])))
+        for pod in pods
+        if pod.metadata.deletion_timestamp is None
+    }

@@ -46,6 +46,7 @@ CACHE_DIR = "/models"
 WEIGHTS_DIR = f"{CACHE_DIR}/weights"  # where a URI's weights are copied
 ADAPTERS_DIR = f"{CACHE_DIR}/adapters"  # where the sidecar mirrors ``adapters_uri``
 ADAPTER_SYNC = "sync-adapters"
+DOWNLOAD_CONTAINER = "download-model"
 HF_TOKEN_KEY = "token"
 RCLONE_IMAGE = "rclone/rclone:1.68.2"
 # Credentials come from the pod's workload identity (env auth) on every cloud.
@@ -142,6 +143,34 @@ class EndpointSpec:
     @property
     def secret_name(self) -> str:
         return f"{self.name}-hf-token"
+
+
+@dataclass(frozen=True, slots=True)
+class ServedFacts:
+    """What a running endpoint's Deployment says it serves: the URI its weights came from, and where it loads LoRA
+    adapters from and up to which rank (None: started without LoRA)."""
+
+    model_uri: str | None
+    adapters_uri: str | None
+    max_lora_rank: int | None
+
+
+def served_facts(deployment: Mapping[str, Any]) -> ServedFacts:
+    """Read ``ServedFacts`` back from a Deployment ``deployment_manifest`` made (as the API returns it)."""
+    pod = deployment["spec"]["template"]["spec"]
+
+    def env_of(containers: list[dict[str, Any]], name: str, key: str) -> str | None:
+        env = next((c.get("env") or [] for c in containers if c["name"] == name), [])
+        return next((e.get("value") for e in env if e["name"] == key), None)
+
+    containers = pod["containers"]
+    args = next((c.get("args") or [] for c in containers if c["name"] == CONTAINER), [])
+    rank = args[args.index("--max-lora-rank") + 1] if "--enable-lora" in args and "--max-lora-rank" in args else None
+    return ServedFacts(
+        model_uri=env_of(pod.get("initContainers") or [], DOWNLOAD_CONTAINER, "MODEL_URI"),
+        adapters_uri=env_of(containers, ADAPTER_SYNC, "ADAPTERS_URI"),
+        max_lora_rank=int(rank) if rank is not None else None,
+    )
 
 
 def _check_adapters(spec: EndpointSpec) -> None:
@@ -290,7 +319,7 @@ def _probes(timing: ProbeTiming) -> dict[str, Any]:
 def _download_container(spec: EndpointSpec, uri: str, mount: dict[str, Any]) -> dict[str, Any]:
     downloader = spec.downloader or rclone_downloader(uri, spec.region)
     return {
-        "name": "download-model",
+        "name": DOWNLOAD_CONTAINER,
         "image": downloader.image,
         "command": list(downloader.command),
         "env": env_list({**downloader.env, "MODEL_URI": uri, "MODEL_DIR": WEIGHTS_DIR}, {}),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from airflow.sdk import BaseHook, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
@@ -29,7 +29,14 @@ from gpuflow.kube.cluster import api_client, apply
 from gpuflow.kube.serving import EndpointSpec, endpoint_manifests
 from gpuflow.operators.nodepool import DEFAULT_READY_TIMEOUT_S
 from gpuflow.operators.recovering import Recoverer, current_pool, pool_loss, run_state
-from gpuflow.operators.runtime import JOB_NAMESPACE, placement_on, provisioned_pool, run_of, run_output_uri
+from gpuflow.operators.runtime import (
+    JOB_NAMESPACE,
+    endpoint_adapters_uri,
+    placement_on,
+    provisioned_pool,
+    run_of,
+    run_output_uri,
+)
 from gpuflow.serving.benchmark import BenchmarkConfig, format_report, run_benchmark, write_report
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.smoke import SmokeTestFailed, smoke_test
@@ -78,7 +85,14 @@ class EndpointTask(BaseOperator):
         self.serve_timeout_s = serve_timeout_s
         self.ready_timeout_s = ready_timeout_s
 
+    # Whether the task works in an adapter run, which deploys no endpoint of its own (``promote`` loads the adapter).
+    for_adapters: ClassVar[bool] = False
+
     def execute(self, context: Context) -> Any:
+        job = self.job(context)
+        if job.get("adapter_rank") and not self.for_adapters:
+            self.log.info("an adapter run: no endpoint of its own (promote loads it into %s)", job["endpoint_name"])
+            return None
         state = run_state(context, self.pool_task_id)
         if state.phase in RECOVERING:  # a new try found a recovery under way: carry it on
             self.log.info("a recovery is under way (%s on %s): waiting for its pool", state.phase, where(state.pool))
@@ -112,6 +126,8 @@ class EndpointTask(BaseOperator):
         """The run's endpoint (or its revision of a named endpoint) serving the trained model on ``pool``."""
         job, run = self.job(context), run_of(context)
         model = f"{run_output_uri(context, job, self.provisioned_task_id).rstrip('/')}/model"
+        front = job.get("endpoint_name", "")
+        adapters = endpoint_adapters_uri(front, pool.cluster) if front and job.get("enable_lora") else None
         return EndpointSpec(
             name=self.name(context),
             namespace=JOB_NAMESPACE,
@@ -121,7 +137,8 @@ class EndpointTask(BaseOperator):
             labels=naming.ownership_labels(run.dag_id, run.run_id),
             region=pool.cluster.region,
             replicas=int(pool.choice["nodes"]),
-            front=job.get("endpoint_name", ""),
+            front=front,
+            adapters_uri=adapters,
         )
 
     def deploy(self, context: Context, pool: PoolHandoff) -> DeployedEndpoint:

@@ -13,6 +13,8 @@ deployed, waited for and smoke-tested there by the tasks before. This task
 With ``swap_load`` a steady load runs through the front Service from before the switch to after the old revision is
 gone, and its failed requests and latency are reported. The first run of a named endpoint creates the front Service
 (gated on its own failures only). A new try after the switch finds its own revision live and only retires the old.
+An adapter run (``adapter_rank``) deployed no revision: its adapter is loaded into the live one
+(``adapter_promotion``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from gpuflow.named_endpoints import (
     live_endpoint,
     retire_old_revisions,
 )
+from gpuflow.operators.adapter_promotion import promote_adapter
 from gpuflow.operators.endpoint import EndpointTask
 from gpuflow.operators.runtime import JOB_NAMESPACE, clusters, run_of
 from gpuflow.operators.teardown import DEFAULT_DELETE_TIMEOUT_S, PROMOTED_XCOM
@@ -58,6 +61,7 @@ class PromoteOperator(EndpointTask):
     ``endpoint_name`` has nothing to promote."""
 
     ui_color = "#dff5e1"
+    for_adapters = True
 
     def work(self, context: Context) -> dict[str, Any] | None:
         job = self.job(context)
@@ -65,6 +69,8 @@ class PromoteOperator(EndpointTask):
         if not front:
             self.log.info("no endpoint_name: the run's own endpoint is not promoted anywhere")
             return None
+        if job.get("adapter_rank"):
+            return promote_adapter(self, context, job, front)
         pool = self.ready_pool(context)
         spec = self.spec(context, pool)
         live = live_endpoint(front, pool.cluster, JOB_NAMESPACE)

@@ -20,7 +20,7 @@ from gpuflow.core.planner import plan
 from gpuflow.core.request import PlanRequest
 from gpuflow.core.settings import ARTIFACTS_ENV, artifacts_base, catalog_source
 from gpuflow.core.storage import require_reachable_output
-from gpuflow.named_endpoints import EndpointLookupError, find_live_endpoint
+from gpuflow.named_endpoints import EndpointLookupError, LiveEndpoint, find_live_endpoint, live_serving
 from gpuflow.operators.runtime import JOB_NAMESPACE, clusters
 from gpuflow.state.store import BlockStore
 
@@ -58,10 +58,11 @@ class PlanOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         given = dict(self.request if self.request is not None else context["params"])
         try:
+            adapter_base = None
             if self.for_provisioning:
                 job = JobRequest.from_mapping(given)
                 _check_token_connection(job.hf_token_conn_id)
-                result = self._plan_for_provisioning(job)
+                result, adapter_base = self._plan_for_provisioning(job)
             else:
                 job = None
                 request = PlanRequest.from_mapping({k: v for k, v in given.items() if k in REQUEST_FIELDS})
@@ -73,15 +74,18 @@ class PlanOperator(BaseOperator):
         except (CatalogError, ClusterConfigError) as exc:
             raise AirflowFailException(str(exc)) from exc
         self.log.info("plan:\n%s", format_plan(result))
-        return PlanHandoff(result.to_dict(), job.fields() if job else None).to_xcom()
+        return PlanHandoff(result.to_dict(), job.fields() if job else None, adapter_base).to_xcom()
 
-    def _plan_for_provisioning(self, job: JobRequest) -> Any:
+    def _plan_for_provisioning(self, job: JobRequest) -> tuple[Any, dict[str, str] | None]:
+        """The plan, and for an adapter run what it adapts (``adapter_base``)."""
         now = datetime.now(UTC)
         remembered = BlockStore().active(now)
         if remembered:
             self.log.info("failover memory: %d offer block(s) in force", len(remembered))
         configured = clusters()
-        where = self._endpoint_region(job, configured)
+        live = self._live_endpoint(job, configured)
+        where = self._endpoint_region(job, live)
+        adapter_base = self._adapter_base(job, live)
         request = PlanRequest.from_mapping({**job.plan.to_dict(), "blocked": [*job.plan.blocked, *remembered], **where})
         result = plan(
             request,
@@ -93,19 +97,52 @@ class PlanOperator(BaseOperator):
         _check_output_reachable(
             job, [configured.for_region(c.offer.cloud, c.offer.region) for c in (result.chosen, *result.fallbacks)]
         )
-        return result
+        return result, adapter_base
 
-    def _endpoint_region(self, job: JobRequest, configured: Clusters) -> dict[str, list[str]]:
-        """For a named endpoint that serves already: its cluster's cloud and region, where the run must train and
-        serve (its Service selects pods of its own cluster only; its bucket is the one its pods can read)."""
+    def _live_endpoint(self, job: JobRequest, configured: Clusters) -> LiveEndpoint | None:
+        """The named endpoint the run promotes onto, if it serves already."""
         if not job.endpoint_name:
-            return {}
+            return None
         try:
             live = find_live_endpoint(job.endpoint_name, configured.by_region.values(), JOB_NAMESPACE)
         except EndpointLookupError as exc:
             raise AirflowFailException(f"{exc}; try again when the cluster answers") from exc
         if live is None:
             self.log.info("endpoint %s does not exist yet: this run creates it where it lands", job.endpoint_name)
+        return live
+
+    def _adapter_base(self, job: JobRequest, live: LiveEndpoint | None) -> dict[str, str] | None:
+        """For an adapter run: the live revision it adapts, that revision's model, and the endpoint's adapters
+        folder; refused before anything is paid for when the endpoint cannot load an adapter of this rank."""
+        if not job.adapter_rank:
+            return None
+        rank = job.adapter_rank
+        if live is None:
+            raise RequestError(
+                "adapter_rank",
+                rank,
+                f"0 until endpoint {job.endpoint_name} exists: create it with a whole-model run (adapter_rank 0, "
+                "enable_lora true)",
+            )
+        facts = live_serving(live, JOB_NAMESPACE)
+        if facts.max_lora_rank is None or facts.adapters_uri is None or facts.model_uri is None:
+            raise RequestError(
+                "adapter_rank",
+                rank,
+                f"0: endpoint {job.endpoint_name} serves without LoRA adapters (revision {live.revision}); promote "
+                "a whole model onto it with enable_lora true first",
+            )
+        if rank > facts.max_lora_rank:
+            raise RequestError(
+                "adapter_rank", rank, f"at most {facts.max_lora_rank}, the max_lora_rank endpoint {live.name} serves"
+            )
+        self.log.info("adapter of rank %d on %s's model %s", rank, live.describe(), facts.model_uri)
+        return {"revision": live.revision, "model_uri": facts.model_uri, "adapters_uri": facts.adapters_uri}
+
+    def _endpoint_region(self, job: JobRequest, live: LiveEndpoint | None) -> dict[str, list[str]]:
+        """For a named endpoint that serves already: its cluster's cloud and region, where the run must train and
+        serve (its Service selects pods of its own cluster only; its bucket is the one its pods can read)."""
+        if live is None:
             return {}
         cloud, region = live.cluster.cloud, live.cluster.region
         if cloud not in job.plan.clouds or not job.plan.allows_region(region):

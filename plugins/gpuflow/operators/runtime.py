@@ -38,6 +38,13 @@ def artifacts_uri(run: Run, cluster: Cluster) -> str:
     return f"{base.rstrip('/')}/{run.dag_id}/{run_key(run.dag_id, run.run_id)}"
 
 
+def endpoint_adapters_uri(endpoint: str, cluster: Cluster) -> str:
+    """The named endpoint's LoRA adapters folder, which its pods mirror: beside the runs' outputs, on the bucket of
+    the cluster it serves on (the one its pods can read)."""
+    base = artifacts_base() or cluster.artifacts
+    return f"{base.rstrip('/')}/endpoints/{endpoint}/adapters"
+
+
 def output_uri(job: Mapping[str, Any], run: Run, cluster: Cluster) -> str:
     """The job's ``output_uri``, else ``artifacts_uri``: the one place training writes and serving reads."""
     return str(job["output_uri"]) or artifacts_uri(run, cluster)

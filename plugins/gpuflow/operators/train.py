@@ -187,7 +187,8 @@ class TrainOperator(KubernetesPodOperator):
 
     def _manifest_fields(self, context: Context, pool: PoolHandoff) -> dict[str, Any]:
         """What the training pod and the training Job share: image, command, output, labels, placement."""
-        job = self._job(context)
+        handoff = PlanHandoff.from_xcom(context["ti"].xcom_pull(task_ids=self.plan_task_id))
+        job, base = handoff.job_fields(), handoff.adapter_base
         run = run_of(context)
         return {
             "name": f"{job['job_name']}-train",
@@ -197,7 +198,7 @@ class TrainOperator(KubernetesPodOperator):
             "labels": naming.ownership_labels(run.dag_id, run.run_id),
             "output_uri": run_output_uri(context, job, self.pool_task_id),
             "command": job["training_command"],
-            "env": training_env(job),
+            "env": training_env(job, base["model_uri"] if base else None),
         }
 
     def _node_loss(self, pool: PoolHandoff, namespace: str, pod_name: str) -> str | None:

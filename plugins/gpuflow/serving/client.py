@@ -143,27 +143,30 @@ class OpenAIClient:
                 elif event.get("usage"):
                     yield Usage(*_usage(event["usage"]))
 
-    def load_lora_adapter(self, name: str, path: str) -> None:
+    def load_lora_adapter(self, name: str, path: str, *, inplace: bool = False) -> None:
         """Load the PEFT adapter at ``path`` (a directory the server sees) as model ``name``; needs a server
-        started with ``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING``."""
-        self._adapter("load", name, {"lora_name": name, "lora_path": path})
+        started with ``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING``. ``inplace``: replace the adapter
+        already loaded under ``name`` (vLLM's ``load_inplace``; else that is a 400), or load it if there is none."""
+        self._adapter("load", name, {"lora_name": name, "lora_path": path, "load_inplace": inplace})
 
     def unload_lora_adapter(self, name: str) -> None:
         self._adapter("unload", name, {"lora_name": name})
 
-    def wait_and_load_lora_adapter(self, name: str, path: str, *, timeout_s: float, period_s: float = 2.0) -> None:
+    def wait_and_load_lora_adapter(
+        self, name: str, path: str, *, timeout_s: float, period_s: float = 2.0, inplace: bool = False
+    ) -> None:
         """Load ``name``, retrying while vLLM finds nothing at ``path`` (404 NotFoundError), as until the sidecar has
         copied it; any other refusal is final, and so is the 404 once ``timeout_s`` has passed."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                return self.load_lora_adapter(name, path)
+                return self.load_lora_adapter(name, path, inplace=inplace)
             except AdapterError as exc:
                 if exc.kind != NOT_FOUND or time.monotonic() + period_s > deadline:
                     raise
             time.sleep(period_s)
 
-    def _adapter(self, action: str, name: str, payload: Mapping[str, str]) -> None:
+    def _adapter(self, action: str, name: str, payload: Mapping[str, str | bool]) -> None:
         response = self._http.post(f"v1/{action}_lora_adapter", json=payload)
         if response.is_success:
             return
@@ -296,9 +299,18 @@ def service_proxy_endpoint(kubeconfig: Mapping[str, Any], namespace: str, servic
     """The ``Endpoint`` of a Service's port through the API server's proxy, authenticated as ``kubeconfig``'s
     current context (bearer token, exec plugin or client certificate, with its CA) by the kubernetes client's
     own loader, so every auth method it supports works here too; tokens are renewed (``KubeconfigAuth``)."""
+    return _proxy_endpoint(kubeconfig, namespace, "services", service, port)
+
+
+def pod_proxy_endpoint(kubeconfig: Mapping[str, Any], namespace: str, pod: str, port: str | int) -> Endpoint:
+    """As ``service_proxy_endpoint``, to one pod: what each replica must be told (a loaded adapter), not any one."""
+    return _proxy_endpoint(kubeconfig, namespace, "pods", pod, port)
+
+
+def _proxy_endpoint(kubeconfig: Mapping[str, Any], namespace: str, kind: str, name: str, port: str | int) -> Endpoint:
     auth = KubeconfigAuth(kubeconfig)
     configuration = auth.configuration
     verify: bool | str = configuration.ssl_ca_cert or bool(configuration.verify_ssl)
     cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
-    base = f"{configuration.host.rstrip('/')}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
+    base = f"{configuration.host.rstrip('/')}/api/v1/namespaces/{namespace}/{kind}/{name}:{port}/proxy"
     return Endpoint(base, {}, verify, cert, auth)

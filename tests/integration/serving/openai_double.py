@@ -6,8 +6,7 @@ Run as a script it is what the emulator's container runs: it binds ``GPUFLOW_EMU
 A prompt containing ``FAIL`` is answered with HTTP 500, so tests can count failures.
 With ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` set it loads and unloads LoRA adapters as vLLM does (the same routes,
 status codes, error types and messages; tests/ml prove those against real vLLM), checking only that the path holds
-``adapter_config.json``. A path under ``/models`` is read from the cache volume, which the emulator gives a
-container as a local folder: the parent of ``HF_HOME`` (``/models/huggingface`` in the endpoint's manifest).
+``adapter_config.json`` (the emulator's proxy gives it the local folder standing in for the container's volume).
 """
 
 from __future__ import annotations
@@ -63,7 +62,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         if self.server.runtime_lora and self.path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter"):
-            self._adapter(self.path == "/v1/load_lora_adapter", str(body.get("lora_name", "")), body.get("lora_path"))
+            load = self.path == "/v1/load_lora_adapter"
+            self._adapter(load, str(body.get("lora_name", "")), body.get("lora_path"), bool(body.get("load_inplace")))
             return
         if body.get("model") not in (self.server.served_model_name, *self.server.adapters):
             self._json({"error": {"message": f"model {body.get('model')!r} does not exist"}}, status=404)
@@ -86,10 +86,10 @@ class Handler(BaseHTTPRequestHandler):
                 {"object": "text_completion", "choices": [{"index": 0, "text": " ".join(words)}], "usage": usage}
             )
 
-    def _adapter(self, load: bool, name: str, path: str | None) -> None:
+    def _adapter(self, load: bool, name: str, path: str | None, inplace: bool) -> None:
         """vLLM's answers (vllm/entrypoints/openai/models/serving.py): 200 text, else an ErrorResponse."""
         with self.server.lock:
-            refusal = _refusal(load, name, path, self.server.adapters)
+            refusal = _refusal(load, name, path, inplace, self.server.adapters)
             if refusal is None and load:
                 self.server.adapters[name] = str(path)
             elif refusal is None:
@@ -143,27 +143,21 @@ class Handler(BaseHTTPRequestHandler):
 StartDouble = Callable[..., Double]
 
 
-def _refusal(load: bool, name: str, path: str | None, adapters: dict[str, str]) -> tuple[int, str, str] | None:
+def _refusal(
+    load: bool, name: str, path: str | None, inplace: bool, adapters: dict[str, str]
+) -> tuple[int, str, str] | None:
     """(status, error type, message) of vLLM's refusal, or None when it would do it."""
-    if load and name in adapters:
+    if load and name in adapters and not inplace:
         message = (
             f"The lora adapter '{name}' has already been loaded. If you want to load the adapter in place, "
             "set 'load_inplace' to True."
         )
         return 400, "InvalidUserInput", message
-    if load and not os.path.isfile(os.path.join(_local(str(path)), "adapter_config.json")):
+    if load and not os.path.isfile(os.path.join(str(path), "adapter_config.json")):
         return 404, "NotFoundError", f"Loading lora {name} failed: No adapter found for {path}"
     if not load and name not in adapters:
         return 404, "NotFoundError", f"The lora adapter '{name}' cannot be found."
     return None
-
-
-def _local(path: str) -> str:
-    """Where a path of the container's cache volume is here (see the module docstring)."""
-    cache = os.path.dirname(os.environ.get("HF_HOME", ""))
-    if cache and (path == "/models" or path.startswith("/models/")):
-        return cache + path[len("/models") :]
-    return path
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -45,9 +45,16 @@ def test_the_pool_xcom_is_the_dict_the_pool_tasks_always_pushed() -> None:
 
 
 def test_the_plan_xcom_round_trips_and_gives_the_options_in_failover_order() -> None:
-    wire: dict[str, Any] = {"plan": PLAN, "job": {"job_name": "j", "keep_endpoint_minutes": 5}}
+    base = {
+        "revision": "chat-1234abcd",
+        "model_uri": "gs://b/r/model",
+        "adapters_uri": "gs://b/endpoints/chat/adapters",
+    }
+    wire: dict[str, Any] = {"plan": PLAN, "job": {"job_name": "j", "keep_endpoint_minutes": 5}, "adapter_base": base}
     handoff = PlanHandoff.from_xcom(wire)
     assert handoff.to_xcom() == wire
+    assert handoff.adapter_base == base
+    assert PlanHandoff.from_xcom({"plan": PLAN, "job": None}).adapter_base is None  # an XCom from before the field
     assert [c["region"] for c in handoff.choices] == ["us-central1", "us-east1"]
     assert handoff.estimated_total_usd == 1.25
     assert handoff.job_fields()["job_name"] == "j"

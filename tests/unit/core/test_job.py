@@ -37,6 +37,11 @@ BASE: dict[str, Any] = {"accelerator": "L4"}
         ("gate_throughput_ratio", -0.1, "from 0 to 100"),
         ("gate_throughput_ratio", "fast", "a number"),
         ("swap_load", "yes", "true or false"),
+        ("adapter_rank", -1, "0 (train and serve a whole model) or a LoRA rank >= 1"),
+        ("adapter_rank", 8, "0 without endpoint_name"),
+        ("adapter_rank", "eight", "an integer"),
+        ("max_lora_rank", 12, "one of vLLM"),
+        ("enable_lora", "yes", "True to load LoRA adapters"),
     ],
 )
 def test_a_bad_field_is_refused_with_its_name_value_and_fix(field: str, value: Any, expected: str) -> None:
@@ -129,3 +134,27 @@ def test_auto_and_a_job_from_before_the_field_leave_the_choice_to_the_trainer() 
     assert training_env(fields) == {}
     del fields["training_parallel"]  # an in-flight run's XCom written by the previous version
     assert training_env(fields) == {}
+
+
+@pytest.mark.parametrize(
+    ("conf", "field", "expected"),
+    [
+        ({"training_parallel": "fsdp", "count": 2}, "training_parallel", "auto or ddp for an adapter"),
+        ({"job_name": "chat", "served_model_name": "chat"}, "job_name", "the adapter is served under the job's name"),
+    ],
+)
+def test_an_adapter_run_that_cannot_work_is_refused(conf: dict[str, Any], field: str, expected: str) -> None:
+    with pytest.raises(RequestError) as error:
+        JobRequest.from_mapping({**BASE, "endpoint_name": "chat", "adapter_rank": 8, **conf})
+    assert error.value.field == field
+    assert expected in error.value.expected
+
+
+def test_an_adapter_run_trains_on_the_base_model_it_is_given() -> None:
+    job = JobRequest.from_mapping({**BASE, "endpoint_name": "chat", "adapter_rank": "8", "job_name": "tuned"})
+    assert training_env(job.fields(), "gs://b/r/model") == {
+        "GPUFLOW_TRAIN_ADAPTER_RANK": "8",
+        "BASE_MODEL_URI": "gs://b/r/model",
+    }
+    with pytest.raises(ValueError, match="base model"):
+        training_env(job.fields())

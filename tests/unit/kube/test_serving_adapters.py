@@ -17,7 +17,7 @@ import pytest
 from gpuflow.core.errors import RequestError
 from gpuflow.core.vllm_options import VllmOptions
 from gpuflow.kube.placement import placement
-from gpuflow.kube.serving import ADAPTERS_DIR, EndpointSpec, endpoint_manifests
+from gpuflow.kube.serving import ADAPTERS_DIR, EndpointSpec, ServedFacts, endpoint_manifests, served_facts
 from tests.unit.kube.schema import assert_valid
 
 LABELS = {"gpuflow.io/managed": "true", "gpuflow.io/run": "0123456789abcdef"}
@@ -142,3 +142,12 @@ def _wait_for(path: Path, timeout_s: float = 20) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.2)
+
+
+def test_a_deployment_says_what_it_serves_and_whether_it_loads_adapters() -> None:
+    with_lora = next(m for m in endpoint_manifests(_spec()) if m["kind"] == "Deployment")
+    assert served_facts(with_lora) == ServedFacts("s3://bucket/runs/r1/model", "s3://bucket/runs/r1/adapters", 16)
+
+    plain = dataclasses.replace(_spec(adapters_uri=None), options=VllmOptions("s3://bucket/m", "llama"))
+    deployment = next(m for m in endpoint_manifests(plain) if m["kind"] == "Deployment")
+    assert served_facts(deployment) == ServedFacts("s3://bucket/m", None, None)
