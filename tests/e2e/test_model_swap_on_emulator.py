@@ -1,5 +1,6 @@
 """A named endpoint, end to end with real work: train a tiny Llama, serve it with real vLLM (CPU), promote a
-retrained one onto it under a steady load, refuse a model that fails the gate, and delete the endpoint.
+retrained one onto it under a steady load, refuse a model that fails the gate, load a LoRA adapter trained on the live
+model into its pod without a restart, and delete the endpoint.
 
 The first run is also the pipeline's test with real training and serving: smoke test, benchmark, artifacts.
 """
@@ -24,7 +25,7 @@ from gpuflow.clouds.base import backend_for
 from gpuflow.core import naming
 from gpuflow.core.clusters import Cluster
 from gpuflow.core.handoffs import PoolHandoff
-from gpuflow.kube.cluster import api_client, read_service
+from gpuflow.kube.cluster import api_client, read_service, serving_pods
 from gpuflow.operators.runtime import JOB_NAMESPACE
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.load import SteadyLoad
@@ -50,6 +51,9 @@ CONF: dict[str, Any] = {
     # Two vLLMs on two shared cores: the CPU's noise is not what this test measures; the bad run's bound is.
     "gate_ttft_p99_ratio": 100,
     "gate_throughput_ratio": 0,
+    # Every revision loads LoRA adapters at run time, for the adapter run.
+    "enable_lora": True,
+    "max_lora_rank": 8,
 }
 
 pytestmark = pytest.mark.skipif(not ML_PYTHON.exists(), reason="build the ML environment with `make ml-env`")
@@ -69,8 +73,9 @@ class Swap:
 
     def run(self, **conf: Any) -> Any:
         run = self.pipeline.test(run_conf={**CONF, **conf})
-        if self.cluster is None:
-            self.cluster = PoolHandoff.from_xcom(xcom(run, "wait_node_pool")).cluster
+        pool = xcom(run, "wait_node_pool")
+        if self.cluster is None and pool:
+            self.cluster = PoolHandoff.from_xcom(pool).cluster
         return run
 
     def client(self, timeout_s: float = 30) -> OpenAIClient:
@@ -87,6 +92,12 @@ class Swap:
         service = read_service(api_client(backend_for(self.cluster).kube_config()), JOB_NAMESPACE, ENDPOINT)
         assert service is not None, "the endpoint's front Service is gone"
         return str(service["selector"][naming.REVISION_LABEL])
+
+    def serving_pods(self) -> dict[str, tuple[str, int]]:
+        """The live revision's pods: name -> (uid, restarts)."""
+        assert self.cluster is not None
+        client = api_client(backend_for(self.cluster).kube_config())
+        return serving_pods(client, JOB_NAMESPACE, f"{naming.REVISION_LABEL}={self.live_revision()}")
 
     def of_run(self, run: Any) -> list[str]:
         return self.emulator.labelled(naming.RUN_LABEL, naming.run_key(run.dag_id, run.run_id))
@@ -155,6 +166,11 @@ def swap(
 def test_a_named_endpoint_is_created_swapped_under_load_kept_on_a_failed_gate_and_deleted(
     swap: Swap, object_stores: StoresConfig
 ) -> None:
+    # 0. An adapter needs a live model to adapt: refused at plan, before anything is paid for.
+    early = swap.run(job_name="tuned", adapter_rank=4)
+    assert (early.state, states(early)["plan"]) == ("failed", "failed")
+    assert swap.emulator.labelled(naming.RUN_LABEL, naming.run_key(early.dag_id, early.run_id)) == []
+
     # 1. The endpoint does not exist: the run trains, serves, benchmarks, and creates it.
     first = swap.run(training_command=training(seed=1, steps=30), benchmark_requests=8)
     assert first.state == "success", states(first)
@@ -205,7 +221,24 @@ def test_a_named_endpoint_is_created_swapped_under_load_kept_on_a_failed_gate_an
     assert swap.answer() == second_answer
     assert swap.of_run(third) == []
 
-    # 4. Deleting the endpoint is an explicit act, and leaves nothing.
+    # 4. An adapter trained on the live model is loaded into its pod at run time: no new pod, no restart, the base
+    # model's answers unchanged and its steady load unbroken.
+    pods = swap.serving_pods()
+    tuned = swap.run(job_name="tuned", adapter_rank=4, training_command=training(seed=4, steps=10))
+    assert tuned.state == "success", states(tuned)
+    assert xcom(tuned, "deploy_endpoint") is None  # no revision of its own
+    loaded = xcom(tuned, "promote")
+    logging.getLogger(__name__).warning("adapter load figures: %s", loaded)
+    assert (loaded["adapter"], loaded["revision"], loaded["restarted"]) == ("tuned", promoted["revision"], 0)
+    assert loaded["load"]["during"]["failed"] == 0
+    assert swap.serving_pods() == pods
+    with swap.client() as client:
+        assert "tuned" in client.models()
+        assert client.complete("tuned", PROMPT, max_tokens=12, temperature=0).text.strip()
+    assert swap.answer() == second_answer
+    assert swap.of_run(tuned) == []
+
+    # 5. Deleting the endpoint is an explicit act, and leaves nothing.
     deleted = swap.deleter.test(run_conf={"endpoint_name": ENDPOINT})
     assert deleted.state == "success", states(deleted)
     assert swap.emulator.labelled(naming.ENDPOINT_LABEL, ENDPOINT) == []

@@ -71,3 +71,12 @@ def test_adapter_rank_from_the_environment(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "adapter_rank must be 0 (train the whole model) or a LoRA rank >= 1, got -1" in result.stderr
+
+
+def test_an_adapter_run_configured_by_the_environment_reads_the_base_model_uri_as_text(tmp_path: Path) -> None:
+    """The pipeline's training pod gives both as env variables (``gpuflow.core.job.training_env``)."""
+    env = {"GPUFLOW_TRAIN_ADAPTER_RANK": "4", "BASE_MODEL_URI": str(tmp_path / "no-model")}
+    result = train("--dataset", str(CORPUS), "--output", str(tmp_path / "out"), env=env)
+
+    assert result.returncode == 5, result.stderr  # the base model's exit code: the URI was taken as a URI
+    assert "no-model" in result.stderr

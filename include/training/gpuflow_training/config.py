@@ -113,7 +113,8 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         if value is None:
             raw = env.get(fallback.get(name, "GPUFLOW_TRAIN_" + name.upper()))
             if raw:
-                kind = type(getattr(defaults, name)) if getattr(defaults, name) is not None else int
+                default = getattr(defaults, name)
+                kind = type(default) if default is not None else str if name in fallback else int
                 try:
                     value = raw if kind is str else kind(raw)
                 except ValueError as exc:
