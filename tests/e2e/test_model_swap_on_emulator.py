@@ -56,7 +56,10 @@ CONF: dict[str, Any] = {
     "max_lora_rank": 8,
 }
 
-pytestmark = pytest.mark.skipif(not ML_PYTHON.exists(), reason="build the ML environment with `make ml-env`")
+pytestmark = [
+    pytest.mark.skipif(not ML_PYTHON.exists(), reason="build the ML environment with `make ml-env`"),
+    pytest.mark.timeout(900),  # five runs, two vLLM starts: about 5 minutes here, more on a loaded machine
+]
 
 
 def training(seed: int, steps: int) -> list[str]:
@@ -67,12 +70,13 @@ class Swap:
     """The emulator, the DAGs and the endpoint's cluster, shared by the test's runs."""
 
     def __init__(self, emulator: EmulatorProcess) -> None:
-        self.pipeline, self.deleter = dag("gpu_train_and_serve"), dag("gpu_endpoint_delete")
+        self.deleter = dag("gpu_endpoint_delete")
         self.emulator = emulator
         self.cluster: Cluster | None = None
 
     def run(self, **conf: Any) -> Any:
-        run = self.pipeline.test(run_conf={**CONF, **conf})
+        # A fresh DAG each time: DAG.test() leaves a run's conf in the DAG's params, where the next run would find it.
+        run = dag("gpu_train_and_serve").test(run_conf={**CONF, **conf})
         pool = xcom(run, "wait_node_pool")
         if self.cluster is None and pool:
             self.cluster = PoolHandoff.from_xcom(pool).cluster
