@@ -1,18 +1,26 @@
-"""A named endpoint's cluster work on the emulator: found by its front Service, old revisions retired, deleted whole."""
+"""A named endpoint's cluster work on the emulator: found by its front Service, old revisions retired, deleted whole,
+and what an adapter run needs of it checked at plan."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from gpuflow_emulator.testing import EmulatorProcess
 
 from gpuflow.clouds.access import kube_config
 from gpuflow.clouds.base import backend_for
 from gpuflow.core import naming
 from gpuflow.core.clusters import Cluster, load_clusters
+from gpuflow.core.errors import RequestError
+from gpuflow.core.job import JobRequest
 from gpuflow.core.nodepool import NodePoolRef, NodePoolSpec
+from gpuflow.core.vllm_options import VllmOptions
 from gpuflow.kube.cluster import KubeObject, api_client, apply, label_objects
+from gpuflow.kube.placement import placement
+from gpuflow.kube.serving import EndpointSpec, deployment_manifest, front_service_manifest
 from gpuflow.named_endpoints import delete_endpoint, find_live_endpoint, retire_old_revisions
+from gpuflow.operators.plan import PlanOperator
 from gpuflow.operators.runtime import JOB_NAMESPACE
 
 DAG = "gpu_train_and_serve"
@@ -85,3 +93,45 @@ def test_a_promotion_retires_every_other_revision_and_the_delete_dag_takes_the_r
     assert sorted(deleted.swept.deleted_objects) == ["Service/chat", "Service/chat-new"]
     assert deleted.swept.deleted_pools == [new_pool]
     assert clouds_emulator.labelled(naming.ENDPOINT_LABEL, "chat") == []
+
+
+def _revision_serving(gke: Cluster, run_id: str, *, lora: bool) -> None:
+    """A revision's Deployment as ``deploy_endpoint`` applies it, behind the endpoint's front Service."""
+    options = VllmOptions(f"gs://bucket/{run_id}/model", "tiny", enable_lora=lora, max_lora_rank=8)
+    spec = EndpointSpec(
+        name=f"chat-{run_id}",
+        namespace=JOB_NAMESPACE,
+        image="vllm/vllm-openai:v0.32.0",
+        options=options,
+        placement=placement("gcp", "pool-x", "L4", 1, "on-demand"),
+        labels=naming.ownership_labels(DAG, run_id),
+        front="chat",
+        adapters_uri="gs://bucket/endpoints/chat/adapters" if lora else None,
+    )
+    apply(api_client(kube_config(gke)), [deployment_manifest(spec, with_hf_token=False), front_service_manifest(spec)])
+
+
+def test_an_adapter_is_planned_only_onto_a_live_endpoint_that_loads_adapters_of_its_rank(
+    clouds_emulator: EmulatorProcess,
+) -> None:
+    configured = load_clusters()
+    gke = configured.for_region("gcp", "us-central1")
+    plan = PlanOperator(task_id="plan", for_provisioning=True)
+
+    def adapter_base(rank: int) -> dict[str, str] | None:
+        job = JobRequest.from_mapping({"accelerator": "L4", "endpoint_name": "chat", "adapter_rank": rank})
+        return plan._adapter_base(job, find_live_endpoint("chat", configured.by_region.values(), JOB_NAMESPACE))
+
+    with pytest.raises(RequestError, match="0 until endpoint chat exists: create it with a whole-model run"):
+        adapter_base(4)
+    _revision_serving(gke, "plain", lora=False)
+    with pytest.raises(RequestError, match=r"serves without LoRA adapters \(revision chat-plain\); promote a whole"):
+        adapter_base(4)
+    _revision_serving(gke, "lora", lora=True)
+    with pytest.raises(RequestError, match="at most 8, the max_lora_rank endpoint chat serves"):
+        adapter_base(16)
+    assert adapter_base(8) == {
+        "revision": "chat-lora",
+        "model_uri": "gs://bucket/lora/model",
+        "adapters_uri": "gs://bucket/endpoints/chat/adapters",
+    }

@@ -88,7 +88,7 @@ def test_a_new_try_starts_only_once_the_earlier_tries_ranks_are_gone(client: Any
     service = rendezvous_service(name="train-mn", namespace="default", labels=LABELS)
 
     def ranks() -> list[Any]:
-        return core.list_namespaced_pod("default", label_selector=f"{JOB_NAME_LABEL}=train-mn").items
+        return list(core.list_namespaced_pod("default", label_selector=f"{JOB_NAME_LABEL}=train-mn").items)
 
     def try_running(code: str) -> dict[str, Any]:
         job = _job(["python", "-m", "gpuflow_training"])
