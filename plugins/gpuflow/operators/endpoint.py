@@ -63,6 +63,8 @@ class EndpointTask(BaseOperator):
     """
 
     template_fields = ("plan_task_id", "pool_task_id", "provisioned_task_id")
+    # Whether the task works in an adapter run, which deploys no endpoint of its own (``promote`` loads the adapter).
+    for_adapters: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -84,9 +86,6 @@ class EndpointTask(BaseOperator):
         self.provisioned_task_id = provisioned_task_id
         self.serve_timeout_s = serve_timeout_s
         self.ready_timeout_s = ready_timeout_s
-
-    # Whether the task works in an adapter run, which deploys no endpoint of its own (``promote`` loads the adapter).
-    for_adapters: ClassVar[bool] = False
 
     def execute(self, context: Context) -> Any:
         job = self.job(context)
