@@ -17,8 +17,6 @@ a failure serve the new adapter (the task fails, naming them).
 
 from __future__ import annotations
 
-import time
-from contextlib import ExitStack
 from typing import Any
 
 from airflow.sdk import Context
@@ -33,7 +31,7 @@ from gpuflow.named_endpoints import live_endpoint
 from gpuflow.operators.endpoint import EndpointTask
 from gpuflow.operators.runtime import JOB_NAMESPACE, provisioned_pool, run_of, run_output_uri
 from gpuflow.serving.client import OpenAIClient, pod_proxy_endpoint, service_proxy_endpoint
-from gpuflow.serving.load import SteadyLoad
+from gpuflow.serving.load import MeasuredAct
 from gpuflow.serving.vllm_args import PORT
 from gpuflow.storage_io import copy_folder
 
@@ -71,16 +69,11 @@ def promote_adapter(task: EndpointTask, context: Context, job: dict[str, Any], f
     name, path = job["job_name"], f"{ADAPTERS_DIR}/{version}"
     answers: dict[str, str] = {}
     result: dict[str, Any] = {"endpoint": front, "revision": live.revision, "adapter": name, "path": path}
-    with ExitStack() as stack:
-        load = None
-        if job["swap_load"]:
-            front_client = OpenAIClient(service_proxy_endpoint(config, JOB_NAMESPACE, front, PORT), timeout_s=30)
-            load = stack.enter_context(SteadyLoad(stack.enter_context(front_client), job["served_model_name"]))
-            try:
-                load.wait_for_successes(WARM_UP_ANSWERS)
-            except TimeoutError as exc:
-                task.log.warning("the live model does not answer the steady load (%s): loading anyway", exc)
-        started = time.monotonic()
+    front_client = None
+    if job["swap_load"]:
+        front_client = OpenAIClient(service_proxy_endpoint(config, JOB_NAMESPACE, front, PORT), timeout_s=30)
+    model = job["served_model_name"]
+    with MeasuredAct(front_client, model, task.log, what="the adapter load", warm_up=WARM_UP_ANSWERS) as act:
         for pod in sorted(before):
             with OpenAIClient(pod_proxy_endpoint(config, JOB_NAMESPACE, pod, PORT), timeout_s=60) as client:
                 try:
@@ -92,12 +85,7 @@ def promote_adapter(task: EndpointTask, context: Context, job: dict[str, Any], f
                     ) from exc
                 answers[pod] = client.complete(name, PROMPT, max_tokens=8, temperature=0).text
             task.log.info("pod %s serves adapter %s: %r", pod, name, answers[pod])
-        result["swap_s"] = round(time.monotonic() - started, 1)
-        if load is not None:
-            before_figures, during = load.figures(until=started), load.figures(since=started)
-            task.log.info("steady load on the base model before the load: %s", before_figures.describe())
-            task.log.info("steady load on the base model through it: %s", during.describe())
-            result["load"] = {"before": before_figures.to_dict(), "during": during.to_dict()}
+        result.update(act.report())
     after = serving_pods(kube, JOB_NAMESPACE, selector)
     if after != before:
         raise AirflowException(f"the endpoint's pods changed while the adapter loaded: {before} -> {after}")

@@ -20,7 +20,6 @@ An adapter run (``adapter_rank``) deployed no revision: its adapter is loaded in
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +45,7 @@ from gpuflow.operators.teardown import DEFAULT_DELETE_TIMEOUT_S, PROMOTED_XCOM
 from gpuflow.serving.benchmark import BenchmarkConfig, BenchmarkReport, run_benchmark
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.gate import GateBounds, GateVerdict, judge
-from gpuflow.serving.load import SteadyLoad
+from gpuflow.serving.load import MeasuredAct
 from gpuflow.serving.vllm_args import PORT
 from gpuflow.state.admission import Leases
 from gpuflow.state.ledger import Ledger
@@ -87,26 +86,12 @@ class PromoteOperator(EndpointTask):
                 f"({verdict.figures}). The live model keeps serving; this run's revision is deleted by its teardown."
             )
         result: dict[str, Any] = {"endpoint": front, "revision": spec.name, "previous": live.revision if live else None}
-        with ExitStack() as stack:
-            load = None
-            if live is not None and job["swap_load"]:
-                client = stack.enter_context(self._front_client(context, front))
-                load = stack.enter_context(SteadyLoad(client, job["served_model_name"]))
-                try:
-                    load.wait_for_successes(WARM_UP_ANSWERS)
-                except TimeoutError as exc:  # a live model that does not answer must not block its replacement
-                    self.log.warning("the live model does not answer the steady load (%s): swapping anyway", exc)
-            swapped_at = time.monotonic()
+        client = self._front_client(context, front) if live is not None and job["swap_load"] else None
+        with MeasuredAct(client, job["served_model_name"], self.log, what="the swap", warm_up=WARM_UP_ANSWERS) as act:
             self._switch(context, spec, live)
             if live is not None:
                 self._retire(context, live)
-            result["swap_s"] = round(time.monotonic() - swapped_at, 1)
-            if load is not None:
-                time.sleep(2)  # answers after the old revision is gone, too
-                before, during = load.figures(until=swapped_at), load.figures(since=swapped_at)
-                self.log.info("steady load before the swap: %s", before.describe())
-                self.log.info("steady load through the swap: %s", during.describe())
-                result["load"] = {"before": before.to_dict(), "during": during.to_dict()}
+            result.update(act.report(settle_s=2))  # answers after the old revision is gone, too
         return result
 
     def _gate(self, context: Context, live: LiveEndpoint | None) -> GateVerdict:

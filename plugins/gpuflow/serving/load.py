@@ -7,11 +7,13 @@ request's latency is its own (no queueing behind the generator's other requests)
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -131,3 +133,52 @@ class SteadyLoad:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no {what} within {within_s:.0f}s ({self.sent} sent, {self.failed} failed)")
             time.sleep(0.2)
+
+
+class Log(Protocol):
+    """What ``MeasuredAct`` writes to: a task's logger, or ``logging``'s."""
+
+    def info(self, msg: str, /, *args: object) -> object: ...
+
+    def warning(self, msg: str, /, *args: object) -> object: ...
+
+
+class MeasuredAct:
+    """``swap_load``'s measure of an act on a live endpoint (a model swap, an adapter load): a ``SteadyLoad`` on
+    ``model`` through ``client`` (None: no load, the act is only timed), warmed up by ``warm_up`` answers before the
+    act (a model that does not answer is logged, not waited for: it must not block its replacement); ``report`` gives
+    the act's seconds and the load's figures before and during it, and logs them."""
+
+    def __init__(self, client: OpenAIClient | None, model: str, log: Log, *, what: str, warm_up: int):
+        self._client, self._log, self._what, self._warm_up = client, log, what, warm_up
+        self._load = SteadyLoad(client, model) if client is not None else None
+        self._stack = contextlib.ExitStack()
+        self.started = 0.0
+
+    def __enter__(self) -> MeasuredAct:
+        if self._client is not None and self._load is not None:
+            self._stack.enter_context(self._client)
+            self._stack.enter_context(self._load)
+            try:
+                self._load.wait_for_successes(self._warm_up)
+            except TimeoutError as exc:
+                self._log.warning(
+                    "the live model does not answer the steady load (%s): going on with %s", exc, self._what
+                )
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stack.close()
+
+    def report(self, *, settle_s: float = 0) -> dict[str, Any]:
+        """``swap_s``: seconds since the act started; ``load``: the figures before and during it, the load running
+        ``settle_s`` more first (answers after the act, too)."""
+        result: dict[str, Any] = {"swap_s": round(time.monotonic() - self.started, 1)}
+        if self._load is not None:
+            time.sleep(settle_s)
+            before, during = self._load.figures(until=self.started), self._load.figures(since=self.started)
+            self._log.info("steady load before %s: %s", self._what, before.describe())
+            self._log.info("steady load through %s: %s", self._what, during.describe())
+            result["load"] = {"before": before.to_dict(), "during": during.to_dict()}
+        return result
