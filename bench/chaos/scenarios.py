@@ -170,16 +170,15 @@ def process_fault(airflow: AirflowStack, emulator: Any, db: str, fault: Fault) -
 
 def inject(airflow: AirflowStack, run_id: str, fault: Fault) -> bool:
     """Kill the fault's victim once its task is in the fault's state; False when the run got past it first."""
-    ti = wait_for_task(airflow, run_id, fault.task_id, fault.state)
-    if ti is None:
-        return False
     if fault.victim == "task":
-        process = task_process(str(ti["id"]))
+        process = wait_for_task_process(airflow, run_id, fault.task_id)
         if process is None:
             return False
         process.kill()
         print(f"    killed the task process of {fault.task_id} (pid {process.pid})", flush=True)
     else:
+        if wait_for_task(airflow, run_id, fault.task_id, fault.state) is None:
+            return False
         airflow.restart(fault.victim)
         print(f"    killed the {fault.victim} and started it again", flush=True)
     return True
@@ -189,22 +188,44 @@ def wait_for_task(airflow: AirflowStack, run_id: str, task_id: str, state: str) 
     """The task instance as soon as it is seen in ``state`` (polled every 0.2 s); None if the run ends first."""
     deadline = time.monotonic() + FAULT_WINDOW_S
     while time.monotonic() < deadline:
-        tis = {ti["task_id"]: ti for ti in airflow.task_instances(DAG_ID, run_id)}
-        if tis[task_id].get("state") == state:
-            return tis[task_id]
-        if airflow.call("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"] in ("success", "failed"):
+        ti = _task_instance(airflow, run_id, task_id)
+        if ti.get("state") == state:
+            return ti
+        if _run_state(airflow, run_id) in ("success", "failed"):
             return None
         time.sleep(0.2)
     return None
 
 
-def task_process(ti_id: str) -> psutil.Process | None:
-    """The process running a task instance: Airflow's task runner titles itself ``airflow worker -- <ti id>``."""
-    title = f"airflow worker -- {ti_id}"
-    for process in psutil.process_iter(["cmdline"]):
-        if title in " ".join(process.info["cmdline"] or []):
-            return process
+def wait_for_task_process(airflow: AirflowStack, run_id: str, task_id: str) -> psutil.Process | None:
+    """The process of the task's first try as soon as it exists (it runs only while the task is ``running``); None
+    if the run ends first.
+
+    Airflow's task runner titles itself ``airflow worker -- <ti id>`` once it starts, so looking for that title every
+    50 ms cannot miss a short task (``create_node_pool`` asks for a pool and returns within a second or two), as a
+    poll of the task's state through the REST API could on a busy machine.
+    """
+    title = f"airflow worker -- {_task_instance(airflow, run_id, task_id)['id']}"
+    deadline = time.monotonic() + FAULT_WINDOW_S
+    next_run_check = time.monotonic()
+    while time.monotonic() < deadline:
+        for process in psutil.process_iter(["cmdline"]):
+            if title in " ".join(process.info["cmdline"] or []):
+                return process
+        if time.monotonic() >= next_run_check:
+            if _run_state(airflow, run_id) in ("success", "failed"):
+                return None
+            next_run_check = time.monotonic() + 2
+        time.sleep(0.05)
     return None
+
+
+def _task_instance(airflow: AirflowStack, run_id: str, task_id: str) -> dict[str, Any]:
+    return next(ti for ti in airflow.task_instances(DAG_ID, run_id) if ti["task_id"] == task_id)
+
+
+def _run_state(airflow: AirflowStack, run_id: str) -> str:
+    return str(airflow.call("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"])
 
 
 def trigger(airflow: AirflowStack, conf: dict[str, Any]) -> str:
