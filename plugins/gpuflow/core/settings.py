@@ -29,6 +29,8 @@ SWAP_DRAIN_ENV = "GPUFLOW_SWAP_DRAIN_S"
 # After a named endpoint's front Service selects the new revision, the old one serves on this long before it is
 # deleted: kube-proxy on every node must learn the new endpoints (seconds) and requests in flight must finish.
 DEFAULT_SWAP_DRAIN_S = 30.0
+PRELOAD_ENV = "GPUFLOW_PRELOAD"
+SWITCH_VALUES = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
 
 
 class SettingsError(GpuflowError, ValueError):
@@ -90,6 +92,24 @@ def swap_drain_s() -> float:
 def gpu_limits() -> GpuLimits:
     """How many GPUs runs may hold at once (``GPUFLOW_GPU_LIMITS``, e.g. ``total=16,aws=8``); unset: no limit."""
     return GpuLimits.parse(os.environ.get(LIMITS_ENV, ""))
+
+
+def preload() -> bool:
+    """Whether the Airflow processes that fork import the DAG files' libraries once, before they first fork
+    (``GPUFLOW_PRELOAD``, on unless set off; ``gpuflow.preload`` says why)."""
+    return _switch(PRELOAD_ENV, default=True)
+
+
+def _switch(name: str, *, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() not in SWITCH_VALUES:
+        raise SettingsError(
+            f"{name}={raw!r} is invalid: one of {', '.join(SWITCH_VALUES)}; unset it for the default "
+            f"({'on' if default else 'off'})"
+        )
+    return SWITCH_VALUES[raw.lower()]
 
 
 def _source(name: str) -> str | None:

@@ -54,3 +54,18 @@ def test_the_state_defaults_to_the_airflow_home_and_artifacts_to_each_clusters_b
     monkeypatch.setenv(settings.ARTIFACTS_ENV, "s3://bucket/gpuflow")
     assert settings.state_url() == "postgresql+psycopg2://gpuflow@db/gpuflow"
     assert settings.artifacts_base() == "s3://bucket/gpuflow"
+
+
+@pytest.mark.parametrize(("raw", "on"), [("", True), ("1", True), ("On", True), ("off", False), (" 0 ", False)])
+def test_the_preload_switch_is_on_unless_set_off(monkeypatch: pytest.MonkeyPatch, raw: str, on: bool) -> None:
+    monkeypatch.setenv(settings.PRELOAD_ENV, raw)
+    assert settings.preload() is on
+
+
+def test_an_unusable_switch_names_the_variable_the_value_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(settings.PRELOAD_ENV, "maybe")
+    with pytest.raises(SettingsError) as error:
+        settings.preload()
+    assert str(error.value) == (
+        "GPUFLOW_PRELOAD='maybe' is invalid: one of 1, true, on, 0, false, off; unset it for the default (on)"
+    )
