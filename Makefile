@@ -12,7 +12,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv browser stores postgres demo test lint typecheck unit bench bench-cost chaos lock clean
+.PHONY: venv browser stores postgres demo test lint typecheck unit bench bench-cost bench-tasks chaos lock clean
 
 venv: $(STAMP)
 
@@ -72,6 +72,10 @@ bench: venv
 # The cost benchmark (docs/cost-benchmark.md): every policy on the spot traces; writes bench/results/cost.{json,png}.
 bench-cost: venv
 	$(BIN)/python -m bench.cost
+
+# Task start-up on running Airflow with GPUFLOW_PRELOAD off (the baseline) and on: run time, each task's DAG parse.
+bench-tasks: venv ml-env stores
+	$(BIN)/python -m bench.task_start
 
 # Debian's PostgreSQL server for the chaos suite's PostgreSQL rows (scripts/local_postgres.py starts a private one).
 postgres:

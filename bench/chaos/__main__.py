@@ -15,7 +15,6 @@ could not land).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -65,52 +64,33 @@ def databases(db: str) -> Iterator[tuple[str | None, str | None]]:
 
 
 def run_on(db: str, state: Path, runs: int, gpu_limit: int, only: set[str]) -> list[Row]:
-    from gpuflow_emulator.connections import airflow_environment
-    from gpuflow_emulator.stores import ObjectStores, StoresConfig, worker_env
-    from gpuflow_emulator.testing import free_port
+    from bench.stack import emulated_stack
 
-    from scripts.airflow_stack import AirflowStack
-    from tests.support.emulated_clouds import start_emulator
+    env = {
+        "GPUFLOW_GPU_LIMITS": f"total={gpu_limit}",
+        "GPUFLOW_JANITOR_GRACE_HOURS": "0.001",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+    }
+    with databases(db) as (metadata_url, state_url):
+        print(f"==> [{db}] starting Airflow with GPUFLOW_GPU_LIMITS=total={gpu_limit}", flush=True)
+        with emulated_stack(state, env, metadata_url=metadata_url, state_url=state_url) as (airflow, emulator):
+            airflow.wait_for_dag("gpu_train_and_serve")
+            airflow.wait_for_dag("gpu_janitor")
+            airflow.unpause("gpu_train_and_serve")
+            rows: list[Row] = []
 
-    os.environ["AIRFLOW_HOME"] = str(state / "airflow")  # hidden from the emulator's pods
-    stores_config = StoresConfig(free_port(), free_port(), free_port())
-    stores = ObjectStores(stores_config, state / "stores")
-    stores.start()
-    try:
-        with (
-            databases(db) as (metadata_url, state_url),
-            start_emulator(state / "emulator", "default", stores_config) as emulator,
-        ):
-            env = {
-                **airflow_environment(emulator.clouds(), stores_config),
-                **worker_env(stores_config),
-                "GPUFLOW_STATE_URL": state_url or f"sqlite:///{state / 'state.db'}",
-                "GPUFLOW_POLL_INTERVAL_S": "1",
-                "GPUFLOW_GPU_LIMITS": f"total={gpu_limit}",
-                "GPUFLOW_JANITOR_GRACE_HOURS": "0.001",
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
-            }
-            print(f"==> [{db}] starting Airflow with GPUFLOW_GPU_LIMITS=total={gpu_limit}", flush=True)
-            with AirflowStack.start(state / "airflow", port=free_port(), env=env, database_url=metadata_url) as airflow:
-                airflow.wait_for_dag("gpu_train_and_serve")
-                airflow.wait_for_dag("gpu_janitor")
-                airflow.unpause("gpu_train_and_serve")
-                rows: list[Row] = []
+            def measure(row: Row) -> None:  # each row as it comes, so a stopped suite keeps its figures
+                print(f"    {row.line()}", flush=True)
+                rows.append(row)
 
-                def measure(row: Row) -> None:  # each row as it comes, so a stopped suite keeps its figures
-                    print(f"    {row.line()}", flush=True)
-                    rows.append(row)
-
-                if not only or "concurrent" in only:
-                    measure(concurrent(airflow, emulator, db, runs, gpu_limit))
-                if not only or "mark-failed" in only:
-                    measure(mark_failed(airflow, emulator, db))
-                if not only or "faults" in only:
-                    for fault in FAULTS:
-                        measure(process_fault(airflow, emulator, db, fault))
-                return rows
-    finally:
-        stores.stop()
+            if not only or "concurrent" in only:
+                measure(concurrent(airflow, emulator, db, runs, gpu_limit))
+            if not only or "mark-failed" in only:
+                measure(mark_failed(airflow, emulator, db))
+            if not only or "faults" in only:
+                for fault in FAULTS:
+                    measure(process_fault(airflow, emulator, db, fault))
+            return rows
 
 
 if __name__ == "__main__":

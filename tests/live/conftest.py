@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -19,20 +18,7 @@ from gpuflow_emulator.stores import StoresConfig, worker_env
 from gpuflow_emulator.testing import EmulatorProcess, free_port
 
 from scripts.airflow_stack import AirflowStack
-from tests.support.emulated_clouds import FAKE_TRAINING, start_emulator
-
-FAST_CONF: dict[str, Any] = {
-    "accelerator": "L4",
-    "count": 1,
-    "capacity": "on-demand",
-    "clouds": ["gcp"],
-    "job_name": "live",
-    **FAKE_TRAINING,
-    "served_model_name": "tiny",
-    "benchmark_requests": 4,
-    "benchmark_rate": 20.0,
-}
-
+from tests.support.emulated_clouds import FAST_CONF, start_emulator
 
 RETRAINING_CONFIG = Path(__file__).resolve().parents[2] / "include" / "config" / "retraining.yaml"
 

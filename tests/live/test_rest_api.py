@@ -9,7 +9,8 @@ import requests
 
 from gpuflow.core import naming
 from include.examples import trigger_via_rest as example
-from tests.live.conftest import FAST_CONF, Live
+from tests.live.conftest import Live
+from tests.support.emulated_clouds import FAST_CONF
 
 DAG_ID = "gpu_train_and_serve"
 pytestmark = pytest.mark.timeout(900)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from gpuflow.core import naming
-from tests.live.conftest import FAST_CONF, Live
-from tests.support.emulated_clouds import fake_resumable_training
+from tests.live.conftest import Live
+from tests.support.emulated_clouds import FAST_CONF, fake_resumable_training
 
 DAG_ID = "gpu_train_and_serve"
 pytestmark = pytest.mark.timeout(900)

@@ -20,7 +20,8 @@ from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from gpuflow.core import naming
 from gpuflow.params import COST, PROMOTION, SERVING, TRAINING, WHAT, WHERE
-from tests.live.conftest import FAST_CONF, Live
+from tests.live.conftest import Live
+from tests.support.emulated_clouds import FAST_CONF
 
 DAG_ID = "gpu_train_and_serve"
 SECTIONS = [WHAT, WHERE, COST, TRAINING, SERVING, PROMOTION]

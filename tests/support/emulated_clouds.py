@@ -43,6 +43,19 @@ FAKE_TRAINING: dict[str, Any] = {
     "training_command": ["python", "-c", FAKE_TRAIN],
 }
 
+# A whole pipeline run in about a minute on running Airflow: one L4 on GCP, one-line training, the vLLM double.
+FAST_CONF: dict[str, Any] = {
+    "accelerator": "L4",
+    "count": 1,
+    "capacity": "on-demand",
+    "clouds": ["gcp"],
+    "job_name": "live",
+    **FAKE_TRAINING,
+    "served_model_name": "tiny",
+    "benchmark_requests": 4,
+    "benchmark_rate": 20.0,
+}
+
 # A training of FAKE_STEPS short steps that behaves as the real trainer does where a preemption is concerned: it
 # checkpoints its step after every step, resumes from the checkpoint, and on SIGTERM finishes the step, checkpoints
 # and exits 143. The model's config.json records the step each start began at ("starts"), so a test can tell a
