@@ -1,6 +1,7 @@
 """The short part of the chaos suite (``make chaos``, ``bench/chaos``) that runs in ``make test``: a task's own
-process killed outright while it asks a cloud for a node pool. Its retry must carry the run to ``success``, and
-nothing may be left on the clouds (the whole suite, with the triggerer and scheduler kills, is ``make chaos``)."""
+process killed outright as soon as it runs ``create_node_pool`` (found by its process title, so the kill lands in
+the second or so the task lives). Its retry must carry the run to ``success``, and nothing may be left on the clouds
+(the whole suite, with the triggerer and scheduler kills, is ``make chaos``)."""
 
 from __future__ import annotations
 
