@@ -15,12 +15,18 @@ gone, and its failed requests and latency are reported. The first run of a named
 (gated on its own failures only). A new try after the switch finds its own revision live and only retires the old.
 An adapter run (``adapter_rank``) deployed no revision: its adapter is loaded into the live one
 (``adapter_promotion``).
+
+One change to an endpoint at a time: a promotion (from its gate to the old revision's deletion, or an adapter's
+load) and ``gpu_endpoint_delete`` hold the endpoint's lock in the state database (``changing_endpoint``); another
+run's promotion onto the same endpoint waits, logging whose change it waits for.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
@@ -42,17 +48,22 @@ from gpuflow.operators.adapter_promotion import promote_adapter
 from gpuflow.operators.endpoint import EndpointTask
 from gpuflow.operators.runtime import JOB_NAMESPACE, clusters, run_of
 from gpuflow.operators.teardown import DEFAULT_DELETE_TIMEOUT_S, PROMOTED_XCOM
+from gpuflow.provisioning import Run
 from gpuflow.serving.benchmark import BenchmarkConfig, BenchmarkReport, run_benchmark
 from gpuflow.serving.client import OpenAIClient, service_proxy_endpoint
 from gpuflow.serving.gate import GateBounds, GateVerdict, judge
 from gpuflow.serving.load import MeasuredAct
 from gpuflow.serving.vllm_args import PORT
 from gpuflow.state.admission import Leases
+from gpuflow.state.endpoint_locks import EndpointLocks
 from gpuflow.state.ledger import Ledger
 
 GATE_XCOM = "gate"  # the gate's verdict: passed, reasons, figures
 GATE_REQUESTS = 16  # per model; the same prompts for both
 WARM_UP_ANSWERS = 20  # answers through the front before the switch: the "before" latency
+# How long an endpoint's lock holds unless given back: longer than any promotion (gate, drain, the old revision's
+# deletion within DEFAULT_DELETE_TIMEOUT_S) or deletion; a lock left by a killed task blocks others at most this long.
+LOCK_HOLD = timedelta(hours=1)
 
 
 class PromoteOperator(EndpointTask):
@@ -68,8 +79,13 @@ class PromoteOperator(EndpointTask):
         if not front:
             self.log.info("no endpoint_name: the run's own endpoint is not promoted anywhere")
             return None
-        if job.get("adapter_rank"):
-            return promote_adapter(self, context, job, front)
+        with changing_endpoint(front, run_of(context), self.log):
+            if job.get("adapter_rank"):
+                return promote_adapter(self, context, job, front)
+            return self._promote(context, job, front)
+
+    def _promote(self, context: Context, job: dict[str, Any], front: str) -> dict[str, Any]:
+        """Gate, switch and retire, holding the endpoint's lock."""
         pool = self.ready_pool(context)
         spec = self.spec(context, pool)
         live = live_endpoint(front, pool.cluster, JOB_NAMESPACE)
@@ -185,19 +201,55 @@ class DeleteEndpointOperator(BaseOperator):
         name = self.endpoint_name
         if not name:
             raise AirflowFailException("endpoint_name is empty: name the endpoint to delete")
-        removed = delete_endpoint(
-            name,
-            clusters().by_region.values(),
-            JOB_NAMESPACE,
-            timeout_s=self.delete_timeout_s,
-            poll_interval_s=poll_interval_s(),
-        )
+        with changing_endpoint(name, run_of(context), self.log):
+            removed = delete_endpoint(
+                name,
+                clusters().by_region.values(),
+                JOB_NAMESPACE,
+                timeout_s=self.delete_timeout_s,
+                poll_interval_s=poll_interval_s(),
+            )
         settle(removed, f"endpoint {name} deleted", self.log)
         deleted = removed.swept.deleted_objects + [p.name for p in removed.swept.deleted_pools]
         self.log.info("endpoint %s: deleted %s", name, ", ".join(deleted) or "nothing (no such endpoint)")
         if removed.problems:
             raise AirflowException(f"endpoint {name} not wholly deleted: " + "; ".join(removed.problems))
         return {"endpoint": name, "deleted": deleted}
+
+
+@contextmanager
+def changing_endpoint(
+    endpoint: str,
+    run: Run,
+    log: Any,
+    *,
+    locks: EndpointLocks | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Iterator[None]:
+    """Hold ``endpoint``'s lock (``gpuflow.state.endpoint_locks``) for ``run`` while the block runs, waiting while
+    someone else changes the endpoint; the wait is logged whenever its holder changes."""
+    locks = locks or EndpointLocks()
+    holder, detail = naming.run_key(run.dag_id, run.run_id), f"run {run.run_id} of {run.dag_id}"
+    seen: str | None = None
+    while (other := locks.take(endpoint, holder, detail, now=clock(), hold=LOCK_HOLD)) is not None:
+        if other.holder != seen:
+            seen = other.holder
+            log.info(
+                "endpoint %s is being changed by %s (since %s): waiting until it is done, or until its lock "
+                "expires at %s",
+                endpoint,
+                other.detail,
+                other.taken_at.isoformat(timespec="seconds"),
+                other.expires_at.isoformat(timespec="seconds"),
+            )
+        sleep(poll_interval_s())
+    if seen is not None:
+        log.info("endpoint %s: the change before this one is done", endpoint)
+    try:
+        yield
+    finally:
+        locks.release(endpoint, holder)
 
 
 def settle(removed: Removed, why: str, log: Any) -> None:

@@ -92,3 +92,16 @@ leases_table = Table(
     Column("granted_at", DateTime(timezone=True)),
     Column("released_at", DateTime(timezone=True)),
 )
+
+
+# Who is changing a named endpoint (promoting onto it, or deleting it), so two runs never change one at once: a
+# second promotion would retire the revision the first just switched to. One row per endpoint while it is held.
+endpoint_locks_table = Table(
+    "gpuflow_endpoint_locks",
+    metadata,
+    Column("endpoint", String(63), primary_key=True),
+    Column("holder", String(250), nullable=False),  # the run key, or the DAG run that deletes it
+    Column("detail", String(500), nullable=False, default=""),  # dag_id/run_id, for the waiter's log
+    Column("taken_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
