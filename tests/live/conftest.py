@@ -62,6 +62,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, object_stores: StoresConfig) 
             **worker_env(object_stores),
             "GPUFLOW_STATE_URL": f"sqlite:///{state / 'state.db'}",
             "GPUFLOW_POLL_INTERVAL_S": "1",
+            "GPUFLOW_SWAP_DRAIN_S": "3",  # a named endpoint's old revision drains 3 s, not 30
             "GPUFLOW_RETRAINING_CONFIG": str(fast_retraining_config(state)),
         }
         with AirflowStack.start(state / "airflow", port=free_port(), env=env) as airflow:
